@@ -1,0 +1,1 @@
+"""Classical segmentation methods. Each module registers its methods in bench.methods."""

@@ -1,0 +1,179 @@
+"""The one dataset interface of segbench.
+
+A *dataset* (e.g. CamVid) has fixed class names, a colour palette and an ignore index
+(:class:`DatasetInfo`) and one or more named *splits* (``train``, ``val``, ``test``).
+A :class:`Split` is a sequence of :class:`Sample`: an RGB ``uint8`` HxWx3 image and an
+integer HxW label map whose values are class indices or the ignore index.
+
+Every reader raises :class:`DatasetError` naming the offending file; nothing is skipped
+silently.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+
+class DatasetError(ValueError):
+    """Bad or missing data. The message always names the file or folder at fault."""
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What every consumer needs to know about a dataset's label space."""
+
+    name: str
+    class_names: tuple[str, ...]
+    palette: np.ndarray = field(compare=False)  # (num_classes, 3) uint8 RGB, one row a class
+    ignore_index: int | None = 255  # label value left out of every metric and loss
+    citation: str = ""
+
+    def __post_init__(self) -> None:
+        pal = np.asarray(self.palette, dtype=np.uint8)
+        if pal.shape != (len(self.class_names), 3):
+            raise ValueError(
+                f"{self.name}: palette has shape {pal.shape}, expected ({len(self.class_names)}, 3)"
+            )
+        object.__setattr__(self, "palette", pal)
+        if self.ignore_index is not None and 0 <= self.ignore_index < len(self.class_names):
+            raise ValueError(f"{self.name}: ignore index {self.ignore_index} is a class index")
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def colorize(self, label: np.ndarray) -> np.ndarray:
+        """Label map -> RGB image with the palette; the ignore index is drawn black."""
+        lut = np.zeros((256 if label.dtype == np.uint8 else max(int(label.max(initial=0)) + 1, self.num_classes), 3), np.uint8)
+        lut[: self.num_classes] = self.palette
+        safe = np.where((label >= 0) & (label < len(lut)), label, 0)
+        out = lut[safe]
+        if self.ignore_index is not None:
+            out[label == self.ignore_index] = 0
+        return out
+
+
+@dataclass
+class Sample:
+    image: np.ndarray  # HxWx3 uint8 RGB
+    label: np.ndarray  # HxW integer (uint8 when the classes fit, else int32)
+    id: str  # stable identifier, usually the file stem
+
+
+class Split(ABC, Sequence[Sample]):
+    """A named, ordered, finite part of a dataset. Indexing loads one sample."""
+
+    def __init__(self, info: DatasetInfo, name: str):
+        self.info = info
+        self.name = name
+
+    @abstractmethod
+    def __len__(self) -> int: ...
+
+    @abstractmethod
+    def load(self, index: int) -> Sample:
+        """Read and validate sample ``index``; raise DatasetError naming the file when bad."""
+
+    @property
+    @abstractmethod
+    def ids(self) -> list[str]:
+        """Sample identifiers in order, available without reading any pixels."""
+
+    def __getitem__(self, index: int) -> Sample:  # type: ignore[override]
+        if not -len(self) <= index < len(self):
+            raise IndexError(index)
+        return self.load(index % len(self))
+
+    def __iter__(self) -> Iterator[Sample]:
+        for i in range(len(self)):
+            yield self.load(i)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.info.name}/{self.name}: {len(self)} samples>"
+
+
+class Dataset(ABC):
+    """A dataset family instance bound to a root folder (or to a seed for synthetic data)."""
+
+    #: registry name, set by :func:`bench.datasets.register_dataset`
+    name: str = ""
+    #: True when the data ships with segbench or is generated (no --data-root needed)
+    builtin: bool = False
+
+    @property
+    @abstractmethod
+    def info(self) -> DatasetInfo: ...
+
+    @abstractmethod
+    def split_names(self) -> list[str]:
+        """Splits that exist (on disk or by construction)."""
+
+    @abstractmethod
+    def split(self, name: str) -> Split:
+        """Return a split; raise DatasetError naming the folder when it is missing or empty."""
+
+    def describe(self) -> str:
+        return f"{self.name}: {self.info.num_classes} classes"
+
+
+class FileSplit(Split):
+    """A split backed by (image path, mask path) pairs and a mask decoder.
+
+    ``decode_label(path, image_shape) -> label`` turns a mask file into a label map; it
+    must raise :class:`DatasetError` for bad content. Image/mask size agreement and the
+    label range are checked here, once, for every file-based dataset.
+    """
+
+    def __init__(self, info: DatasetInfo, name: str, pairs: Sequence[tuple[Path, Path]], decode_label, ids=None):
+        super().__init__(info, name)
+        if not pairs:
+            raise DatasetError(f"{info.name}: split '{name}' is empty")
+        self.pairs = [(Path(a), Path(b)) for a, b in pairs]
+        self._ids = list(ids) if ids is not None else [a.stem for a, _ in self.pairs]
+        self._decode_label = decode_label
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    @property
+    def ids(self) -> list[str]:
+        return self._ids
+
+    def load(self, index: int) -> Sample:
+        from bench.datasets.io import check_label_range, read_rgb
+
+        img_path, mask_path = self.pairs[index]
+        image = read_rgb(img_path)
+        label = self._decode_label(mask_path)
+        if label.shape != image.shape[:2]:
+            raise DatasetError(
+                f"{mask_path}: mask is {label.shape[1]}x{label.shape[0]} but image {img_path.name} "
+                f"is {image.shape[1]}x{image.shape[0]} (WxH)"
+            )
+        check_label_range(label, self.info, mask_path)
+        return Sample(image=image, label=label, id=self._ids[index])
+
+
+class InMemorySplit(Split):
+    """A split over arrays already in memory (tests, generated data, subsets)."""
+
+    def __init__(self, info: DatasetInfo, name: str, samples: Sequence[Sample]):
+        super().__init__(info, name)
+        if not samples:
+            raise DatasetError(f"{info.name}: split '{name}' is empty")
+        self.samples = list(samples)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    @property
+    def ids(self) -> list[str]:
+        return [s.id for s in self.samples]
+
+    def load(self, index: int) -> Sample:
+        return self.samples[index]
