@@ -19,9 +19,10 @@ from typing import Any, ClassVar, Sequence
 import numpy as np
 
 from bench.datasets.base import DatasetInfo, Split
+from bench.errors import SegbenchError
 
 
-class MethodError(ValueError):
+class MethodError(SegbenchError, ValueError):
     """Bad settings or a method used wrongly (e.g. predict before fit)."""
 
 

@@ -29,11 +29,13 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
+from bench.errors import SegbenchError
+
 SCHEMA = 1
 RECORDS_FILE = "records.jsonl"
 
 
-class RecordsError(ValueError):
+class RecordsError(SegbenchError, ValueError):
     """A records file that cannot be read; the message names the file and line."""
 
 

@@ -18,8 +18,10 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from bench.errors import SegbenchError
 
-class DatasetError(ValueError):
+
+class DatasetError(SegbenchError, ValueError):
     """Bad or missing data. The message always names the file or folder at fault."""
 
 

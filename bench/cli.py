@@ -1,0 +1,200 @@
+"""The `python -m bench` command line: run, list, report, evaluate, models.
+
+Every error is one line on stderr and a non-zero exit; set SEGBENCH_DEBUG=1 for tracebacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from bench.errors import SegbenchError
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class CliError(SegbenchError):
+    """An error to report as one line."""
+
+
+def _parse_hw(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HxW such as 360x480, got {text!r}") from None
+    if h < 1 or w < 1:
+        raise argparse.ArgumentTypeError(f"sizes must be positive, got {text!r}")
+    return h, w
+
+
+def _parse_seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seeds takes integers separated by commas, got {text!r}") from None
+    if not seeds:
+        raise argparse.ArgumentTypeError("--seeds needs at least one seed")
+    return seeds
+
+
+def _check_device(device: str) -> None:
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise CliError(f"--device {device}: no CUDA device is available on this machine (use --device cpu)")
+    elif device != "cpu":
+        raise CliError(f"--device must be cpu or cuda[:N], not {device!r}")
+
+
+# -- commands -----------------------------------------------------------------------------
+def cmd_run(args: argparse.Namespace) -> int:
+    from bench.metrics import CONVENTIONS
+    from bench.report import build_report, format_leaderboard_text
+    from bench.runner import Runner, plan_jobs
+    from bench.suites import load_suite
+
+    _check_device(args.device)
+    if args.miou_convention not in CONVENTIONS:
+        raise CliError(f"--miou-convention must be one of {', '.join(CONVENTIONS)}")
+    suite = load_suite(args.suite)
+    only = [m.strip() for m in args.only.split(",")] if args.only else None
+    jobs = plan_jobs(suite, args.dataset, args.data_root, args.eval_split, args.device, args.seeds, only,
+                     args.miou_convention)
+    out = Path(args.out)
+    progress = not args.no_progress
+    print(f"segbench: suite '{suite.name}' ({len(jobs)} jobs) on {jobs[0].dataset if jobs else '-'}"
+          f"/{args.eval_split}, device {args.device}; records in {out / 'records.jsonl'}", file=sys.stderr)
+    counts = Runner(out, force=args.force, progress=progress).run(jobs)
+    paths = build_report(out)
+    print(format_leaderboard_text(out))
+    print(f"\n{counts['ok']} done, {counts['failed']} failed, {counts['skipped']} already done (skipped; --force redoes them)")
+    print("leaderboard: " + ", ".join(str(p) for p in paths.values() if str(p).endswith((".md", ".csv"))))
+    return 1 if counts["failed"] else 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from bench.datasets import DEFAULT_DATASET, dataset_class, dataset_names
+    from bench.methods import method_class, method_names
+    from bench.suites import load_suite, suite_names
+
+    print("methods:")
+    for name in method_names():
+        cls = method_class(name)
+        doc = (cls.__doc__ or "").strip().splitlines()
+        print(f"  {name:<18s} {cls.kind:<9s} {doc[0] if doc else ''}")
+    print("datasets:")
+    for name in dataset_names():
+        cls = dataset_class(name)
+        doc = (cls.__doc__ or "").strip().splitlines()
+        tag = " (default)" if name == DEFAULT_DATASET else (" (built in)" if cls.builtin else "")
+        print(f"  {name:<18s} {(doc[0] if doc else '')}{tag}")
+    print("suites:")
+    for name in suite_names():
+        s = load_suite(name)
+        print(f"  {name:<18s} {len(s.jobs):>2d} jobs  {s.description}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from bench.records import RECORDS_FILE
+    from bench.report import build_report, format_leaderboard_text
+
+    out = Path(args.out)
+    if not (out / RECORDS_FILE).exists():
+        raise CliError(f"{out / RECORDS_FILE}: no records to report (run `python -m bench run` first)")
+    paths = build_report(out)
+    print(format_leaderboard_text(out))
+    print("\nwritten: " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from bench.evaluate import evaluate_folders, format_result
+
+    result = evaluate_folders(args.pred, args.gt, args.num_classes, ignore_index=args.ignore_index,
+                              convention=args.miou_convention, boundary=not args.no_boundary,
+                              progress=not args.no_progress)
+    print(format_result(result, args.format))
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from deep.summary import format_table, model_table
+
+    table = model_table(input_hw=args.input, num_classes=args.num_classes, width=args.width)
+    print(format_table(table, args.format))
+    return 0
+
+
+# -- parser -------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    r = sub.add_parser("run", help="run a suite of jobs and write the leaderboard")
+    r.add_argument("--suite", required=True, help="suite name (see `list`) or path to a suite .yaml")
+    r.add_argument("--dataset", help="dataset name (default: the suite's, else ccp-mini)")
+    r.add_argument("--data-root", help="folder that holds the dataset (not needed for built-in data)")
+    r.add_argument("--eval-split", default="val", choices=["val", "test"], help="split to score on (default val)")
+    r.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
+    r.add_argument("--seeds", type=_parse_seeds, default=[0], help="comma-separated seeds, one job each (default 0)")
+    r.add_argument("--only", help="comma-separated method names: run only these jobs of the suite")
+    r.add_argument("--miou-convention", default="mmseg",
+                   help="mmseg (default: absent classes left out), smp (absent = 1.0), per-image (Keras-style)")
+    r.add_argument("--out", default="results", help="output folder (default results/)")
+    r.add_argument("--force", action="store_true", help="redo jobs that already have a record")
+    r.add_argument("--no-progress", action="store_true", help="no progress bars")
+    r.set_defaults(func=cmd_run)
+
+    ls = sub.add_parser("list", help="list methods, datasets and suites")
+    ls.set_defaults(func=cmd_list)
+
+    rep = sub.add_parser("report", help="rebuild leaderboards and plots from the records")
+    rep.add_argument("--out", default="results", help="the run's output folder (default results/)")
+    rep.set_defaults(func=cmd_report)
+
+    ev = sub.add_parser("evaluate", help="score a folder of predicted index PNGs against ground truth")
+    ev.add_argument("--pred", required=True, help="folder of predicted index PNGs")
+    ev.add_argument("--gt", required=True, help="folder of ground-truth index PNGs (same file names)")
+    ev.add_argument("--num-classes", type=int, required=True)
+    ev.add_argument("--ignore-index", type=int, default=None)
+    ev.add_argument("--miou-convention", default="mmseg")
+    ev.add_argument("--no-boundary", action="store_true", help="skip the boundary F1 score (faster)")
+    ev.add_argument("--format", default="text", choices=["text", "md", "json"])
+    ev.add_argument("--no-progress", action="store_true")
+    ev.set_defaults(func=cmd_evaluate)
+
+    mo = sub.add_parser("models", help="table of the networks: parameters, GFLOPs, output stride")
+    mo.add_argument("--input", type=_parse_hw, default=(360, 480), help="HxW (default 360x480)")
+    mo.add_argument("--num-classes", type=int, default=21)
+    mo.add_argument("--width", type=float, default=1.0, help="channel width multiplier (default 1.0)")
+    mo.add_argument("--format", default="md", choices=["md", "csv"])
+    mo.set_defaults(func=cmd_models)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("\nsegbench: interrupted; finished jobs are saved in the records; run the same command "
+              "again to finish the rest", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as e:  # one clear line, not a traceback
+        if os.environ.get("SEGBENCH_DEBUG"):
+            raise
+        msg = " ".join(str(e).split()) or type(e).__name__
+        if isinstance(e, (SegbenchError, FileNotFoundError, PermissionError)):
+            print(f"segbench: error: {msg}", file=sys.stderr)
+            return EXIT_USAGE
+        print(f"segbench: error: {type(e).__name__}: {msg} (set SEGBENCH_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""What a record needs to be reproducible: library versions, the device, the git commit."""
+
+from __future__ import annotations
+
+import functools
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+_PACKAGES = ["numpy", "torch", "torchvision", "opencv-python-headless", "scikit-image", "scikit-learn", "scipy", "pandas"]
+REPO_DIR = Path(__file__).resolve().parents[1]
+
+
+@functools.cache
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version(), "segbench": _version("segbench")}
+    for pkg in _PACKAGES:
+        out[pkg] = _version(pkg)
+    try:
+        import torch
+
+        out["cuda"] = torch.version.cuda or "none"
+        if torch.cuda.is_available():
+            out["cudnn"] = str(torch.backends.cudnn.version())
+            out["driver"] = _nvidia_driver()
+    except ImportError:
+        pass
+    return out
+
+
+def _version(pkg: str) -> str:
+    try:
+        return metadata.version(pkg)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _nvidia_driver() -> str:
+    try:
+        r = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+            capture_output=True, text=True, timeout=10,
+        )
+        return r.stdout.strip().splitlines()[0] if r.returncode == 0 and r.stdout.strip() else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+@functools.cache
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def device_name(device: str) -> str:
+    """A human-readable device name, e.g. 'cuda: NVIDIA H100 80GB HBM3' or 'cpu: AMD EPYC ... (2 threads)'."""
+    if device.startswith("cuda"):
+        import torch
+
+        return f"cuda: {torch.cuda.get_device_name(torch.device(device))}"
+    import os
+
+    try:
+        import torch
+
+        threads = torch.get_num_threads()
+    except ImportError:
+        threads = os.cpu_count()
+    return f"cpu: {cpu_name()} ({threads} threads)"
+
+
+@functools.cache
+def git_commit(repo: Path = REPO_DIR) -> str | None:
+    """HEAD of the segbench checkout, with '-dirty' when it has uncommitted changes."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10)
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo, capture_output=True, text=True, timeout=10
+        )
+        return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return None

@@ -1,0 +1,299 @@
+"""Jobs and the local runner: fit, predict, score, time, record; one job at a time.
+
+A :class:`Job` is one method with its settings on one dataset split, one seed, one device.
+Its ``job_id`` is a hash of exactly those things, so a rerun finds the jobs already done
+in ``records.jsonl`` and skips them (``force`` redoes them). A job that raises is recorded
+as failed with its error and the run goes on; records are written atomically after each
+job, so an interrupt loses at most the job under way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import hashlib
+import json
+import os
+import platform
+import random
+import shlex
+import tempfile
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+from PIL import Image
+from tqdm.auto import tqdm
+
+from bench import provenance
+from bench.datasets import Dataset, DatasetError, get_dataset
+from bench.errors import SegbenchError
+from bench.methods import Method, create_method, method_class
+from bench.metrics import Scorer
+from bench.records import RECORDS_FILE, SCHEMA, read_records, upsert_record
+from bench.suites import Suite
+from bench.timing import timed
+
+#: how many evaluation images get their predictions saved for the report's image grid
+N_SAVED_PREDICTIONS = 3
+
+
+class RunError(SegbenchError, RuntimeError):
+    """A run that cannot start (bad output folder, bad job list)."""
+
+
+@dataclass(frozen=True)
+class Job:
+    suite: str
+    method: str
+    dataset: str
+    data_root: str | None = None
+    eval_split: str = "val"
+    seed: int = 0
+    device: str = "cpu"
+    settings: dict[str, Any] = field(default_factory=dict, hash=False)
+    miou_convention: str = "mmseg"
+
+    @property
+    def job_id(self) -> str:
+        key = {
+            "method": self.method,
+            "settings": self.settings,
+            "dataset": self.dataset,
+            "data_root": str(Path(self.data_root).resolve()) if self.data_root else None,
+            "eval_split": self.eval_split,
+            "seed": self.seed,
+            "device": self.device,
+            "miou_convention": self.miou_convention,
+        }
+        digest = hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
+        return f"{self.method}-{digest}"
+
+    def command(self, out_dir: str | Path) -> str:
+        """The command line that reruns exactly this job."""
+        parts = ["python", "-m", "bench", "run", "--suite", self.suite, "--dataset", self.dataset]
+        if self.data_root:
+            parts += ["--data-root", str(self.data_root)]
+        parts += ["--eval-split", self.eval_split, "--device", self.device, "--seeds", str(self.seed),
+                  "--only", self.method, "--miou-convention", self.miou_convention, "--out", str(out_dir)]
+        return shlex.join(parts)
+
+
+def plan_jobs(
+    suite: Suite,
+    dataset: str | None,
+    data_root: str | None = None,
+    eval_split: str = "val",
+    device: str = "cpu",
+    seeds: Iterable[int] = (0,),
+    only: Iterable[str] | None = None,
+    miou_convention: str = "mmseg",
+) -> list[Job]:
+    """Expand a suite into jobs, checking every method name and setting before any work."""
+    from bench.datasets import DEFAULT_DATASET
+    from bench.methods import make_settings
+
+    dataset = dataset or suite.dataset or DEFAULT_DATASET
+    only_set = set(only) if only else None
+    if only_set:
+        unknown = only_set - {j.method for j in suite.jobs}
+        if unknown:
+            raise RunError(f"--only names method(s) not in suite '{suite.name}': {', '.join(sorted(unknown))}")
+    jobs = []
+    for seed in seeds:
+        for sj in suite.jobs:
+            if only_set and sj.method not in only_set:
+                continue
+            cls = method_class(sj.method)
+            settings = dataclasses.asdict(make_settings(cls, sj.settings))  # full, defaults filled in
+            jobs.append(Job(suite.name, sj.method, dataset, data_root, eval_split, int(seed), device, settings, miou_convention))
+    return jobs
+
+
+def check_output_dir(out_dir: Path) -> None:
+    """Fail before any work when results could not be saved."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out_dir, prefix=".write-test-") as f:
+            f.write(b"x" * 65536)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        raise RunError(f"{out_dir}: cannot write results there ({e.strerror or e})") from None
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    try:
+        import torch
+
+        torch.manual_seed(seed)
+    except ImportError:
+        pass
+
+
+def _write_png_atomic(path: Path, array: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    Image.fromarray(array).save(tmp, format="PNG")
+    os.replace(tmp, path)
+
+
+def _index_png(label: np.ndarray) -> np.ndarray:
+    """Label maps as PNG-storable arrays: uint8 when they fit, else uint16."""
+    if label.min(initial=0) >= 0 and label.max(initial=0) < 256:
+        return label.astype(np.uint8)
+    return label.astype(np.uint16)
+
+
+def save_samples(out_dir: Path, dataset: Dataset, split, n: int = N_SAVED_PREDICTIONS) -> None:
+    """Images, ground truths and the palette of the first ``n`` evaluation images (for the grid plot)."""
+    folder = out_dir / "samples" / dataset.name / split.name
+    info = split.info
+    meta = {"class_names": list(info.class_names), "palette": info.palette.tolist(), "ignore_index": info.ignore_index}
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "palette.json").write_text(json.dumps(meta))
+    for i in range(min(n, len(split))):
+        s = split[i]
+        if not (folder / f"{s.id}_gt.png").exists():
+            _write_png_atomic(folder / f"{s.id}_image.png", s.image)
+            _write_png_atomic(folder / f"{s.id}_gt.png", _index_png(s.label))
+
+
+class Runner:
+    """Runs jobs locally, one after the other, and keeps the records file up to date."""
+
+    def __init__(self, out_dir: str | Path, force: bool = False, progress: bool = True,
+                 on_event: Callable[[str], None] | None = None):
+        self.out_dir = Path(out_dir)
+        self.records_path = self.out_dir / RECORDS_FILE
+        self.force = force
+        self.progress = progress
+        self.log = on_event or (lambda msg: tqdm.write(msg))
+        self._datasets: dict[tuple, Dataset] = {}
+
+    # -- public -------------------------------------------------------------------------
+    def run(self, jobs: list[Job]) -> dict[str, int]:
+        check_output_dir(self.out_dir)
+        done = {r["job_id"] for r in read_records(self.records_path) if r.get("status") == "ok"}
+        counts = {"ok": 0, "failed": 0, "skipped": 0}
+        bar = tqdm(jobs, desc="suite", unit="job", disable=not self.progress)
+        for job in bar:
+            bar.set_postfix_str(f"{job.method} on {job.dataset}")
+            if job.job_id in done and not self.force:
+                counts["skipped"] += 1
+                continue
+            record = self.run_job(job)
+            upsert_record(self.records_path, record)
+            counts[record["status"]] += 1
+            if record["status"] == "ok":
+                self.log(f"{job.method:>18s} on {job.dataset}/{job.eval_split}: mIoU {100 * (record['miou'] or float('nan')):5.1f}  "
+                         f"{record['images_per_s']:.2f} img/s")
+            else:
+                self.log(f"{job.method:>18s} on {job.dataset}/{job.eval_split}: FAILED: {record['error']}")
+        return counts
+
+    def run_job(self, job: Job) -> dict[str, Any]:
+        """Run one job and return its record; any exception becomes a failed record."""
+        record = self._base_record(job)
+        try:
+            record.update(self._execute(job))
+            record["status"] = "ok"
+        except Exception as e:  # a job's failure must not stop the suite
+            record["status"] = "failed"
+            record["error"] = f"{type(e).__name__}: {' '.join(str(e).split())}"
+            record["traceback"] = traceback.format_exc()
+        record["finished"] = _now()
+        return record
+
+    # -- internals ----------------------------------------------------------------------
+    def _dataset(self, job: Job) -> Dataset:
+        key = (job.dataset, job.data_root)
+        if key not in self._datasets:
+            self._datasets[key] = get_dataset(job.dataset, job.data_root)
+        return self._datasets[key]
+
+    def _base_record(self, job: Job) -> dict[str, Any]:
+        cls = None
+        try:
+            cls = method_class(job.method)
+        except Exception:
+            pass
+        return {
+            "schema": SCHEMA, "job_id": job.job_id, "suite": job.suite, "method": job.method,
+            "kind": cls.kind if cls else None, "dataset": job.dataset, "data_root": job.data_root,
+            "eval_split": job.eval_split, "settings": job.settings, "seed": job.seed,
+            "status": None, "error": None, "traceback": None,
+            "miou": None, "pixel_acc": None, "mean_acc": None, "fwiou": None, "bf": None, "iou": None,
+            "class_names": None, "miou_convention": None, "miou_by_convention": None,
+            "n_train": None, "n_eval": None, "fit_time_s": None, "predict_time_per_image_s": None,
+            "images_per_s": None, "params": None,
+            "device": job.device, "device_name": None, "versions": provenance.versions(),
+            "git_commit": provenance.git_commit(), "command": job.command(self.out_dir),
+            "host": platform.node(), "started": _now(), "finished": None, "extra": {}, "predictions": [],
+        }
+
+    def _execute(self, job: Job) -> dict[str, Any]:
+        dataset = self._dataset(job)
+        if "train" not in dataset.split_names():
+            raise DatasetError(f"dataset '{dataset.name}' has no train split to fit on")
+        train = dataset.split("train")
+        evaluation = dataset.split(job.eval_split)
+        info = evaluation.info
+
+        seed_everything(job.seed)
+        method: Method = create_method(job.method, job.settings, seed=job.seed, device=job.device, progress=self.progress)
+        method.run_dir = self.out_dir / "runs" / job.job_id  # where methods may keep curves/checkpoints
+        if hasattr(method, "set_validation") and "val" in dataset.split_names():
+            method.set_validation(dataset.split("val"))
+
+        _, fit_time = timed(lambda: method.fit(train), method.sync)
+
+        scorer = Scorer(info.num_classes, info.ignore_index, convention=job.miou_convention)
+        oracle = Scorer(info.num_classes, info.ignore_index, boundary=False) if hasattr(method, "partition_oracle") else None
+        pred_dir = self.out_dir / "predictions" / job.job_id
+        save_samples(self.out_dir, dataset, evaluation)
+        saved: list[str] = []
+        times: list[float] = []
+        warm = False
+        for i, sample in enumerate(tqdm(evaluation, desc=f"{job.method}: predict {job.eval_split}",
+                                        unit="img", leave=False, disable=not self.progress)):
+            if not warm:  # one untimed call: lazy initialisation, caches, kernel selection
+                method.predict(sample.image)
+                warm = True
+            pred, seconds = timed(lambda: method.predict(sample.image), method.sync)
+            times.append(seconds)
+            pred = np.asarray(pred)
+            if pred.shape != sample.label.shape:
+                raise ValueError(f"{job.method} returned a {pred.shape} map for image {sample.id} of size {sample.label.shape}")
+            scorer.update(pred, sample.label)
+            if oracle is not None:
+                oracle.update(np.asarray(method.partition_oracle(sample.image, sample.label)), sample.label)
+            if i < N_SAVED_PREDICTIONS:
+                path = pred_dir / f"{sample.id}.png"
+                _write_png_atomic(path, _index_png(pred))
+                saved.append(str(path.relative_to(self.out_dir)))
+
+        result = scorer.result()
+        per_image = float(np.mean(times))
+        extra = dict(method.extra_metrics())
+        if oracle is not None:
+            extra["oracle_miou"] = oracle.result()["miou"]
+        return {
+            "miou": result["miou"], "pixel_acc": result["pixel_acc"], "mean_acc": result["mean_acc"],
+            "fwiou": result["fwiou"], "bf": result["bf"], "iou": result["iou"],
+            "class_names": list(info.class_names), "miou_convention": result["miou_convention"],
+            "miou_by_convention": result["miou_by_convention"],
+            "n_train": len(train), "n_eval": len(evaluation), "fit_time_s": fit_time,
+            "predict_time_per_image_s": per_image, "images_per_s": 1.0 / per_image if per_image > 0 else None,
+            "params": method.num_parameters(), "device_name": provenance.device_name(job.device),
+            "settings": method.settings_dict(), "extra": extra, "predictions": saved,
+        }
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+

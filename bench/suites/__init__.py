@@ -1,0 +1,104 @@
+"""Suites: plain YAML files in this folder, each a list of (method, settings) jobs.
+
+A suite file looks like::
+
+    description: every classical method
+    dataset: ccp-mini          # used when the command line names no --dataset
+    include: [classical]       # optional: the jobs of other suites, in order
+    jobs:
+      - method: sobel
+      - method: superpixel-crf
+        settings: {n_segments: 300}
+
+Nothing else is read: what a job runs is its method name and settings, written into its
+record. Unknown keys are errors that name the file and the job.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bench.errors import SegbenchError
+
+SUITE_DIR = Path(__file__).resolve().parent
+
+
+class SuiteError(SegbenchError, ValueError):
+    """A suite that cannot be read; the message names the file and the job."""
+
+
+@dataclass(frozen=True)
+class SuiteJob:
+    method: str
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Suite:
+    name: str
+    description: str
+    dataset: str | None
+    jobs: list[SuiteJob]
+    path: Path
+
+
+def suite_names() -> list[str]:
+    return sorted(p.stem for p in SUITE_DIR.glob("*.yaml"))
+
+
+def _suite_path(name_or_path: str) -> Path:
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") and p.exists():
+        return p
+    candidate = SUITE_DIR / f"{name_or_path}.yaml"
+    if candidate.exists():
+        return candidate
+    raise SuiteError(f"unknown suite '{name_or_path}'; known: {', '.join(suite_names())} (or a path to a .yaml file)")
+
+
+def load_suite(name_or_path: str, _seen: tuple[str, ...] = ()) -> Suite:
+    path = _suite_path(name_or_path)
+    if str(path) in _seen:
+        raise SuiteError(f"{path}: suite includes itself (via {' -> '.join(_seen)})")
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        raise SuiteError(f"{path}{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
+    if not isinstance(doc, dict):
+        raise SuiteError(f"{path}: a suite is a mapping with 'jobs' (and optionally description, dataset, include)")
+    unknown = set(doc) - {"description", "dataset", "include", "jobs"}
+    if unknown:
+        raise SuiteError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}")
+    jobs: list[SuiteJob] = []
+    for inc in doc.get("include") or []:
+        jobs.extend(load_suite(str(inc), _seen + (str(path),)).jobs)
+    raw_jobs = doc.get("jobs") or []
+    if not isinstance(raw_jobs, list):
+        raise SuiteError(f"{path}: 'jobs' must be a list")
+    for i, raw in enumerate(raw_jobs, 1):
+        if isinstance(raw, str):
+            raw = {"method": raw}
+        if not isinstance(raw, dict) or "method" not in raw:
+            raise SuiteError(f"{path}: job {i}: needs a 'method'")
+        extra = set(raw) - {"method", "settings"}
+        if extra:
+            raise SuiteError(f"{path}: job {i} ({raw['method']}): unknown key(s) {', '.join(sorted(extra))}")
+        settings = raw.get("settings") or {}
+        if not isinstance(settings, dict):
+            raise SuiteError(f"{path}: job {i} ({raw['method']}): 'settings' must be a mapping")
+        jobs.append(SuiteJob(str(raw["method"]), dict(settings)))
+    if not jobs:
+        raise SuiteError(f"{path}: suite has no jobs")
+    return Suite(
+        name=path.stem,
+        description=str(doc.get("description", "")),
+        dataset=doc.get("dataset"),
+        jobs=jobs,
+        path=path,
+    )
