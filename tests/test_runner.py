@@ -1,0 +1,190 @@
+"""The runner: records with every field, failures recorded, reruns skip, kills lose nothing."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench.methods import Method, register_method
+from bench.records import read_records
+from bench.runner import Job, Runner, RunError, check_output_dir, plan_jobs
+from bench.suites import Suite, SuiteJob, load_suite
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@register_method("test-crash-in-fit")
+class CrashInFit(Method):
+    """Raises in fit: stands for any method that breaks."""
+
+    def fit(self, train):
+        raise RuntimeError("deliberate failure\nsecond line")
+
+    def predict(self, image):
+        return np.zeros(image.shape[:2], np.int32)
+
+
+@register_method("test-wrong-size")
+class WrongSize(Method):
+    """Returns a label map of the wrong size."""
+
+    def fit(self, train):
+        self.info = train.info
+
+    def predict(self, image):
+        return np.zeros((3, 3), np.int32)
+
+
+def _suite(*methods):
+    return Suite("test", "", "shapes", [SuiteJob(m) for m in methods], Path("test.yaml"))
+
+
+REQUIRED_FIELDS = {
+    "job_id", "suite", "method", "kind", "dataset", "eval_split", "settings", "seed", "status",
+    "miou", "pixel_acc", "mean_acc", "fwiou", "bf", "iou", "class_names", "miou_convention",
+    "miou_by_convention", "n_train", "n_eval", "fit_time_s", "predict_time_per_image_s",
+    "images_per_s", "params", "device", "device_name", "versions", "git_commit", "command", "predictions",
+}
+
+
+def test_a_job_record_has_every_field_and_real_numbers(tmp_path):
+    jobs = plan_jobs(_suite("majority"), None)
+    counts = Runner(tmp_path, progress=False).run(jobs)
+    assert counts == {"ok": 1, "failed": 0, "skipped": 0}
+    (rec,) = read_records(tmp_path / "records.jsonl")
+    assert REQUIRED_FIELDS <= set(rec)
+    assert rec["status"] == "ok" and rec["kind"] == "classical"
+    assert 0 < rec["miou"] < 1 and 0 < rec["pixel_acc"] <= 1
+    assert len(rec["iou"]) == len(rec["class_names"])
+    assert set(rec["miou_by_convention"]) == {"mmseg", "smp", "per-image"}
+    assert rec["images_per_s"] > 0 and rec["fit_time_s"] >= 0
+    assert "torch" in rec["versions"] and rec["device_name"].startswith("cpu")
+    assert "--only majority" in rec["command"] and "--seeds 0" in rec["command"]
+    for p in rec["predictions"]:
+        assert (tmp_path / p).is_file()
+
+
+def test_majority_predictor_iou_matches_the_class_frequency(tmp_path):
+    """A majority predictor's pixel accuracy is the eval frequency of the majority class."""
+    from bench.datasets import get_dataset
+
+    Runner(tmp_path, progress=False).run(plan_jobs(_suite("majority"), None))
+    (rec,) = read_records(tmp_path / "records.jsonl")
+    ds = get_dataset("shapes")
+    train_counts = sum(np.bincount(s.label.ravel(), minlength=ds.info.num_classes) for s in ds.split("train"))
+    majority = int(np.argmax(train_counts[: ds.info.num_classes]))
+    labels = np.concatenate([s.label.ravel() for s in ds.split("val")])
+    labels = labels[labels != ds.info.ignore_index] if ds.info.ignore_index is not None else labels
+    assert rec["pixel_acc"] == pytest.approx(np.mean(labels == majority))
+
+
+def test_a_crashing_job_is_recorded_and_the_suite_goes_on(tmp_path):
+    jobs = plan_jobs(_suite("test-crash-in-fit", "test-wrong-size", "majority"), None)
+    counts = Runner(tmp_path, progress=False).run(jobs)
+    assert counts == {"ok": 1, "failed": 2, "skipped": 0}
+    recs = {r["method"]: r for r in read_records(tmp_path / "records.jsonl")}
+    crash = recs["test-crash-in-fit"]
+    assert crash["status"] == "failed"
+    assert crash["error"] == "RuntimeError: deliberate failure second line"
+    assert "Traceback" in crash["traceback"] and crash["miou"] is None
+    assert "returned a (3, 3) map" in recs["test-wrong-size"]["error"]
+    assert recs["majority"]["status"] == "ok"
+
+
+def test_rerun_skips_done_jobs_retries_failed_and_force_redoes(tmp_path):
+    jobs = plan_jobs(_suite("majority", "test-crash-in-fit"), None)
+    Runner(tmp_path, progress=False).run(jobs)
+    first = {r["method"]: r for r in read_records(tmp_path / "records.jsonl")}
+    counts = Runner(tmp_path, progress=False).run(jobs)
+    assert counts == {"ok": 0, "failed": 1, "skipped": 1}
+    again = {r["method"]: r for r in read_records(tmp_path / "records.jsonl")}
+    assert again["majority"] == first["majority"]
+    assert len(read_records(tmp_path / "records.jsonl")) == 2
+    counts = Runner(tmp_path, force=True, progress=False).run(jobs)
+    assert counts == {"ok": 1, "failed": 1, "skipped": 0}
+
+
+def test_job_ids_depend_on_what_defines_the_job():
+    base = Job("s", "majority", "shapes")
+    assert base.job_id == Job("other-suite", "majority", "shapes").job_id  # the suite name is only a label
+    for changed in (Job("s", "majority", "shapes", seed=1), Job("s", "majority", "shapes", eval_split="test"),
+                    Job("s", "majority", "camvid", data_root="/x"), Job("s", "majority", "shapes", device="cuda"),
+                    Job("s", "majority", "shapes", settings={"a": 1}),
+                    Job("s", "majority", "shapes", miou_convention="smp")):
+        assert changed.job_id != base.job_id
+
+
+def test_plan_rejects_unknown_methods_settings_and_only(tmp_path):
+    from bench.methods import MethodError
+
+    with pytest.raises(MethodError, match="unknown method 'nope'"):
+        plan_jobs(_suite("nope"), None)
+    bad = Suite("t", "", "shapes", [SuiteJob("majority", {"colour": 1})], Path("t.yaml"))
+    with pytest.raises(MethodError, match="unknown setting"):
+        plan_jobs(bad, None)
+    with pytest.raises(RunError, match="not in suite"):
+        plan_jobs(_suite("majority"), None, only=["sobel"])
+    jobs = plan_jobs(_suite("majority"), None, seeds=[0, 1, 2])
+    assert [j.seed for j in jobs] == [0, 1, 2]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write to read-only folders")
+def test_read_only_output_folder_fails_before_any_work(tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        with pytest.raises(RunError, match="cannot write results"):
+            check_output_dir(ro)
+    finally:
+        ro.chmod(0o700)
+
+
+def test_output_path_that_is_a_file_fails_before_any_work(tmp_path):
+    f = tmp_path / "file"
+    f.write_text("x")
+    with pytest.raises(RunError, match="cannot write results"):
+        check_output_dir(f / "sub")
+
+
+def _cli(*args, cwd, **kw):
+    env = dict(os.environ, PYTHONPATH=str(REPO), MPLBACKEND="Agg")
+    return subprocess.Popen([sys.executable, "-m", "bench", *args], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+def test_killed_run_resumes_without_redoing_finished_jobs(tmp_path):
+    """SIGKILL part way, run again: every job ends with exactly one record, finished ones untouched."""
+    out = tmp_path / "out"
+    seeds = ",".join(str(s) for s in range(8))
+    args = ("run", "--suite", "smoke", "--dataset", "shapes", "--seeds", seeds, "--out", str(out), "--no-progress")
+    proc = _cli(*args, cwd=tmp_path)
+    records = out / "records.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if records.exists() and len(read_records(records)) >= 2:
+            break
+        time.sleep(0.02)
+    killed = proc.poll() is None
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    before = {r["job_id"]: r for r in read_records(records)}
+    assert killed and 2 <= len(before) < 8, "the run should have been killed part way"
+
+    proc = _cli(*args, cwd=tmp_path)
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr
+    after = read_records(records)
+    assert len(after) == 8 and len({r["job_id"] for r in after}) == 8
+    assert sorted(r["seed"] for r in after) == list(range(8))
+    for r in after:
+        if r["job_id"] in before:
+            assert r == before[r["job_id"]]  # not redone
+    assert f"{len(before)} already done" in stdout
+    assert (out / "leaderboard.md").exists()
