@@ -1,0 +1,396 @@
+"""Tests of bench.report: leaderboards, per-class tables and plots from job records."""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from bench import report
+from bench.records import write_records
+
+CAMVID = ["sky", "building", "pole", "road", "sidewalk", "tree", "sign", "fence", "car", "pedestrian", "bicyclist"]
+CONTEXT = [f"ctx{i:02d}" for i in range(20)]
+CAMVID_IDS = ["0001TP_006690", "Seq05VD_f00000"]
+
+
+def _iou(n: int, base: float, nan_at=(), null_at=()) -> list:
+    out = []
+    for c in range(n):
+        if c in nan_at:
+            out.append(None)
+        else:
+            out.append(round(min(1.0, base + 0.03 * (c % 5)), 4))
+    return out
+
+
+def rec(job_id, method, dataset="camvid", split="test", kind="classical", seed=0, status="ok", miou=0.4,
+        settings=None, iou=None, class_names=None, speed=10.0, extra=None, predictions=None, error=None, **kw):
+    r = {
+        "schema": 1, "job_id": job_id, "suite": "test", "method": method, "kind": kind, "dataset": dataset,
+        "data_root": "/data", "eval_split": split, "settings": settings or {}, "seed": seed, "status": status,
+        "error": error, "traceback": None,
+        "miou": miou if status == "ok" else None,
+        "pixel_acc": (miou + 0.3) if status == "ok" else None,
+        "mean_acc": (miou + 0.1) if status == "ok" else None,
+        "fwiou": (miou + 0.2) if status == "ok" else None,
+        "bf": (miou - 0.1) if status == "ok" else None,
+        "iou": iou if status == "ok" else None, "class_names": class_names,
+        "miou_convention": "mmseg" if status == "ok" else None,
+        "miou_by_convention": {"mmseg": miou, "smp": miou + 0.05, "per-image": None} if status == "ok" else {},
+        "n_train": 10, "n_eval": 5, "fit_time_s": 1.5, "predict_time_per_image_s": 1 / speed if speed else None,
+        "images_per_s": speed if status == "ok" else None, "params": None,
+        "device": "cpu", "versions": {"python": "3.11.9", "numpy": "1.26.4"}, "git_commit": "abc123def456",
+        "command": f"python -m bench run --method {method} --dataset {dataset} --seed {seed}",
+        "started": "2025-01-01T00:00:00", "finished": "2025-01-01T00:01:00", "host": "box",
+        "extra": extra or {}, "predictions": predictions or [],
+    }
+    r.update(kw)
+    return r
+
+
+def camvid_records() -> list[dict]:
+    preds = lambda job: [f"predictions/{job}/{i}.png" for i in CAMVID_IDS]  # noqa: E731
+    nan_cls = (10,)  # bicyclist is NaN for every method
+    return [
+        rec("j-slic", "slic", miou=0.31, iou=_iou(11, 0.2, nan_cls), class_names=CAMVID, speed=25.0,
+            settings={"n_segments": 200}, extra={"oracle_miou": 0.72, "regions_per_image": 180.5},
+            predictions=preds("j-slic")),
+        rec("j-slic400", "slic", miou=0.33, iou=_iou(11, 0.22, nan_cls), class_names=CAMVID, speed=12.0,
+            settings={"n_segments": 400}, extra={"oracle_miou": 0.78}),
+        rec("j-km", "kmeans", miou=0.12, iou=_iou(11, 0.05, nan_cls + (2,)), class_names=CAMVID, speed=400.0,
+            predictions=preds("j-km")),  # listed, but the PNGs are never written
+        rec("j-unet0", "unet", kind="deep", seed=0, miou=0.50, iou=_iou(11, 0.4, nan_cls), class_names=CAMVID,
+            speed=3.0, params=7_800_000, device="cuda:0", predictions=preds("j-unet0")),
+        rec("j-unet1", "unet", kind="deep", seed=1, miou=0.54, iou=_iou(11, 0.44, nan_cls), class_names=CAMVID,
+            speed=3.4, params=7_800_000, device="cuda:0", predictions=preds("j-unet1")),
+        rec("j-dl", "deeplab", kind="deep", status="failed", error="RuntimeError: CUDA out of memory",
+            device="cuda:0"),
+    ]
+
+
+def context_records() -> list[dict]:
+    return [
+        rec("c-maj", "majority", dataset="pascal_context", split="val", miou=0.02,
+            iou=_iou(20, 0.0, nan_at=(3, 4, 5)), class_names=CONTEXT, speed=5000.0),
+        rec("c-fcn", "fcn", dataset="pascal_context", split="val", kind="deep", miou=0.35,
+            iou=_iou(20, 0.3, nan_at=(3, 4)), class_names=CONTEXT, speed=20.0, params=35_000_000),
+    ]
+
+
+def write_samples(out: Path, dataset: str, split: str, ids, n_classes: int, palette_file=True):
+    d = out / "samples" / dataset / split
+    d.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    h, w = 24, 32
+    for i in ids:
+        Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(d / f"{i}_image.png")
+        gt = rng.integers(0, n_classes, (h, w)).astype(np.uint8)
+        gt[:4] = 255  # ignore band
+        Image.fromarray(gt).save(d / f"{i}_gt.png")
+    if palette_file:
+        pal = [[(37 * c) % 256, (91 * c) % 256, (53 * c + 40) % 256] for c in range(n_classes)]
+        names = CAMVID if n_classes == len(CAMVID) else [f"c{c}" for c in range(n_classes)]
+        (d / "palette.json").write_text(json.dumps({"class_names": names, "palette": pal, "ignore_index": 255}))
+
+
+def write_preds(out: Path, job: str, ids, n_classes: int):
+    d = out / "predictions" / job
+    d.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(1)
+    for i in ids:
+        Image.fromarray(rng.integers(0, n_classes, (24, 32)).astype(np.uint8)).save(d / f"{i}.png")
+
+
+@pytest.fixture(scope="module")
+def full(tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    write_records(out / "records.jsonl", camvid_records() + context_records())
+    write_samples(out, "camvid", "test", CAMVID_IDS, 11)
+    for job in ("j-slic", "j-unet0", "j-unet1"):
+        write_preds(out, job, CAMVID_IDS, 11)
+    paths = report.build_report(out)
+    return out, paths
+
+
+def _cells(line: str) -> list[str]:
+    return [c.strip() for c in line.strip().strip("|").split("|")]
+
+
+def _row(md: str, label: str) -> list[str]:
+    return next(_cells(line) for line in md.splitlines() if line.startswith("|") and _cells(line)[1] == label)
+
+
+def _lb(out):
+    return pd.read_csv(out / "leaderboard.csv", keep_default_na=True)
+
+
+# -- files ------------------------------------------------------------------------------
+def test_files_written_with_dataset_suffix(full):
+    out, paths = full
+    expected = {"leaderboard.csv", "leaderboard.md", "per_class_iou.csv",
+                "miou_vs_speed_camvid.png", "per_class_iou_camvid.png", "predictions_grid_camvid.png",
+                "miou_vs_speed_pascal_context.png", "per_class_iou_pascal_context.png"}
+    assert expected <= set(paths)
+    # pascal_context has no saved predictions: no grid, a note instead
+    assert "predictions_grid_pascal_context.png" not in paths
+    for name, p in paths.items():
+        assert p.is_file() and p.name == name and p.parent == out
+    assert not (out / "miou_vs_speed.png").exists()
+
+
+def test_pngs_are_valid_images_of_sensible_size(full):
+    out, paths = full
+    pngs = [p for n, p in paths.items() if n.endswith(".png")]
+    assert len(pngs) == 5
+    for p in pngs:
+        with Image.open(p) as im:
+            im.verify()
+        with Image.open(p) as im:
+            assert im.format == "PNG"
+            w, h = im.size
+            assert 300 <= w <= 4000 and 200 <= h <= 4000, (p.name, im.size)
+            assert np.asarray(im.convert("L")).std() > 5  # not blank
+
+
+# -- leaderboard.csv ----------------------------------------------------------------------
+def test_csv_sorted_by_miou_within_each_dataset(full):
+    out, _ = full
+    df = _lb(out)
+    for (ds, split), part in df[df.status == "ok"].groupby(["dataset", "eval_split"]):
+        assert list(part["miou"]) == sorted(part["miou"], reverse=True), ds
+        assert list(part["rank"]) == list(range(1, len(part) + 1))
+    cam = df[(df.dataset == "camvid") & (df.status == "ok")]
+    assert list(cam["method"]) == ["unet", "slic", "slic", "kmeans"]
+    # full precision, fractions
+    assert cam.iloc[0]["miou"] == pytest.approx(0.52, abs=1e-12)
+
+
+def test_csv_failed_job_has_status_error_and_empty_metrics(full):
+    out, _ = full
+    df = _lb(out)
+    failed = df[df.status == "failed"]
+    assert len(failed) == 1
+    row = failed.iloc[0]
+    assert row["method"] == "deeplab" and "CUDA out of memory" in row["error"]
+    for k in ("miou", "pixel_acc", "mean_acc", "fwiou", "bf", "images_per_s", "rank"):
+        assert pd.isna(row[k]), k
+
+
+def test_seeds_are_aggregated_mean_and_std(full):
+    out, _ = full
+    df = _lb(out)
+    unet = df[(df.method == "unet") & (df.status == "ok")]
+    assert len(unet) == 1
+    row = unet.iloc[0]
+    assert row["n_seeds"] == 2 and str(row["seeds"]) == "0;1"
+    assert row["miou"] == pytest.approx(0.52)
+    assert row["miou_std"] == pytest.approx(statistics.stdev([0.50, 0.54]))
+    assert row["images_per_s"] == pytest.approx(3.2)
+    assert row["pixel_acc_std"] == pytest.approx(statistics.stdev([0.80, 0.84]))
+    # a single seed has no std
+    slic = df[(df.label == "slic (n_segments=200)")].iloc[0]
+    assert slic["n_seeds"] == 1 and pd.isna(slic["miou_std"])
+    md = (out / "leaderboard.md").read_text()
+    assert "52.0 ± 2.8" in md
+
+
+def test_csv_has_oracle_and_extra_columns(full):
+    out, _ = full
+    df = _lb(out)
+    assert "extra_oracle_miou" in df.columns and "extra_regions_per_image" in df.columns
+    unet = df[df.method == "unet"].iloc[0]
+    assert unet["miou_conv_smp"] == pytest.approx(0.57) and pd.isna(unet["miou_conv_per-image"])
+    assert df.loc[df.label == "slic (n_segments=400)", "extra_oracle_miou"].iloc[0] == pytest.approx(0.78)
+
+
+# -- leaderboard.md -----------------------------------------------------------------------
+def test_md_sections_failed_list_and_reproduce(full):
+    out, _ = full
+    md = (out / "leaderboard.md").read_text()
+    assert "## camvid / test" in md and "## pascal_context / val" in md
+    assert md.index("## camvid / test") < md.index("## pascal_context / val")
+    cam = md[md.index("## camvid / test"):md.index("## pascal_context / val")]
+    assert "### Failed jobs" in cam and "deeplab" in cam and "RuntimeError: CUDA out of memory" in cam
+    assert cam.index("### Failed jobs") > cam.index("rank |")
+    assert "mIoU convention: `mmseg`" in cam
+    assert "### How to reproduce" in cam
+    for r in camvid_records():
+        if r["status"] == "ok":
+            assert r["command"] in cam
+    assert "abc123def456" in cam and "numpy 1.26.4" in cam and "cuda:0" in cam
+    # table header and oracle column (camvid only)
+    for col in ("rank", "method", "kind", "mIoU", "pixel acc", "class acc", "fwIoU", "BF", "images/s",
+                "params", "device", "seeds (n)", "oracle mIoU"):
+        assert col in cam, col
+    ctx = md[md.index("## pascal_context / val"):]
+    assert "oracle mIoU" not in ctx
+    # settings tell the two slic rows apart; percentages with one decimal; params humanised
+    assert "slic (n_segments=200)" in cam and "slic (n_segments=400)" in cam
+    assert _row(cam, "slic (n_segments=200)")[3] == "31.0"
+    unet = _row(cam, "unet")
+    assert unet[0] == "1" and unet[3] == "52.0 ± 2.8" and "7.80M" in unet
+    # NaN metric (no oracle for unet, no params for slic) -> dash
+    assert unet[8] == "–" and _row(cam, "slic (n_segments=200)")[10] == "–"
+    assert "![mIoU vs speed](miou_vs_speed_camvid.png)" in cam
+    assert "![predictions](predictions_grid_camvid.png)" in cam
+
+
+def test_per_class_table_omits_all_nan_classes(full):
+    out, _ = full
+    pc = pd.read_csv(out / "per_class_iou.csv")
+    cam = pc[pc.dataset == "camvid"]
+    assert "bicyclist" not in set(cam["class"])  # NaN for every method
+    assert "pole" in set(cam["class"])  # NaN for kmeans only
+    assert pd.isna(cam[(cam.method == "kmeans") & (cam["class"] == "pole")]["iou"].iloc[0])
+    assert set(cam["method"]) == {"unet", "slic (n_segments=200)", "slic (n_segments=400)", "kmeans"}
+    assert len(cam) == 4 * 10
+    unet_sky = cam[(cam.method == "unet") & (cam["class"] == "sky")].iloc[0]
+    assert unet_sky["iou"] == pytest.approx(0.42) and unet_sky["n_seeds"] == 2
+    assert unet_sky["class_index"] == 0
+    ctx = pc[pc.dataset == "pascal_context"]
+    assert set(ctx["class"]) == set(CONTEXT) - {"ctx03", "ctx04"}  # ctx05 has the fcn value
+    md = (out / "leaderboard.md").read_text()
+    cam_md = md[md.index("## camvid / test"):md.index("## pascal_context / val")]
+    ctx_md = md[md.index("## pascal_context / val"):]
+    assert "### Per-class IoU (%)" in cam_md and "bicyclist" not in cam_md
+    # 11 - 1 classes: methods are rows, classes columns
+    assert "| method" in cam_md[cam_md.index("### Per-class IoU"):]
+    # 18 classes: transposed, classes are rows
+    per_class = ctx_md[ctx_md.index("### Per-class IoU"):]
+    assert "| class" in per_class and "ctx03" not in per_class
+    assert sum(1 for line in per_class.splitlines() if line.startswith("| ctx")) == 18
+
+
+# -- predictions grid ---------------------------------------------------------------------
+def test_grid_panels_and_skipped_method(full):
+    out, paths = full
+    with Image.open(paths["predictions_grid_camvid.png"]) as im:
+        assert im.info.get("Description") == "segbench predictions grid: 2 rows x 4 columns"
+        # 4 columns of GRID_PANEL_IN inches at DPI
+        assert im.size[0] == pytest.approx(4 * report.GRID_PANEL_IN * report.DPI, abs=2)
+    md = (out / "leaderboard.md").read_text()
+    assert "kmeans (prediction PNGs missing) left out" in md
+    assert "Predictions grid skipped: no saved prediction PNGs found." in md  # pascal_context
+    assert "fcn (no predictions saved) left out" not in md
+
+
+def test_grid_function_shape_and_colours(tmp_path):
+    write_records(tmp_path / "records.jsonl", camvid_records())
+    write_samples(tmp_path, "camvid", "test", CAMVID_IDS, 11)
+    write_preds(tmp_path, "j-unet0", CAMVID_IDS[:1], 11)  # one image only, for seed 0
+    [section] = report.group_records(camvid_records())
+    info = report.plot_predictions_grid(section, tmp_path, tmp_path / "g.png")
+    assert info.shape == (1, 3)
+    assert info.columns == ["image", "ground truth", "unet"]
+    assert info.image_ids == CAMVID_IDS[:1]
+    assert any("slic (n_segments=200) (prediction PNGs missing)" in s for s in info.skipped)
+    assert any("slic (n_segments=400) (no predictions saved)" in s for s in info.skipped)
+    assert (tmp_path / "g.png").is_file()
+
+
+def test_grid_without_palette_file_uses_default(tmp_path):
+    recs = [rec("a", "m", predictions=["predictions/a/x.png"], iou=[0.5, 0.5], class_names=["a", "b"])]
+    write_samples(tmp_path, "camvid", "test", ["x"], 3, palette_file=False)
+    write_preds(tmp_path, "a", ["x"], 3)
+    paths = report.build_report(tmp_path, records=recs)
+    assert "predictions_grid.png" in paths
+    assert "default palette" in (tmp_path / "leaderboard.md").read_text()
+
+
+def test_colorize_ignore_black():
+    pal = np.array([[255, 0, 0], [0, 255, 0]], np.uint8)
+    lab = np.array([[0, 1], [255, 7]], np.uint8)
+    rgb = report.colorize(lab, pal, 255)
+    assert rgb.tolist() == [[[255, 0, 0], [0, 255, 0]], [[0, 0, 0], [0, 0, 0]]]
+
+
+# -- robustness ---------------------------------------------------------------------------
+def test_no_records_no_crash(tmp_path):
+    paths = report.build_report(tmp_path)
+    assert set(paths) == {"leaderboard.csv", "leaderboard.md", "per_class_iou.csv"}
+    assert "No job records found" in (tmp_path / "leaderboard.md").read_text()
+    assert len(pd.read_csv(tmp_path / "leaderboard.csv")) == 0
+    assert "No job records" in report.format_leaderboard_text(tmp_path)
+
+
+def test_only_failed_records(tmp_path):
+    recs = [rec("f1", "unet", kind="deep", status="failed", error="ValueError: bad settings"),
+            rec("f2", "slic", status="failed", error=None)]
+    write_records(tmp_path / "records.jsonl", recs)
+    paths = report.build_report(tmp_path)
+    assert not any(n.endswith(".png") for n in paths)
+    md = (tmp_path / "leaderboard.md").read_text()
+    assert "No job succeeded" in md and "ValueError: bad settings" in md and "no error message recorded" in md
+    df = pd.read_csv(tmp_path / "leaderboard.csv")
+    assert list(df.status) == ["failed", "failed"] and df["miou"].isna().all()
+    txt = report.format_leaderboard_text(tmp_path)
+    assert "no successful jobs" in txt and "2 failed" in txt
+
+
+def test_single_dataset_unsuffixed_and_nan_metrics(tmp_path):
+    recs = [rec("a", "slic", miou=0.4, bf=None, speed=5.0, params=None, iou=[0.4, None], class_names=["x", "y"]),
+            rec("b", "felz", miou=float("nan"), speed=8.0, iou=None)]
+    paths = report.build_report(tmp_path, records=recs)
+    assert {"miou_vs_speed.png", "per_class_iou.png"} <= set(paths)
+    assert "predictions_grid.png" not in paths
+    md = (tmp_path / "leaderboard.md").read_text()
+    felz = _row(md, "felz")
+    assert felz[3:8] == ["–"] * 5 and "nan" not in md.lower()
+    assert _row(md, "slic")[7] == "–"  # bf None
+    assert "not plotted" not in md  # the note goes on the figure, not in the md
+    pc = pd.read_csv(tmp_path / "per_class_iou.csv")
+    assert list(pc["class"]) == ["x"]
+
+
+def test_latest_record_per_job_wins(tmp_path):
+    recs = [rec("a", "slic", miou=0.1), rec("a", "slic", miou=0.3)]
+    report.build_report(tmp_path, records=recs)
+    df = pd.read_csv(tmp_path / "leaderboard.csv")
+    assert len(df) == 1 and df["miou"].iloc[0] == pytest.approx(0.3) and df["n_seeds"].iloc[0] == 1
+
+
+def test_heatmap_for_many_classes_bars_for_few(tmp_path):
+    [cam, ctx] = report.group_records(camvid_records() + context_records())
+    assert report.plot_per_class(cam, report.per_class_table(cam), tmp_path / "a.png") == "bars"
+    assert report.plot_per_class(ctx, report.per_class_table(ctx), tmp_path / "b.png") == "heatmap"
+
+
+# -- terminal text ------------------------------------------------------------------------
+def test_format_leaderboard_text(full):
+    out, _ = full
+    txt = report.format_leaderboard_text(out)
+    assert "== camvid / test ==" in txt and "== pascal_context / val ==" in txt
+    lines = txt.splitlines()
+    header = next(line for line in lines if "mIoU" in line)
+    for col in ("method", "mIoU", "pixel acc", "BF", "img/s"):
+        assert col in header
+    assert "unet (n=2)" in txt and "52.0 ± 2.8" in txt
+    assert "1 failed: deeplab (seed 0): RuntimeError: CUDA out of memory" in txt
+    # ranked: unet before kmeans
+    assert txt.index("unet (n=2)") < txt.index("kmeans")
+    assert max(len(line) for line in lines if not line.startswith("1 failed")) < 100
+
+
+def test_markdown_without_tabulate(monkeypatch, full):
+    out, _ = full
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_tabulate(name, *a, **k):
+        if name == "tabulate":
+            raise ImportError(name)
+        return real_import(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", no_tabulate)
+    txt = report.format_leaderboard_text(out)
+    assert "unet (n=2)" in txt and "52.0 ± 2.8" in txt
+    table = report._to_markdown(pd.DataFrame({"a": ["x|y"], "b": ["1"]}))
+    assert table.splitlines()[0].startswith("| a") and "x\\|y" in table
