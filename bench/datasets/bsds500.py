@@ -1,0 +1,129 @@
+"""BSDS500: natural images with several human segmentations each (boundary benchmark)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from bench.datasets import register_dataset
+from bench.datasets.base import Dataset, DatasetError, DatasetInfo, FileSplit
+from bench.datasets.io import pair_files, read_mat
+
+CLASS_NAMES = ("non-boundary", "boundary")
+PALETTE = np.array([[0, 0, 0], [255, 255, 255]], np.uint8)
+SPLITS = ("train", "val", "test")
+CITATION = (
+    'P. Arbelaez, M. Maire, C. Fowlkes, J. Malik, "Contour Detection and Hierarchical Image '
+    'Segmentation", IEEE TPAMI 33(5), 2011 (BSDS500). Research use; cite the paper.'
+)
+
+
+def read_bsds_gt(path: Path) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Parse a BSDS ``groundTruth`` .mat: (segmentations int32, boundaries bool), one per annotator."""
+    gt = read_mat(path, "groundTruth")
+    segs: list[np.ndarray] = []
+    bnds: list[np.ndarray] = []
+    try:
+        cells = np.asarray(gt, dtype=object).ravel()
+        for c in cells:
+            rec = c
+            while isinstance(rec, np.ndarray) and rec.dtype.names is None and rec.dtype == object and rec.size == 1:
+                rec = rec.ravel()[0]
+            rec = np.asarray(rec).ravel()[0] if isinstance(rec, np.ndarray) and rec.shape else rec
+            seg = np.asarray(_field(rec, "Segmentation"))
+            bnd = np.asarray(_field(rec, "Boundaries"))
+            segs.append(seg.astype(np.int32))
+            bnds.append(bnd.astype(bool))
+    except Exception as e:
+        raise DatasetError(f"{path}: 'groundTruth' is not a cell array of Segmentation/Boundaries structs: {e}") from None
+    if not segs:
+        raise DatasetError(f"{path}: 'groundTruth' has no annotator")
+    shape = segs[0].shape
+    for j, (s, b) in enumerate(zip(segs, bnds)):
+        if s.ndim != 2 or s.shape != shape or b.shape != shape:
+            raise DatasetError(
+                f"{path}: annotator {j} has Segmentation {s.shape} / Boundaries {b.shape}; expected {shape} for all"
+            )
+    return segs, bnds
+
+
+def _field(rec, name: str):
+    try:
+        v = rec[name]
+    except (KeyError, ValueError, IndexError, TypeError):
+        raise DatasetError(f"no field '{name}'") from None
+    while isinstance(v, np.ndarray) and v.dtype == object and v.size == 1:
+        v = v.ravel()[0]
+    return v
+
+
+class BSDSSplit(FileSplit):
+    """A BSDS split; ``label`` is 1 where ANY annotator marks a boundary, else 0.
+
+    :meth:`boundaries` and :meth:`segmentations` give every annotator's maps for the
+    boundary and region benchmarks.
+    """
+
+    def __init__(self, info, name, pairs, ids):
+        self._cache: tuple[Path, list, list] | None = None
+        super().__init__(info, name, pairs, self._decode, ids=ids)
+
+    def _gt(self, mask_path: Path) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        if self._cache is None or self._cache[0] != mask_path:
+            segs, bnds = read_bsds_gt(mask_path)
+            self._cache = (mask_path, segs, bnds)
+        return self._cache[1], self._cache[2]
+
+    def _decode(self, mask_path: Path) -> np.ndarray:
+        _, bnds = self._gt(mask_path)
+        return np.logical_or.reduce(bnds).astype(np.uint8)
+
+    def boundaries(self, index: int) -> list[np.ndarray]:
+        """All annotators' boundary maps of sample ``index`` (HxW bool each)."""
+        return [b.copy() for b in self._gt(self.pairs[index % len(self)][1])[1]]
+
+    def segmentations(self, index: int) -> list[np.ndarray]:
+        """All annotators' region maps of sample ``index`` (HxW int32 region ids, from 1)."""
+        return [s.copy() for s in self._gt(self.pairs[index % len(self)][1])[0]]
+
+
+@register_dataset("bsds500")
+class BSDS500Dataset(Dataset):
+    """BSDS500 natural images, boundaries of all human annotators (2 classes: boundary or not).
+
+    Layout of ``root``::
+
+        images/{train,val,test}/ID.jpg        RGB, 481x321 or 321x481
+        groundTruth/{train,val,test}/ID.mat   key 'groundTruth': 1xN cell of structs with
+                                              'Segmentation' (uint16) and 'Boundaries' (uint8)
+
+    A split exists when both of its folders exist. For the common interface the label is
+    binary (1 = boundary by any annotator); splits are :class:`BSDSSplit` with
+    ``boundaries(i)`` and ``segmentations(i)`` for all annotators. No options.
+    """
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self._info = DatasetInfo(
+            name="bsds500", class_names=CLASS_NAMES, palette=PALETTE, ignore_index=255, citation=CITATION
+        )
+        if not self.split_names():
+            raise DatasetError(f"{self.root}: no BSDS500 split (expected images/<split>/ and groundTruth/<split>/)")
+
+    @property
+    def info(self) -> DatasetInfo:
+        return self._info
+
+    def split_names(self) -> list[str]:
+        return [s for s in SPLITS if (self.root / "images" / s).is_dir() and (self.root / "groundTruth" / s).is_dir()]
+
+    def split(self, name: str) -> BSDSSplit:
+        if name not in SPLITS:
+            raise DatasetError(f"{self.root}: bsds500 has no split '{name}' (known: {', '.join(SPLITS)})")
+        img_dir, gt_dir = self.root / "images" / name, self.root / "groundTruth" / name
+        for d in (img_dir, gt_dir):
+            if not d.is_dir():
+                raise DatasetError(f"{d}: bsds500 split folder not found")
+        triples = pair_files(img_dir, gt_dir, image_exts=(".jpg", ".jpeg", ".png"), mask_exts=(".mat",))
+        return BSDSSplit(self._info, name, [(a, b) for _, a, b in triples], ids=[i for i, _, _ in triples])

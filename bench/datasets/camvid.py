@@ -1,0 +1,89 @@
+"""CamVid road scenes in the 11-class SegNet layout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from bench.datasets import register_dataset
+from bench.datasets.base import Dataset, DatasetError, DatasetInfo
+from bench.datasets.io import ScaledFileSplit, check_scale, pair_files, read_index_mask
+
+CLASS_NAMES = (
+    "Sky", "Building", "Pole", "Road", "Sidewalk", "Tree",
+    "SignSymbol", "Fence", "Car", "Pedestrian", "Bicyclist",
+)
+#: the SegNet CamVid colours (Unlabelled = 11 is drawn black)
+PALETTE = np.array(
+    [
+        [128, 128, 128],  # Sky
+        [128, 0, 0],  # Building
+        [192, 192, 128],  # Pole
+        [128, 64, 128],  # Road
+        [60, 40, 222],  # Sidewalk (Pavement)
+        [128, 128, 0],  # Tree
+        [192, 128, 128],  # SignSymbol
+        [64, 64, 128],  # Fence
+        [64, 0, 128],  # Car
+        [64, 64, 0],  # Pedestrian
+        [0, 128, 192],  # Bicyclist
+    ],
+    np.uint8,
+)
+IGNORE_INDEX = 11  # Unlabelled / void
+SPLITS = ("train", "val", "test")
+CITATION = (
+    'G. J. Brostow, J. Fauqueur, R. Cipolla, "Semantic object classes in video: A high-definition '
+    'ground truth database", Pattern Recognition Letters 30(2), 2009 (CamVid, ECCV 2008); 11-class '
+    'layout of V. Badrinarayanan, A. Kendall, R. Cipolla, "SegNet", TPAMI 2017. Research use.'
+)
+
+
+@register_dataset("camvid")
+class CamVidDataset(Dataset):
+    """CamVid, SegNet layout: 11 classes, 480x360, label 11 (void) ignored.
+
+    Layout of ``root``::
+
+        train/NAME.png      trainannot/NAME.png     RGB image / uint8 class-index PNG
+        val/NAME.png        valannot/NAME.png
+        test/NAME.png       testannot/NAME.png      (any split may be absent)
+
+    A split exists when both of its folders exist. Every image needs a mask of the same
+    stem and size, and every mask value must be 0..11.
+
+    Options: ``scale=1.0`` resizes on load (INTER_AREA for images, nearest for labels).
+    """
+
+    def __init__(self, root: str | Path, scale: float = 1.0):
+        self.root = Path(root)
+        self.scale = check_scale(scale, f"camvid {self.root}")
+        self._info = DatasetInfo(
+            name="camvid", class_names=CLASS_NAMES, palette=PALETTE, ignore_index=IGNORE_INDEX, citation=CITATION
+        )
+        if not self.split_names():
+            raise DatasetError(
+                f"{self.root}: no CamVid split found (expected train/ + trainannot/, val/ + valannot/ "
+                "or test/ + testannot/)"
+            )
+
+    @property
+    def info(self) -> DatasetInfo:
+        return self._info
+
+    def split_names(self) -> list[str]:
+        return [s for s in SPLITS if (self.root / s).is_dir() and (self.root / f"{s}annot").is_dir()]
+
+    def split(self, name: str) -> ScaledFileSplit:
+        if name not in SPLITS:
+            raise DatasetError(f"{self.root}: camvid has no split '{name}' (known: {', '.join(SPLITS)})")
+        img_dir, ann_dir = self.root / name, self.root / f"{name}annot"
+        for d in (img_dir, ann_dir):
+            if not d.is_dir():
+                raise DatasetError(f"{d}: camvid split folder '{d.name}' not found")
+        pairs = pair_files(img_dir, ann_dir, image_exts=(".png", ".jpg", ".jpeg", ".bmp"), mask_exts=(".png", ".bmp"))
+        return ScaledFileSplit(
+            self._info, name, [(a, b) for _, a, b in pairs], read_index_mask,
+            ids=[i for i, _, _ in pairs], scale=self.scale,
+        )
