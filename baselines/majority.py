@@ -11,6 +11,8 @@ from bench.methods import Method, register_method
 
 @register_method("majority")
 class MajorityClass(Method):
+    """Predicts the most frequent training class everywhere (the floor to beat)."""
+
     kind = "classical"
 
     def fit(self, train: Split) -> None:

@@ -92,6 +92,7 @@ class Method(ABC):
 #: modules that register methods; adding a method = one file + one line here
 _MODULES: list[str] = [
     "baselines.majority",
+    "deep.method",  # one method per network in deep.models
 ]
 
 _REGISTRY: dict[str, type[Method]] = {}

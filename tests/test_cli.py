@@ -33,8 +33,10 @@ def assert_one_line_error(proc, *fragments):
 def test_list_shows_methods_datasets_and_suites():
     proc = bench("list")
     assert proc.returncode == 0, proc.stderr
-    for name in ("majority", "shapes", "ccp-mini (default)", "camvid", "landcover", "folder", "smoke", "all"):
+    for name in ("majority", "shapes", "ccp-mini", "camvid", "landcover", "folder", "smoke", "all"):
         assert name in proc.stdout
+    (default_line,) = [l for l in proc.stdout.splitlines() if "(default)" in l]
+    assert default_line.split()[0] == "ccp-mini"
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,192 @@
+"""deep/method.py: every network as a segbench Method (tiny widths, tiny images)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import deep.method  # noqa: F401  (registers one method per network)
+from bench.methods import MethodError, create_method, method_class, method_names
+from deep.method import DeepMethod, DeepSettings
+from deep.models import model_names
+from test_train import colour_split
+
+torch.set_num_threads(1)
+
+TINY = {"width": 0.0625, "epochs": 2, "batch_size": 4, "lr": 0.01, "crop": [32, 32], "num_workers": 0}
+
+
+@pytest.fixture(scope="module")
+def splits():
+    return colour_split(8, seed=1), colour_split(4, seed=2, name="val")
+
+
+@pytest.fixture(scope="module")
+def fitted_unet(splits, tmp_path_factory):
+    train_split, val_split = splits
+    method = create_method("unet", TINY, seed=0, progress=False)
+    method.run_dir = tmp_path_factory.mktemp("unet-run")
+    method.set_validation(val_split)
+    method.fit(train_split)
+    return method
+
+
+def test_every_network_is_a_registered_deep_method():
+    names = model_names()
+    assert {"unet", "segnet-basic", "fcn8s", "dilatednet"} <= set(names)
+    for name in names:
+        cls = method_class(name)
+        assert name in method_names()
+        assert issubclass(cls, DeepMethod) and cls.kind == "deep" and cls.network == name and cls.name == name
+    assert method_class("segnet-basic").__name__ == "DeepSegnetBasic"
+
+
+def test_fit_and_predict_odd_sizes(fitted_unet):
+    method = fitted_unet
+    rng = np.random.default_rng(5)
+    image = rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    pred = method.predict(image)
+    assert pred.shape == (37, 53) and pred.dtype == np.int32
+    assert pred.min() >= 0 and pred.max() < 3
+    assert method.num_parameters() == sum(p.numel() for p in method.model.parameters()) > 0
+
+    extra = method.extra_metrics()
+    json.dumps(extra)  # goes into a JSON record
+    assert extra["network"] == "unet" and extra["epochs_trained"] == 2 and len(extra["val_miou"]) == 2
+    assert extra["kept_weights"] == "best" and 1 <= extra["best_epoch"] <= 2
+    assert math.isfinite(extra["final_train_loss"])
+    for name in ("curves.png", "progress.png", "history.csv", "last.pt", "best.pt"):
+        assert (method.run_dir / name).exists(), name
+    assert extra["run_dir"] == str(method.run_dir)
+    method.sync()
+
+
+def test_predict_batch_equals_predict(fitted_unet, splits):
+    method = fitted_unet
+    rng = np.random.default_rng(6)
+    images = [rng.integers(0, 256, size, dtype=np.uint8) for size in
+              [(37, 53, 3), (32, 48, 3), (37, 53, 3), (37, 53, 3), (17, 21, 3), (37, 53, 3), (37, 53, 3)]]
+    images[1] = splits[1][0].image
+    batch = method.predict_batch(images)
+    assert len(batch) == len(images)
+    for image, pred in zip(images, batch):
+        np.testing.assert_array_equal(pred, method.predict(image))
+        assert pred.shape == image.shape[:2] and pred.dtype == np.int32
+
+
+def test_predictions_score_like_the_trainers_validation(fitted_unet, splits):
+    # predict() makes its maps exactly as validation did: same mIoU as the kept epoch's
+    _, val_split = splits
+    from bench.metrics import ConfusionMatrix, summarize
+
+    cm = ConfusionMatrix(3, 255)
+    for sample in val_split:
+        cm.update(fitted_unet.predict(sample.image), sample.label)
+    extra = fitted_unet.extra_metrics()
+    assert math.isclose(summarize(cm.matrix)["miou"], extra["best_val_miou"], rel_tol=1e-9)
+    assert extra["train_loss"][-1] < extra["train_loss"][0]
+
+
+def test_segnet_basic_with_input_scale_and_no_validation(splits, tmp_path):
+    train_split, _ = splits
+    method = create_method("segnet-basic", {**TINY, "epochs": 1, "scale": 0.5, "crop": 0, "amp": "bf16"},
+                           seed=1, progress=False)
+    method.run_dir = tmp_path
+    method.fit(train_split)  # no set_validation: the last epoch's weights
+    pred = method.predict(np.zeros((37, 53, 3), np.uint8))
+    assert pred.shape == (37, 53) and pred.dtype == np.int32
+    assert method.extra_metrics()["kept_weights"] == "last"
+    assert method.extra_metrics()["val_miou"] == [None]
+
+
+def test_settings_validation():
+    assert create_method("unet", {"crop": [24, 32]}).settings.crop == (24, 32)
+    assert create_method("unet", {"width": 1}).settings.width == 1.0
+    bad = [
+        {"width": 0.0}, {"width": -1.0}, {"epochs": 0}, {"batch_size": 0}, {"lr": 0.0},
+        {"optimizer": "rmsprop"}, {"schedule": "step"}, {"class_weights": "inverse"}, {"amp": "fp8"},
+        {"scale": 0.0}, {"crop": (0, 4)}, {"keep": "first"}, {"batch_eval": 0}, {"num_workers": -1},
+        {"scale_range": [1.5, 0.5]}, {"no_such_setting": 1}, {"epochs": "ten"},
+    ]
+    for settings in bad:
+        with pytest.raises(MethodError):
+            create_method("unet", settings)
+    with pytest.raises(MethodError, match="width must be > 0"):
+        DeepSettings(width=0)
+    s = DeepSettings()
+    assert (s.width, s.scale, s.epochs, s.optimizer, s.pretrained, s.from_scratch) == (0.25, 1.0, 20, "adam", None, False)
+
+
+def test_predict_before_fit_is_an_error():
+    method = create_method("segnet-basic", TINY, progress=False)
+    with pytest.raises(MethodError, match="before fit"):
+        method.predict(np.zeros((8, 8, 3), np.uint8))
+    with pytest.raises(MethodError, match="before fit"):
+        method.predict_batch([np.zeros((8, 8, 3), np.uint8)])
+    assert method.num_parameters() is None and method.extra_metrics() == {}
+
+
+def test_checkpoint_of_another_class_count_or_network_is_a_clear_error(fitted_unet, tmp_path):
+    four = colour_split(4, seed=3, num_classes=4)
+    best = str(fitted_unet.run_dir / "best.pt")
+
+    method = create_method("unet", {**TINY, "pretrained": best}, progress=False)
+    method.run_dir = tmp_path / "a"
+    with pytest.raises(MethodError, match="3 classes but the dataset has 4"):
+        method.fit(four)
+
+    method = create_method("segnet-basic", {**TINY, "pretrained": best}, progress=False)
+    method.run_dir = tmp_path / "b"
+    with pytest.raises(MethodError, match="network 'unet', not 'segnet-basic'"):
+        method.fit(colour_split(4, seed=3))
+
+    method = create_method("unet", {**TINY, "resume": True}, progress=False)
+    method.run_dir = fitted_unet.run_dir  # its last.pt has 3 classes
+    with pytest.raises(MethodError, match="3 classes but the dataset has 4"):
+        method.fit(four)
+
+
+def test_fine_tunes_from_its_own_checkpoint(fitted_unet, splits, tmp_path):
+    method = create_method("unet", {**TINY, "epochs": 1, "lr": 1e-4, "pretrained": str(fitted_unet.run_dir / "best.pt")},
+                           progress=False)
+    method.run_dir = tmp_path
+    method.fit(splits[0])
+    assert method.extra_metrics()["pretrained_loaded"] is True
+
+
+def test_missing_imagenet_weights(splits, tmp_path, monkeypatch):
+    import deep.models
+    from deep.weights import WeightsUnavailable
+
+    real_create = deep.models.create_model
+
+    def create_without_hub(name, num_classes, width=1.0, pretrained=None, **kw):
+        if pretrained == "imagenet":  # what an empty torch hub cache gives
+            raise WeightsUnavailable("ImageNet weights are not in the torch hub cache")
+        return real_create(name, num_classes, width=width, pretrained=pretrained, **kw)
+
+    monkeypatch.setattr(deep.models, "create_model", create_without_hub)
+    method = create_method("segnet-basic", {**TINY, "pretrained": "imagenet"}, progress=False)
+    method.run_dir = tmp_path / "a"
+    with pytest.raises(MethodError, match="hub cache.*from_scratch=true"):
+        method.fit(splits[0])
+
+    method = create_method("segnet-basic", {**TINY, "epochs": 1, "pretrained": "imagenet", "from_scratch": True},
+                           progress=False)
+    method.run_dir = tmp_path / "b"
+    with pytest.warns(UserWarning, match="training from scratch"):
+        method.fit(splits[0])
+    assert method.extra_metrics()["pretrained_loaded"] is False
+    assert method.predict(splits[0][0].image).shape == (32, 48)
+
+
+def test_pretrained_errors_of_the_networks_are_method_errors(splits, tmp_path):
+    for network, message in [("unet", "no pretrained encoder"), ("fcn32s", "only at width=1")]:
+        method = create_method(network, {**TINY, "pretrained": "imagenet"}, progress=False)
+        method.run_dir = tmp_path / network
+        with pytest.raises(MethodError, match=message):
+            method.fit(splits[0])

@@ -1,0 +1,233 @@
+"""The one trainer (deep/train.py), its transforms and figures, on tiny synthetic data."""
+
+from __future__ import annotations
+
+import csv
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from bench.datasets.base import DatasetInfo, InMemorySplit, Sample
+from deep import transforms as T
+from deep.train import (
+    CheckpointError,
+    TrainConfig,
+    load_checkpoint,
+    median_frequency_weights,
+    snapshot_epochs,
+    train,
+)
+
+torch.set_num_threads(1)
+
+COLOURS = np.array([[200, 30, 30], [30, 200, 30], [30, 30, 200], [200, 200, 30]], np.uint8)
+
+
+def make_info(num_classes: int = 3, ignore_index: int | None = 255) -> DatasetInfo:
+    return DatasetInfo(
+        name=f"colours{num_classes}",
+        class_names=tuple(f"c{i}" for i in range(num_classes)),
+        palette=COLOURS[:num_classes],
+        ignore_index=ignore_index,
+    )
+
+
+def colour_split(n: int, seed: int, *, num_classes: int = 3, size=(32, 48), ignore_index: int | None = 255,
+                 name: str = "train") -> InMemorySplit:
+    """Easy data: each pixel's class is its (noisy) colour; blocks of random classes."""
+    rng = np.random.default_rng(seed)
+    h, w = size
+    samples = []
+    for i in range(n):
+        blocks = rng.integers(0, num_classes, size=(4, 6))
+        label = np.kron(blocks, np.ones((h // 4 + 1, w // 6 + 1), np.int64))[:h, :w].astype(np.uint8)
+        image = COLOURS[label].astype(np.int16) + rng.integers(-25, 26, size=(h, w, 3))
+        image = np.clip(image, 0, 255).astype(np.uint8)
+        if ignore_index is not None:
+            label[0, :] = ignore_index  # a row of unlabelled pixels
+        samples.append(Sample(image=image, label=label, id=f"{name}{i}"))
+    return InMemorySplit(make_info(num_classes, ignore_index), name, samples)
+
+
+class TinyNet(nn.Module):
+    """Pixel classifier: conv-BN-ReLU-dropout-1x1 (dropout exercises the global RNG)."""
+
+    name = "tiny"
+    min_input_size = 1
+
+    def __init__(self, num_classes: int = 3, hidden: int = 8):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(3, hidden, 3, padding=1), nn.BatchNorm2d(hidden), nn.ReLU(inplace=True),
+            nn.Dropout2d(0.1), nn.Conv2d(hidden, num_classes, 1),
+        )
+
+    def forward(self, x):
+        return self.body(x)
+
+
+def tiny_model(num_classes: int = 3, seed: int = 0) -> TinyNet:
+    torch.manual_seed(seed)
+    return TinyNet(num_classes)
+
+
+def fast_cfg(**kw) -> TrainConfig:
+    base = dict(epochs=3, batch_size=4, lr=0.05, optimizer="adam", schedule="poly", weight_decay=0.0,
+                crop=(24, 32), scale_range=(0.75, 1.25), hflip=True, jitter=0.1, num_workers=0, seed=0)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def splits():
+    return colour_split(8, seed=1), colour_split(4, seed=2, name="val")
+
+
+# ---------------------------------------------------------------------------------------
+def test_learns_easy_split_and_writes_files(splits, tmp_path):
+    train_split, val_split = splits
+    result = train(tiny_model(), train_split, val_split, fast_cfg(epochs=4), tmp_path, progress=False)
+
+    losses = [row["train_loss"] for row in result.history]
+    assert [row["epoch"] for row in result.history] == [1, 2, 3, 4]
+    assert losses[-1] < losses[0]
+    assert result.best_miou > 0.9
+    assert result.history[result.best_epoch - 1]["val_miou"] == result.best_miou
+    assert result.best_state is not None and result.final_state.keys() == result.best_state.keys()
+
+    for name in ("history.csv", "curves.png", "progress.png", "last.pt", "best.pt"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    with open(tmp_path / "history.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
+    assert math.isclose(float(rows[-1]["val_miou"]), result.history[-1]["val_miou"])
+    summary = result.summary()
+    assert summary["best_epoch"] == result.best_epoch and len(summary["val_miou"]) == 4
+    assert not list(tmp_path.glob(".*tmp")), "temporary files left behind"
+
+
+def test_resume_reaches_the_same_weights(splits, tmp_path):
+    train_split, val_split = splits
+    cfg = fast_cfg(epochs=3)
+    straight = train(tiny_model(), train_split, val_split, cfg, tmp_path / "straight", progress=False)
+
+    class Interrupted(Exception):
+        pass
+
+    def stop_after_two(epoch, row):
+        if epoch == 2:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        train(tiny_model(), train_split, val_split, cfg, tmp_path / "resumed", progress=False,
+              on_epoch_end=stop_after_two)
+    assert load_checkpoint(tmp_path / "resumed" / "last.pt", model_name="tiny", num_classes=3)["epoch"] == 2
+    torch.manual_seed(1234)  # the global state at resume time must not matter
+    resumed = train(tiny_model(seed=99), train_split, val_split, TrainConfig(**{**cfg.__dict__, "resume": True}),
+                    tmp_path / "resumed", progress=False)
+
+    assert [r["epoch"] for r in resumed.history] == [1, 2, 3]
+    assert [r["train_loss"] for r in resumed.history] == [r["train_loss"] for r in straight.history]
+    assert straight.final_state.keys() == resumed.final_state.keys()
+    for key, value in straight.final_state.items():
+        assert torch.equal(value, resumed.final_state[key]), key
+    assert resumed.best_epoch == straight.best_epoch
+
+
+def test_checkpoint_of_another_model_or_class_count_is_a_clear_error(tmp_path):
+    train_split = colour_split(4, seed=3)
+    cfg = fast_cfg(epochs=1, crop=None, scale_range=(1.0, 1.0))
+    train(tiny_model(), train_split, None, cfg, tmp_path, progress=False)
+    resume = TrainConfig(**{**cfg.__dict__, "resume": True, "epochs": 2})
+
+    with pytest.raises(CheckpointError, match="network 'tiny', not 'other'"):
+        train(tiny_model(), train_split, None, resume, tmp_path, progress=False, model_name="other")
+    four = colour_split(4, seed=3, num_classes=4)
+    with pytest.raises(CheckpointError, match="3 classes but the dataset has 4"):
+        train(tiny_model(4), four, None, resume, tmp_path, progress=False)
+    with pytest.raises(CheckpointError, match="shape"):  # same name and classes, other width
+        torch.manual_seed(0)
+        train(TinyNet(3, hidden=4), train_split, None, resume, tmp_path, progress=False)
+
+
+def test_median_frequency_weights_hand_made():
+    # image a: class 0 x5, class 1 x3 (8 labelled px); image b: class 0 x3, class 2 x1 (4 px)
+    # freq: class 0 = 8 / (8 + 4) = 2/3, class 1 = 3/8, class 2 = 1/4; median = 3/8
+    # class 3 never occurs -> weight 1; 255 is ignored everywhere
+    a = np.array([[0, 0, 0, 0], [1, 1, 1, 0], [255, 255, 255, 255]], np.uint8)
+    b = np.array([[0, 2], [0, 0], [255, 255]], np.uint8)
+    w = median_frequency_weights([a, b], 4, 255)
+    np.testing.assert_allclose(w, [(3 / 8) / (2 / 3), 1.0, (3 / 8) / (1 / 4), 1.0], rtol=1e-6)
+    assert w.dtype == np.float32
+    # no ignore index: freq 1/4 and 3/4, median 1/2
+    np.testing.assert_allclose(median_frequency_weights([np.array([[0, 1, 1, 1]])], 2, None), [2.0, 2 / 3], rtol=1e-6)
+
+
+def test_median_frequency_loss_and_bf16_amp_run_on_cpu(splits, tmp_path):
+    train_split, val_split = splits
+    cfg = fast_cfg(epochs=1, amp="bf16", class_weights="median-freq", grad_clip=1.0, schedule="cosine",
+                   optimizer="sgd", lr=0.05, val_every=1)
+    result = train(tiny_model(), train_split, val_split, cfg, tmp_path, progress=False)
+    assert math.isfinite(result.history[0]["train_loss"])
+    assert 0.0 <= result.history[0]["val_miou"] <= 1.0
+
+
+def test_whole_images_of_odd_sizes_without_ignore_index_and_input_scale(tmp_path):
+    # no crop: different-size images are padded into one batch; no ignore index (-100 padding)
+    sizes = [(37, 53), (32, 48), (41, 30), (33, 47), (36, 36)]
+    parts = [colour_split(1, seed=10 + i, size=s, ignore_index=None, name=f"s{i}") for i, s in enumerate(sizes)]
+    train_split = InMemorySplit(parts[0].info, "train", [p.samples[0] for p in parts])
+    val_split = InMemorySplit(parts[0].info, "val", [p.samples[0] for p in parts[:2]])
+    cfg = fast_cfg(epochs=2, crop=0, scale=0.5, batch_size=3, scale_range=(0.9, 1.1))
+    assert cfg.crop is None
+    result = train(tiny_model(), train_split, val_split, cfg, tmp_path, progress=True)
+    assert len(result.history) == 2 and math.isfinite(result.history[-1]["val_miou"])
+    assert (tmp_path / "progress.png").exists()
+
+
+def test_train_transform_pads_masks_with_ignore_and_keeps_label_values():
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (20, 30, 3), dtype=np.uint8)
+    label = rng.integers(0, 3, (20, 30)).astype(np.uint8)
+    tf = T.train_transform(scale=1.0, scale_range=(0.6, 1.4), crop=(32, 40), hflip=True, jitter=0.2, ignore=255)
+    torch.manual_seed(0)
+    for _ in range(5):
+        img, mask = tf(*T.to_tv(image, label))
+        assert img.shape == (3, 32, 40) and img.dtype == torch.float32
+        assert mask.shape == (32, 40) and mask.dtype == torch.int64
+        assert set(mask.unique().tolist()) <= {0, 1, 2, 255}
+        assert (mask == 255).any()  # the image is smaller than the crop: padding
+    img = T.eval_transform(0.5)(T.to_tv(image))
+    assert img.shape == (3, 10, 15)
+    images, labels = T.pad_collate([(torch.zeros(3, 5, 7), torch.zeros(5, 7, dtype=torch.int64)),
+                                    (torch.zeros(3, 6, 4), torch.ones(6, 4, dtype=torch.int64))], ignore=-100,
+                                   min_size=8)
+    assert images.shape == (2, 3, 8, 8) and labels.shape == (2, 8, 8)
+    assert labels[0, 7, 7] == -100 and labels[1, 5, 3] == 1
+
+
+def test_config_validation_and_snapshot_epochs():
+    for bad in (dict(epochs=0), dict(batch_size=0), dict(lr=0.0), dict(optimizer="rmsprop"),
+                dict(schedule="step"), dict(class_weights="inverse"), dict(amp="fp8"), dict(scale=0.0),
+                dict(scale_range=(1.2, 0.8)), dict(crop=(0, 5)), dict(val_every=0), dict(grad_clip=-1.0)):
+        with pytest.raises(ValueError):
+            TrainConfig(**bad)
+    assert TrainConfig(crop=64).crop == (64, 64)
+    assert TrainConfig(crop=[24, 32]).crop == (24, 32)
+    assert snapshot_epochs(1) == [1] and snapshot_epochs(2) == [1, 2] and snapshot_epochs(10) == [1, 5, 10]
+
+
+def test_trains_a_registered_network_if_present(splits, tmp_path):
+    models = pytest.importorskip("deep.models")
+    if "unet" not in models.model_names():
+        pytest.skip("unet not registered yet")
+    train_split, val_split = splits
+    torch.manual_seed(0)
+    net = models.create_model("unet", num_classes=3, width=0.0625)
+    result = train(net, train_split, val_split, fast_cfg(epochs=1, crop=None, scale_range=(1.0, 1.0)), tmp_path,
+                   progress=False)
+    assert math.isfinite(result.history[0]["train_loss"])
+    assert load_checkpoint(tmp_path / "last.pt", model_name="unet", num_classes=3)["epoch"] == 1
