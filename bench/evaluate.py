@@ -1,0 +1,183 @@
+"""Score a folder of predicted index PNGs against a folder of ground-truth index PNGs.
+
+Both folders hold single-channel PNGs whose pixel values are class indices (8- or
+16-bit grey, or palette images whose palette indices are the classes); files are paired
+by name. A 3-channel PNG whose three channels are equal is accepted as grey. Everything
+is scored by :class:`bench.metrics.Scorer`, the same code the runner uses.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from PIL import Image
+
+from bench.errors import SegbenchError
+from bench.metrics import CONVENTIONS, Scorer
+
+
+class EvaluateError(SegbenchError, ValueError):
+    """Bad folders or files for `evaluate`; the one-line message names the folder or file."""
+
+
+def _png_names(folder: Path, role: str) -> list[str]:
+    if not folder.exists():
+        raise EvaluateError(f"{role} folder {folder} does not exist")
+    if not folder.is_dir():
+        raise EvaluateError(f"{role} folder {folder} is not a folder")
+    names = sorted(p.name for p in folder.iterdir() if p.is_file() and p.suffix.lower() == ".png")
+    if not names:
+        raise EvaluateError(f"{role} folder {folder} holds no .png files")
+    return names
+
+
+def _listing(names: Sequence[str], limit: int = 5) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def read_index_png(path: Path) -> np.ndarray:
+    """An index PNG as an HxW integer array; raises EvaluateError naming the file."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            mode = im.mode
+            arr = np.asarray(im)
+    except (OSError, ValueError) as e:
+        raise EvaluateError(f"{path}: cannot read PNG ({e})") from None
+    if mode == "1":
+        arr = arr.astype(np.uint8)
+    if arr.ndim == 3:
+        if arr.shape[2] == 3 and np.array_equal(arr[..., 0], arr[..., 1]) and np.array_equal(arr[..., 0], arr[..., 2]):
+            arr = arr[..., 0]
+        else:
+            raise EvaluateError(
+                f"{path}: mask has {arr.shape[2]} channels (mode {mode}); expected a single-channel "
+                f"index PNG (grey or palette), or 3 equal channels"
+            )
+    if arr.ndim != 2:
+        raise EvaluateError(f"{path}: expected a 2-D index image, got shape {arr.shape}")
+    if arr.dtype.kind not in "iu":
+        raise EvaluateError(f"{path}: pixel type {arr.dtype} is not an integer index")
+    return np.ascontiguousarray(arr)
+
+
+def evaluate_folders(pred_dir: str | Path, gt_dir: str | Path, num_classes: int, ignore_index: int | None = None,
+                     convention: str = "mmseg", boundary: bool = True, progress: bool = True) -> dict:
+    """Score predicted index PNGs against GT index PNGs of the same names.
+
+    Returns :meth:`bench.metrics.Scorer.result` plus ``pred_dir``, ``gt_dir``,
+    ``num_classes`` and ``ignore_index``. Raises :class:`EvaluateError` for a missing
+    folder, a folder without PNGs, file names that differ, sizes that differ, a mask that
+    is not single-channel or labels outside the class range.
+    """
+    if convention not in CONVENTIONS:
+        raise EvaluateError(f"unknown mIoU convention {convention!r}; choose one of {', '.join(CONVENTIONS)}")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise EvaluateError(f"num_classes must be a positive integer, not {num_classes!r}")
+    pred_dir, gt_dir = Path(pred_dir), Path(gt_dir)
+    pred_names = _png_names(pred_dir, "prediction")
+    gt_names = _png_names(gt_dir, "ground-truth")
+    if pred_names != gt_names:
+        pset, gset = set(pred_names), set(gt_names)
+        no_pred = sorted(gset - pset)
+        no_gt = sorted(pset - gset)
+        parts = []
+        if no_pred:
+            parts.append(f"{len(no_pred)} ground-truth file(s) have no prediction in {pred_dir}: {_listing(no_pred)}")
+        if no_gt:
+            parts.append(f"{len(no_gt)} prediction file(s) have no ground truth in {gt_dir}: {_listing(no_gt)}")
+        raise EvaluateError("file names differ: " + "; ".join(parts))
+
+    scorer = Scorer(num_classes, ignore_index, convention=convention, boundary=boundary)
+    names: Any = gt_names
+    if progress:
+        from tqdm import tqdm
+
+        names = tqdm(gt_names, desc="evaluate", unit="img", leave=False)
+    for name in names:
+        pred = read_index_png(pred_dir / name)
+        gt = read_index_png(gt_dir / name)
+        if pred.shape != gt.shape:
+            raise EvaluateError(
+                f"{name}: prediction is {pred.shape[1]}x{pred.shape[0]} but ground truth is "
+                f"{gt.shape[1]}x{gt.shape[0]} (WxH)"
+            )
+        try:
+            scorer.update(pred, gt)
+        except ValueError as e:
+            raise EvaluateError(f"{name}: {e}") from None
+    result = scorer.result()
+    result.update(pred_dir=str(pred_dir), gt_dir=str(gt_dir), num_classes=num_classes, ignore_index=ignore_index)
+    return result
+
+
+# ---------------------------------------------------------------------------------------
+# output
+# ---------------------------------------------------------------------------------------
+def _clean(value: Any) -> Any:
+    """NaN/inf -> None (JSON null), numpy scalars -> Python numbers."""
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+_SUMMARY = (("mIoU", "miou"), ("pixel acc", "pixel_acc"), ("mean acc", "mean_acc"), ("fwIoU", "fwiou"),
+            ("BF", "bf"))
+
+
+def format_result(result: dict, fmt: str = "text", class_names: Sequence[str] | None = None) -> str:
+    """``json``: one JSON object (NaN as null); ``md``: Markdown tables; ``text``: plain table."""
+    if fmt == "json":
+        keys = ("miou", "pixel_acc", "mean_acc", "fwiou", "bf", "iou", "acc", "miou_convention",
+                "miou_by_convention", "n_images", "num_classes", "ignore_index", "pred_dir", "gt_dir",
+                "confusion_matrix")
+        out = {k: result[k] for k in keys if k in result}
+        out.update({k: v for k, v in result.items() if k not in out})
+        return json.dumps(_clean(out), allow_nan=False)
+    if fmt not in ("md", "text"):
+        raise ValueError(f"unknown format {fmt!r}; choose json, md or text")
+
+    iou = result.get("iou") or []
+    acc = result.get("acc") or []
+    names = list(class_names) if class_names is not None else [str(i) for i in range(len(iou))]
+    conv = result.get("miou_convention", "mmseg")
+    summary = [(f"{label} ({conv})" if key == "miou" else label, _fmt(result.get(key))) for label, key in _SUMMARY]
+    by = result.get("miou_by_convention") or {}
+    summary += [(f"mIoU ({c})", _fmt(v)) for c, v in by.items() if c != conv]
+    summary.append(("images", _fmt(result.get("n_images"))))
+    per_class = [(names[i] if i < len(names) else str(i), _fmt(iou[i]), _fmt(acc[i] if i < len(acc) else None))
+                 for i in range(len(iou))]
+
+    if fmt == "md":
+        lines = ["| metric | value |", "|---|---:|"]
+        lines += [f"| {k} | {v} |" for k, v in summary]
+        lines += ["", "| class | IoU | acc |", "|---|---:|---:|"]
+        lines += [f"| {n} | {a} | {b} |" for n, a, b in per_class]
+        return "\n".join(lines)
+
+    w = max(len(k) for k, _ in summary)
+    lines = [f"{k:<{w}}  {v:>8}" for k, v in summary]
+    if per_class:
+        cw = max(5, max(len(n) for n, _, _ in per_class))
+        lines += ["", f"{'class':<{cw}}  {'IoU':>8}  {'acc':>8}"]
+        lines += [f"{n:<{cw}}  {a:>8}  {b:>8}" for n, a, b in per_class]
+    return "\n".join(lines)

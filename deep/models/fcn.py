@@ -1,0 +1,183 @@
+"""Fully convolutional networks FCN-32s, FCN-16s, FCN-8s (Long, Shelhamer, Darrell 2015).
+
+VGG16 body (13 convs + ReLU, 5 max-pools 2x2 ceil-mode), fc6 as a 7x7 conv with 4096
+channels and fc7 as a 1x1 conv with 4096 channels (ReLU + dropout 0.5 each), a 1x1
+``score_fr`` conv to the classes, and upsampling by ``ConvTranspose2d`` layers without
+bias initialised to bilinear interpolation (identity across classes, as Caffe's
+``surgery.interp``):
+
+* FCN-32s: score_fr -> 32x (kernel 64, stride 32).
+* FCN-16s: score_fr -> 2x (kernel 4, stride 2) + score_pool4 -> 16x (kernel 32, stride 16).
+* FCN-8s:  score_fr -> 2x + score_pool4 -> 2x + score_pool3 -> 8x (kernel 16, stride 8).
+
+As in the paper the intermediate 2x upsamplings are learned (initialised bilinear) and the
+final one is fixed bilinear (``requires_grad=False``; it is still counted as a parameter,
+like Caffe's blob). The skip score layers ``score_pool4``/``score_pool3`` are zero
+initialised so that the net starts as its coarser version; ``score_fr`` is zero initialised
+too when ImageNet weights are loaded (the paper's choice), otherwise He-initialised so that a
+from-scratch net gets gradients in its body from the first step.
+
+Deviations (documented in docs/MODELS.md):
+
+* The Caffe model pads conv1_1 by 100 and uses an unpadded ("valid") 7x7 fc6, then crops
+  the upsampled scores with fixed offsets. Here the input is zero-padded to a multiple of
+  32, fc6 is padded by 3 ("same"), every deconvolution is padded so that it scales by
+  exactly its stride (kernel 2f, stride f, padding f/2: bilinear with half-pixel centres,
+  i.e. ``align_corners=False``), and the scores are cropped back to the input. Same
+  parameters, aligned maps without offset bookkeeping.
+* All-at-once training (one net, no 32s -> 16s -> 8s staging). The PAMI "at-once" variant's
+  fixed scaling of pool4/pool3 by 0.01/0.0001 is off by default (``skip_scaling=True``
+  turns it on); it compensates Caffe's unnormalised loss with a pretrained body and is not
+  needed here.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from deep.models import register_model
+from deep.models.vgg import (
+    SegmentationNet,
+    VGGBackboneMixin,
+    kaiming_init,
+    check_pretrained,
+    load_pretrained,
+    scaled,
+    vgg16_fc,
+    vgg16_stage_channels,
+    vgg16_stages,
+)
+
+
+def bilinear_kernel(size: int, *, device=None, dtype=None) -> torch.Tensor:
+    """2-D bilinear interpolation kernel of ``size x size`` (Caffe's ``upsample_filt``)."""
+    factor = (size + 1) // 2
+    center = factor - 1 if size % 2 == 1 else factor - 0.5
+    og = torch.arange(size, device=device, dtype=dtype)
+    filt = 1 - (og - center).abs() / factor
+    return filt[:, None] * filt[None, :]
+
+
+def bilinear_upsampler(channels: int, factor: int, *, learnable: bool) -> nn.ConvTranspose2d:
+    """``ConvTranspose2d`` that upsamples by exactly ``factor`` (bilinear, per channel)."""
+    up = nn.ConvTranspose2d(
+        channels, channels, 2 * factor, stride=factor, padding=factor // 2, bias=False
+    )
+    init_bilinear_(up)
+    up.weight.requires_grad_(learnable)
+    return up
+
+
+@torch.no_grad()
+def init_bilinear_(up: nn.ConvTranspose2d) -> None:
+    """Bilinear interpolation per channel, zero across channels."""
+    w = up.weight
+    k = bilinear_kernel(w.shape[-1], device=w.device, dtype=w.dtype)
+    w.zero_()
+    for c in range(min(w.shape[0], w.shape[1])):
+        w[c, c] = k
+
+
+class FCN(SegmentationNet, VGGBackboneMixin):
+    output_stride = 32
+    min_input_size = 32
+    # Table 1 of the paper: 134M for FCN-VGG16 on PASCAL VOC (21 classes).
+    paper_params = 134_000_000
+    paper_num_classes = 21
+    vgg_batch_norm = False
+
+    def __init__(
+        self,
+        variant: int,
+        num_classes: int,
+        width: float = 1.0,
+        *,
+        in_channels: int = 3,
+        dropout: float = 0.5,
+        skip_scaling: bool = False,
+        zero_init_score: bool = False,
+    ) -> None:
+        super().__init__(num_classes=num_classes, width=width, in_channels=in_channels)
+        if variant not in (32, 16, 8):
+            raise ValueError(f"FCN variant must be 32, 16 or 8, got {variant}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"fcn{variant}s: dropout must be in [0, 1), got {dropout}")
+        self.name = f"fcn{variant}s"
+        self.variant = variant
+        self.skip_scaling = skip_scaling
+        k = num_classes
+        self.vgg_stages = vgg16_stages(in_channels, width, batch_norm=False)
+        self.pool = nn.MaxPool2d(2, 2, ceil_mode=True)
+        self.vgg_fc6, self.vgg_fc7 = vgg16_fc(width, fc6_padding=3, dropout=dropout)
+        self.score_fr = nn.Conv2d(scaled(4096, width), k, 1)
+        c3, c4 = vgg16_stage_channels(width)[2:4]
+        kaiming_init(self)
+        if zero_init_score:
+            nn.init.zeros_(self.score_fr.weight)
+            nn.init.zeros_(self.score_fr.bias)
+        if variant == 32:
+            self.upscore = bilinear_upsampler(k, 32, learnable=False)
+        else:
+            self.upscore2 = bilinear_upsampler(k, 2, learnable=True)
+            self.score_pool4 = nn.Conv2d(c4, k, 1)
+            nn.init.zeros_(self.score_pool4.weight)
+            nn.init.zeros_(self.score_pool4.bias)
+            if variant == 16:
+                self.upscore16 = bilinear_upsampler(k, 16, learnable=False)
+            else:
+                self.upscore_pool4 = bilinear_upsampler(k, 2, learnable=True)
+                self.score_pool3 = nn.Conv2d(c3, k, 1)
+                nn.init.zeros_(self.score_pool3.weight)
+                nn.init.zeros_(self.score_pool3.bias)
+                self.upscore8 = bilinear_upsampler(k, 8, learnable=False)
+
+    def forward_padded(self, x: torch.Tensor) -> torch.Tensor:
+        feats = []
+        for stage in self.vgg_stages:
+            x = self.pool(stage(x))
+            feats.append(x)
+        pool3, pool4 = feats[2], feats[3]
+        score = self.score_fr(self.vgg_fc7(self.vgg_fc6(x)))
+        if self.variant == 32:
+            return self.upscore(score)
+        s4, s3 = (0.01, 0.0001) if self.skip_scaling else (1.0, 1.0)
+        score = self.upscore2(score) + self.score_pool4(pool4 * s4 if s4 != 1 else pool4)
+        if self.variant == 16:
+            return self.upscore16(score)
+        score = self.upscore_pool4(score) + self.score_pool3(pool3 * s3 if s3 != 1 else pool3)
+        return self.upscore8(score)
+
+
+def _build(variant: int, num_classes, width, pretrained, in_channels, dropout, skip_scaling):
+    check_pretrained(f"fcn{variant}s", pretrained, width, batch_norm=False)
+    model = FCN(
+        variant, num_classes, width, in_channels=in_channels, dropout=dropout,
+        skip_scaling=skip_scaling, zero_init_score=pretrained is not None,
+    )
+    load_pretrained(model, pretrained, batch_norm=False)
+    return model
+
+
+@register_model("fcn32s")
+def build_fcn32s(
+    num_classes: int, width: float = 1.0, pretrained: str | None = None, *,
+    in_channels: int = 3, dropout: float = 0.5, skip_scaling: bool = False,
+) -> FCN:
+    return _build(32, num_classes, width, pretrained, in_channels, dropout, skip_scaling)
+
+
+@register_model("fcn16s")
+def build_fcn16s(
+    num_classes: int, width: float = 1.0, pretrained: str | None = None, *,
+    in_channels: int = 3, dropout: float = 0.5, skip_scaling: bool = False,
+) -> FCN:
+    return _build(16, num_classes, width, pretrained, in_channels, dropout, skip_scaling)
+
+
+@register_model("fcn8s")
+def build_fcn8s(
+    num_classes: int, width: float = 1.0, pretrained: str | None = None, *,
+    in_channels: int = 3, dropout: float = 0.5, skip_scaling: bool = False,
+) -> FCN:
+    return _build(8, num_classes, width, pretrained, in_channels, dropout, skip_scaling)

@@ -1,0 +1,101 @@
+"""Speed of the metric hot paths (pytest-benchmark; no speed asserts).
+
+Run: python -m pytest tests/benchmarks/test_bench_metrics.py --benchmark-enable -q
+Each confusion-matrix case reports ``pixels_per_s`` in ``extra_info``; torchmetrics'
+MulticlassJaccardIndex.update runs on the same data so the ratio is measured side by side.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from bench.metrics import ConfusionMatrix, boundary_f1, confusion_matrix, summarize
+
+N, H, W, K, IGNORE = 8, 360, 480, 12, 11
+
+
+@pytest.fixture(scope="module")
+def batch():
+    rng = np.random.default_rng(0)
+    target = rng.integers(0, K, (N, H, W)).astype(np.uint8)  # value 11 = the ignore index
+    pred = np.where(rng.random((N, H, W)) < 0.7, np.minimum(target, K - 2), rng.integers(0, K - 1, (N, H, W))).astype(np.uint8)
+    return pred, target
+
+
+@pytest.fixture
+def one_thread():
+    """Our counting is single-threaded: measure torch/torchmetrics on one thread too."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _pixels_per_s(benchmark, n_pixels):
+    benchmark.extra_info["pixels"] = n_pixels
+    if benchmark.stats is not None:
+        benchmark.extra_info["pixels_per_s"] = n_pixels / benchmark.stats.stats.mean
+        benchmark.extra_info["pixels_per_s_median"] = n_pixels / benchmark.stats.stats.median
+
+
+@pytest.mark.benchmark(group="confusion-matrix")
+def test_cm_numpy_uint8(benchmark, batch):
+    pred, target = batch
+    cm = ConfusionMatrix(K, IGNORE)
+    benchmark(cm.update, pred, target)
+    _pixels_per_s(benchmark, pred.size)
+
+
+@pytest.mark.benchmark(group="confusion-matrix")
+def test_cm_torch_cpu_uint8(benchmark, batch, one_thread):
+    pred, target = (torch.from_numpy(a) for a in batch)
+    cm = ConfusionMatrix(K, IGNORE)
+    benchmark(cm.update, pred, target)
+    _pixels_per_s(benchmark, pred.numel())
+
+
+@pytest.mark.benchmark(group="confusion-matrix")
+def test_cm_torch_cpu_int64_pred(benchmark, batch, one_thread):
+    """argmax output is int64: the common case of a network's prediction."""
+    pred, target = torch.from_numpy(batch[0]).long(), torch.from_numpy(batch[1])
+    benchmark(confusion_matrix, pred, target, K, IGNORE)
+    _pixels_per_s(benchmark, pred.numel())
+
+
+@pytest.mark.benchmark(group="confusion-matrix")
+def test_cm_torchmetrics_jaccard_update(benchmark, batch, one_thread):
+    from torchmetrics.classification import MulticlassJaccardIndex
+
+    pred, target = (torch.from_numpy(a) for a in batch)
+    metric = MulticlassJaccardIndex(num_classes=K, average=None, ignore_index=IGNORE)
+    benchmark(metric.update, pred, target)
+    _pixels_per_s(benchmark, pred.numel())
+
+
+@pytest.mark.benchmark(group="summarize")
+def test_summarize_59_classes(benchmark):
+    rng = np.random.default_rng(1)
+    matrix = rng.integers(0, 10_000, (59, 59)).astype(np.int64)
+    matrix[7] = 0
+    matrix[:, 7] = 0
+    benchmark(summarize, matrix)
+
+
+@pytest.mark.benchmark(group="boundary-f1")
+def test_boundary_f1_360x480(benchmark):
+    rng = np.random.default_rng(2)
+    cells = (12, 16)
+
+    def field():
+        f = rng.normal(size=(K,) + cells).astype(np.float32)
+        return np.stack([cv2.resize(c, (W, H), interpolation=cv2.INTER_CUBIC) for c in f])
+
+    f = field()
+    target = f.argmax(0).astype(np.uint8)
+    pred = (f + 0.3 * field()).argmax(0).astype(np.uint8)
+    target[:12] = 255
+    benchmark(boundary_f1, pred, target, K, 255)
+    _pixels_per_s(benchmark, pred.size)

@@ -1,0 +1,594 @@
+"""bench.metrics against brute-force references, torchmetrics and hand-computed values."""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import ndimage as ndi
+
+from bench import metrics as M
+from bench.metrics import (CONVENTIONS, ConfusionMatrix, Scorer, boundary_f1, confusion_matrix, image_miou,
+                           summarize)
+
+
+# ---------------------------------------------------------------------------------------
+# brute-force references (explicit loops)
+# ---------------------------------------------------------------------------------------
+def ref_cm(pred, target, K, ignore=None):
+    cm = np.zeros((K, K), np.int64)
+    for t, p in zip(np.asarray(target).ravel().tolist(), np.asarray(pred).ravel().tolist()):
+        if ignore is not None and t == ignore:
+            continue
+        cm[t, p] += 1
+    return cm
+
+
+def ref_summary(cm):
+    K = len(cm)
+    total = sum(cm[i][j] for i in range(K) for j in range(K))
+    iou, acc = [], []
+    for c in range(K):
+        tp = cm[c][c]
+        fn = sum(cm[c][j] for j in range(K)) - tp
+        fp = sum(cm[i][c] for i in range(K)) - tp
+        iou.append(tp / (tp + fp + fn) if tp + fp + fn else math.nan)
+        acc.append(tp / (tp + fn) if tp + fn else math.nan)
+    defined = [v for v in iou if not math.isnan(v)]
+    with_gt = [v for v in acc if not math.isnan(v)]
+    fw = sum(sum(cm[c]) / total * iou[c] for c in range(K) if sum(cm[c]) > 0) if total else math.nan
+    return {
+        "iou": iou, "acc": acc,
+        "mmseg": sum(defined) / len(defined) if defined else math.nan,
+        "smp": sum(v if not math.isnan(v) else 1.0 for v in iou) / K if total else math.nan,
+        "pixel_acc": sum(cm[c][c] for c in range(K)) / total if total else math.nan,
+        "mean_acc": sum(with_gt) / len(with_gt) if with_gt else math.nan,
+        "fwiou": fw,
+    }
+
+
+def ref_bf(pred, target, K, ignore=None, tolerance=0.0075):
+    """BF with scipy: cross erosion (frame = inside), exact EDT, loops over classes."""
+    H, W = target.shape
+    tol = tolerance * math.hypot(H, W)
+    valid = target != ignore if ignore is not None else np.ones_like(target, bool)
+    classes = [c for c in range(K) if c != ignore and np.any((target == c) & valid)]
+    if not classes:
+        return math.nan
+    cross = ndi.generate_binary_structure(2, 1)
+    f1s = []
+    for c in classes:
+        gm, pm = target == c, pred == c
+        gb = gm & valid & ~ndi.binary_erosion(gm | ~valid, cross, border_value=1)
+        pb = pm & valid & ~ndi.binary_erosion(pm | ~valid, cross, border_value=1)
+        if not gb.any() or not pb.any():
+            f1s.append(1.0 if gb.any() == pb.any() else 0.0)
+            continue
+        d_to_g = ndi.distance_transform_edt(~gb)
+        d_to_p = ndi.distance_transform_edt(~pb)
+        prec = np.mean(d_to_g[pb] <= tol)
+        rec = np.mean(d_to_p[gb] <= tol)
+        f1s.append(2 * prec * rec / (prec + rec) if prec + rec else 0.0)
+    return float(np.mean(f1s))
+
+
+def nan_equal(a, b, tol=1e-12):
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    return a.shape == b.shape and bool(np.all((np.isnan(a) & np.isnan(b)) | (np.abs(a - b) <= tol)))
+
+
+def smooth_labels(K, H, W, rng, cells=(6, 8)):
+    field = rng.normal(size=(K,) + cells).astype(np.float32)
+    up = np.stack([cv2.resize(f, (W, H), interpolation=cv2.INTER_CUBIC) for f in field])
+    return up, up.argmax(0).astype(np.uint8)
+
+
+@pytest.fixture(params=["numpy-bincount", "cv2-calchist"])
+def count_path(request, monkeypatch):
+    """Run a test with the uint8 counting forced down each of its two code paths."""
+    monkeypatch.setattr(M, "_CV_MIN_PIXELS", 1 << 62 if request.param == "numpy-bincount" else 0)
+    return request.param
+
+
+# ---------------------------------------------------------------------------------------
+# confusion matrix
+# ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int32, np.int64])
+@pytest.mark.parametrize("K,ignore", [(5, 255), (5, None), (12, 11), (7, -1), (300, 255), (3, 1000)])
+def test_cm_random_against_reference(dtype, K, ignore, count_path):
+    rng = np.random.default_rng(K + (ignore or 0))
+    for _ in range(5):
+        pred = rng.integers(0, K, (7, 9))
+        target = rng.integers(0, K, (7, 9))
+        if ignore is not None:
+            target[rng.random((7, 9)) < 0.3] = ignore
+        if np.iinfo(dtype).max < max(K - 1, ignore or 0) or (np.iinfo(dtype).min == 0 and (ignore or 0) < 0):
+            continue
+        p, t = pred.astype(dtype), target.astype(dtype)
+        got = confusion_matrix(p, t, K, ignore)
+        assert got.dtype == np.int64 and got.shape == (K, K)
+        np.testing.assert_array_equal(got, ref_cm(p, t, K, ignore))
+
+
+def test_cm_hand_made():
+    t = np.array([[0, 0, 1], [1, 2, 255]], np.uint8)
+    p = np.array([[0, 1, 1], [1, 0, 2]], np.uint8)
+    np.testing.assert_array_equal(confusion_matrix(p, t, 3, 255), [[1, 1, 0], [0, 2, 0], [1, 0, 0]])
+    # an ignore index inside [0, K) drops its row (like torchmetrics), the column stays
+    np.testing.assert_array_equal(confusion_matrix(p[:, :2], t[:, :2], 3, 2), [[1, 1, 0], [0, 1, 0], [0, 0, 0]])
+
+
+def test_cm_empty_and_only_ignore():
+    assert confusion_matrix(np.zeros((0, 4), np.uint8), np.zeros((0, 4), np.uint8), 3).sum() == 0
+    t = np.full((4, 5), 255, np.uint8)
+    p = np.zeros((4, 5), np.uint8)
+    assert confusion_matrix(p, t, 3, 255).sum() == 0
+
+
+def test_cm_counts_beyond_float32_precision():
+    """cv2.calcHist counts in float32: more than 2**24 pixels in one bin must stay exact."""
+    n = 4097  # 4097**2 = 16785409 > 2**24
+    z = np.zeros((n, n), np.uint8)
+    cm = confusion_matrix(z, z, 2)
+    assert cm[0, 0] == n * n and cm.sum() == n * n
+
+
+def test_cm_non_contiguous_and_bool(count_path):
+    rng = np.random.default_rng(3)
+    p = rng.integers(0, 4, (40, 60)).astype(np.uint8)
+    t = rng.integers(0, 4, (40, 60)).astype(np.uint8)
+    np.testing.assert_array_equal(confusion_matrix(p[:, ::2], t[:, ::2], 4), ref_cm(p[:, ::2], t[:, ::2], 4))
+    np.testing.assert_array_equal(confusion_matrix(p.T, t.T, 4), ref_cm(p, t, 4))
+    pb, tb = p > 1, t > 1
+    np.testing.assert_array_equal(confusion_matrix(pb, tb, 2), ref_cm(pb.astype(int), tb.astype(int), 2))
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int32, torch.int64])
+def test_cm_numpy_and_torch_identical(dtype, count_path):
+    rng = np.random.default_rng(5)
+    p = rng.integers(0, 12, (3, 50, 70))
+    t = rng.integers(0, 12, (3, 50, 70))
+    t[:, :5] = 255
+    ref = confusion_matrix(p.astype(np.uint8), t.astype(np.uint8), 12, 255)
+    got = confusion_matrix(torch.from_numpy(p).to(dtype), torch.from_numpy(t).to(dtype), 12, 255)
+    assert isinstance(got, torch.Tensor) and got.dtype == torch.int64 and got.device.type == "cpu"
+    np.testing.assert_array_equal(got.numpy(), ref)
+    # non-contiguous tensor
+    got_t = confusion_matrix(torch.from_numpy(p).to(dtype).transpose(1, 2), torch.from_numpy(t).to(dtype).transpose(1, 2), 12, 255)
+    np.testing.assert_array_equal(got_t.numpy(), ref)
+    # the pure-torch path used for CUDA tensors, run on CPU tensors here
+    native = M._cm_torch_native(torch.from_numpy(p).to(dtype), torch.from_numpy(t).to(dtype), 12, 255)
+    np.testing.assert_array_equal(native.numpy(), ref)
+
+
+def test_cm_torch_native_checks():
+    p = torch.tensor([[0, 1], [2, 3]])
+    with pytest.raises(ValueError, match=r"pred contains class index\(es\) \[3\]"):
+        M._cm_torch_native(p, torch.zeros_like(p), 3, None)
+    with pytest.raises(ValueError, match="target contains label"):
+        M._cm_torch_native(torch.zeros_like(p), torch.tensor([[0, 7], [1, 255]]), 3, 255)
+    np.testing.assert_array_equal(M._cm_torch_native(torch.zeros_like(p), torch.tensor([[0, 2], [1, 255]]), 3, 255).numpy(),
+                                  [[1, 0, 0], [1, 0, 0], [1, 0, 0]])
+
+
+def test_cm_batch_is_sum_of_singles(count_path):
+    rng = np.random.default_rng(9)
+    p = rng.integers(0, 6, (4, 30, 20)).astype(np.uint8)
+    t = rng.integers(0, 6, (4, 30, 20)).astype(np.uint8)
+    t[t == 5] = 255
+    batch = confusion_matrix(p, t, 6, 255)
+    np.testing.assert_array_equal(batch, sum(confusion_matrix(p[i], t[i], 6, 255) for i in range(4)))
+
+
+def test_cm_errors():
+    a = np.zeros((3, 4), np.uint8)
+    with pytest.raises(ValueError, match=r"\(3, 4\).*\(4, 3\)"):
+        confusion_matrix(a, np.zeros((4, 3), np.uint8), 2)
+    with pytest.raises(ValueError, match="float32.*integer class indices.*argmax"):
+        confusion_matrix(a.astype(np.float32), a, 2)
+    with pytest.raises(ValueError, match="float"):
+        confusion_matrix(torch.zeros(3, 4), torch.zeros(3, 4, dtype=torch.long), 2)
+    with pytest.raises(ValueError, match=r"pred contains class index\(es\) \[5\] outside \[0, 2\)"):
+        confusion_matrix(a + 5, a, 2)
+    with pytest.raises(ValueError, match=r"pred contains class index\(es\) \[-1\]"):
+        confusion_matrix(a.astype(np.int32) - 1, a, 2)
+    with pytest.raises(ValueError, match=r"target contains label value\(s\) \[7\].*ignore index 255"):
+        t = a.copy()
+        t[0, 0], t[0, 1] = 7, 255
+        confusion_matrix(a, t, 2, 255)
+    with pytest.raises(ValueError, match=r"\[255\].*no ignore index"):
+        confusion_matrix(a, a + 255, 2)
+    with pytest.raises(ValueError, match=r"\[-3\]"):
+        confusion_matrix(a.astype(np.int64), a.astype(np.int64) - 3, 2, 255)
+    with pytest.raises(ValueError, match="num_classes"):
+        confusion_matrix(a, a, 0)
+    with pytest.raises(ValueError, match="differ"):
+        Scorer(2).update(a, np.zeros((3, 5), np.uint8))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cm_cuda_stays_on_device():
+    rng = np.random.default_rng(6)
+    p = rng.integers(0, 7, (2, 33, 45))
+    t = rng.integers(0, 7, (2, 33, 45))
+    t[:, :3] = 255
+    ref = ref_cm(p, t, 7, 255)
+    got = confusion_matrix(torch.from_numpy(p).cuda(), torch.from_numpy(t).cuda(), 7, 255)
+    assert got.device.type == "cuda" and got.dtype == torch.int64
+    np.testing.assert_array_equal(got.cpu().numpy(), ref)
+    acc = ConfusionMatrix(7, 255)
+    acc.update(torch.from_numpy(p).cuda(), torch.from_numpy(t).cuda())
+    acc.update(p, t)
+    np.testing.assert_array_equal(acc.matrix, 2 * ref)
+    sc = Scorer(7, 255)
+    sc.update(torch.from_numpy(p).cuda(), torch.from_numpy(t).cuda())
+    assert sc.result()["confusion_matrix"] == ref.tolist()
+
+
+# ---------------------------------------------------------------------------------------
+# streaming
+# ---------------------------------------------------------------------------------------
+def test_confusion_matrix_streaming_merge_reset():
+    rng = np.random.default_rng(1)
+    imgs = [(rng.integers(0, 4, (8, 9)).astype(np.uint8), rng.integers(0, 4, (8, 9)).astype(np.uint8)) for _ in range(4)]
+    cm = ConfusionMatrix(4)
+    parts = [cm.update(p, t) for p, t in imgs[:2]]
+    np.testing.assert_array_equal(parts[0], ref_cm(*imgs[0], 4))
+    other = ConfusionMatrix(4)
+    other.update(torch.from_numpy(imgs[2][0]), torch.from_numpy(imgs[2][1]))
+    other.update(np.stack([imgs[3][0]]), np.stack([imgs[3][1]]))
+    cm += other
+    expected = sum(ref_cm(p, t, 4) for p, t in imgs)
+    assert isinstance(cm.matrix, np.ndarray) and cm.matrix.dtype == np.int64
+    np.testing.assert_array_equal(cm.matrix, expected)
+    m = cm.matrix
+    m[0, 0] += 100  # a copy
+    np.testing.assert_array_equal(cm.matrix, expected)
+    cm.reset()
+    assert cm.matrix.sum() == 0
+    with pytest.raises(ValueError, match="cannot merge"):
+        cm.merge(ConfusionMatrix(5))
+
+
+# ---------------------------------------------------------------------------------------
+# summarize
+# ---------------------------------------------------------------------------------------
+def _summary_matches_reference(cm):
+    s = summarize(cm)
+    r = ref_summary(cm.tolist())
+    assert nan_equal(s["iou"], r["iou"]) and nan_equal(s["acc"], r["acc"])
+    for key in ("pixel_acc", "mean_acc", "fwiou"):
+        assert nan_equal(s[key], r[key]), key
+    assert nan_equal(s["miou"], r["mmseg"])
+    assert nan_equal(s["miou_by_convention"]["smp"], r["smp"])
+    assert nan_equal(summarize(cm, "smp")["miou"], r["smp"])
+    return s
+
+
+def test_summarize_random_against_reference():
+    rng = np.random.default_rng(2)
+    for K in (1, 2, 5, 19):
+        for _ in range(10):
+            p = rng.integers(0, K, (7, 9))
+            t = rng.integers(0, K, (7, 9))
+            t[rng.random((7, 9)) < 0.2] = 255
+            _summary_matches_reference(confusion_matrix(p, t, K, 255))
+
+
+def test_summarize_hand_made_cases():
+    t = np.array([[0, 0, 1], [1, 2, 2]], np.uint8)
+    # all correct
+    s = _summary_matches_reference(confusion_matrix(t, t, 4))
+    assert s["miou"] == 1.0 and s["pixel_acc"] == 1.0 and s["mean_acc"] == 1.0 and s["fwiou"] == 1.0
+    assert math.isnan(s["iou"][3]) and s["miou_by_convention"]["smp"] == 1.0  # class 3 absent
+    # all wrong
+    s = _summary_matches_reference(confusion_matrix((t + 1) % 3, t, 3))
+    assert s["miou"] == 0.0 and s["pixel_acc"] == 0.0 and s["fwiou"] == 0.0
+    # class 3 only in pred: IoU 0 (counts), recall NaN (no GT)
+    p = t.copy()
+    p[0, 0] = 3
+    s = _summary_matches_reference(confusion_matrix(p, t, 4))
+    assert s["iou"][3] == 0.0 and math.isnan(s["acc"][3])
+    assert s["iou"][0] == pytest.approx(0.5) and s["miou"] == pytest.approx((0.5 + 1 + 1 + 0) / 4)
+    assert s["mean_acc"] == pytest.approx((0.5 + 1 + 1) / 3)
+    # class 2 only in GT: IoU 0 and recall 0
+    p = t.copy()
+    p[p == 2] = 0
+    s = _summary_matches_reference(confusion_matrix(p, t, 3))
+    assert s["iou"][2] == 0.0 and s["acc"][2] == 0.0
+    assert s["iou"][0] == pytest.approx(2 / 4)
+    # only ignore: every figure NaN
+    s = summarize(confusion_matrix(t, np.full_like(t, 255), 3, 255))
+    for key in ("miou", "pixel_acc", "mean_acc", "fwiou"):
+        assert math.isnan(s[key])
+    assert all(math.isnan(v) for v in s["iou"]) and math.isnan(s["miou_by_convention"]["smp"])
+
+
+def test_summarize_input_checks():
+    with pytest.raises(ValueError, match="unknown mIoU convention"):
+        summarize(np.eye(2), "keras")
+    with pytest.raises(ValueError, match="per_image_miou"):
+        summarize(np.eye(2), "per-image")
+    with pytest.raises(ValueError, match="square"):
+        summarize(np.zeros((2, 3)))
+    s = summarize(torch.eye(3, dtype=torch.int64), "per-image", per_image_miou=[0.5, math.nan, 1.0])
+    assert s["miou"] == 0.75 and s["miou_by_convention"]["per-image"] == 0.75
+    assert summarize(np.eye(2))["miou_by_convention"]["per-image"] is None
+    assert all(isinstance(v, float) for v in s["iou"]) and isinstance(s["miou"], float)
+
+
+def test_conventions_hand_computed():
+    """Two 1x4 images, K=3, class 2 absent everywhere; the three conventions differ.
+
+    A: gt 0 0 1 1 / pred 0 0 1 0 -> IoU0 2/3, IoU1 1/2 -> image mIoU 7/12
+    B: gt 0 0 0 0 / pred 0 0 0 0 -> IoU0 1 (1, 2 absent)  -> image mIoU 1
+    summed: IoU0 = 6/7, IoU1 = 1/2, IoU2 undefined
+      mmseg     = (6/7 + 1/2) / 2      = 19/28
+      smp       = (6/7 + 1/2 + 1) / 3  = 11/14
+      per-image = (7/12 + 1) / 2       = 19/24
+    """
+    gt = np.array([[[0, 0, 1, 1]], [[0, 0, 0, 0]]], np.uint8)
+    pr = np.array([[[0, 0, 1, 0]], [[0, 0, 0, 0]]], np.uint8)
+    expected = {"mmseg": 19 / 28, "smp": 11 / 14, "per-image": 19 / 24}
+    assert len(set(expected.values())) == 3 and set(expected) == set(CONVENTIONS)
+    for conv, value in expected.items():
+        sc = Scorer(3, convention=conv, boundary=False)
+        for i in range(2):
+            sc.update(pr[i], gt[i])
+        r = sc.result()
+        assert r["miou"] == pytest.approx(value, abs=1e-12)
+        assert r["miou_convention"] == conv
+        assert r["miou_by_convention"] == pytest.approx(expected, abs=1e-12)
+    assert image_miou(confusion_matrix(pr[0], gt[0], 3)) == pytest.approx(7 / 12)
+
+
+# ---------------------------------------------------------------------------------------
+# against torchmetrics
+# ---------------------------------------------------------------------------------------
+def test_against_torchmetrics():
+    """torchmetrics 1.9 behaviour, checked here:
+
+    - MulticlassJaccardIndex(average=None) gives 0.0 (not NaN) for a class absent from
+      both pred and GT; ours gives NaN. They agree on every defined class.
+    - MulticlassJaccardIndex(average="macro") leaves such classes out: equals our mmseg mIoU.
+    - MulticlassAccuracy(average="micro") equals pixel_acc.
+    - MulticlassAccuracy(average="macro") keeps a class that is only predicted (recall 0)
+      where our mean_acc leaves it out (no GT pixel); they agree when every class has GT.
+    """
+    from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardIndex
+
+    rng = np.random.default_rng(11)
+    K, ig = 6, 255
+    for trial in range(6):
+        t = rng.integers(0, K, (2, 20, 30))
+        p = rng.integers(0, K, (2, 20, 30))
+        t[rng.random(t.shape) < 0.1] = ig
+        if trial % 2:  # classes 4, 5 absent from GT; 5 absent from pred too
+            t[t >= 4] = 0
+            p[p == 5] = 1
+        tt, pt = torch.from_numpy(t), torch.from_numpy(p)
+        s = summarize(confusion_matrix(p, t, K, ig))
+        tm_iou = MulticlassJaccardIndex(num_classes=K, average=None, ignore_index=ig)(pt, tt).numpy()
+        ours = np.array(s["iou"])
+        defined = ~np.isnan(ours)
+        np.testing.assert_allclose(ours[defined], tm_iou[defined], atol=1e-6)
+        assert np.all(tm_iou[~defined] == 0.0)
+        tm_macro = MulticlassJaccardIndex(num_classes=K, average="macro", ignore_index=ig)(pt, tt).item()
+        assert s["miou"] == pytest.approx(tm_macro, abs=1e-6)
+        micro = MulticlassAccuracy(num_classes=K, average="micro", ignore_index=ig)(pt, tt).item()
+        assert s["pixel_acc"] == pytest.approx(micro, abs=1e-6)
+        macro = MulticlassAccuracy(num_classes=K, average="macro", ignore_index=ig)(pt, tt).item()
+        if trial % 2 == 0:  # every class has GT pixels
+            assert s["mean_acc"] == pytest.approx(macro, abs=1e-6)
+        else:  # class 4 only predicted: torchmetrics averages its recall 0 in, we leave it out
+            assert math.isnan(s["acc"][4]) and s["mean_acc"] > macro
+
+
+def test_against_torchmetrics_ignore_in_range():
+    from torchmetrics.classification import MulticlassJaccardIndex
+
+    rng = np.random.default_rng(12)
+    t = torch.from_numpy(rng.integers(0, 12, (3, 40, 40)))
+    p = torch.from_numpy(rng.integers(0, 12, (3, 40, 40)))
+    s = summarize(confusion_matrix(p, t, 12, 11))
+    tm = MulticlassJaccardIndex(num_classes=12, average=None, ignore_index=11)(p, t).numpy()
+    np.testing.assert_allclose(np.array(s["iou"])[:11], tm[:11], atol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------
+# boundary F1
+# ---------------------------------------------------------------------------------------
+def _square(H, W, r0, c0, size):
+    m = np.zeros((H, W), np.uint8)
+    m[r0:r0 + size, c0:c0 + size] = 1
+    return m
+
+
+def test_bf_identical_is_one():
+    rng = np.random.default_rng(0)
+    _, t = smooth_labels(5, 60, 80, rng)
+    assert boundary_f1(t, t, 5) == 1.0
+    assert boundary_f1(torch.from_numpy(t), torch.from_numpy(t), 5) == 1.0
+    full = np.zeros((10, 10), np.uint8)  # a class filling the image: no boundary on either side
+    assert boundary_f1(full, full, 2) == 1.0
+
+
+def test_bf_hand_made():
+    """5x5 square shifted right by one pixel in a 20x20 image, tolerance 0.
+
+    class 1: 16 boundary pixels each, 8 coincide (top and bottom rows) -> F1 = 0.5
+    class 0: 20 boundary pixels each (the outer ring, 4-neighbours), 8 coincide -> 0.4
+    BF = 0.45. With a tolerance of 1.5 px every boundary pixel is matched -> 1.0.
+    """
+    gt = _square(20, 20, 5, 5, 5)
+    pr = _square(20, 20, 5, 6, 5)
+    assert boundary_f1(pr, gt, 2, tolerance=0.0) == pytest.approx(0.45)
+    assert boundary_f1(pr, gt, 2, tolerance=1.5 / math.hypot(20, 20)) == pytest.approx(1.0)
+    # only-pred class 2 is not scored (not in GT); a missing class scores 0
+    pr2 = pr.copy()
+    pr2[0:3, 0:3] = 2
+    assert boundary_f1(pr2, gt, 3, tolerance=1.5 / math.hypot(20, 20)) < 1.0
+    assert boundary_f1(np.zeros_like(gt), gt, 2) == 0.0  # no predicted boundary for either class
+
+
+def test_bf_shifts():
+    H, W = 120, 160  # tol = 0.0075 * 200 = 1.5 px
+    gt = _square(H, W, 40, 50, 30)
+    assert boundary_f1(_square(H, W, 41, 51, 30), gt, 2) == 1.0  # diagonal shift: sqrt(2) < 1.5
+    far = boundary_f1(_square(H, W, 40, 70, 30), gt, 2)
+    assert far < 0.4
+
+
+def test_bf_ignore_and_empty():
+    gt = _square(20, 20, 5, 5, 5)
+    ign = np.full_like(gt, 255)
+    assert math.isnan(boundary_f1(gt, ign, 2, 255))
+    # an ignored strip is a wildcard: GT edges along it and predicted edges in it do not count
+    gt2 = gt.copy()
+    gt2[:, 12:] = 255
+    pr2 = gt.copy()
+    pr2[8:, 14:18] = 1
+    assert boundary_f1(pr2, gt2, 2, 255, tolerance=0.0) == 1.0
+    with pytest.raises(ValueError, match="one HxW image"):
+        boundary_f1(np.zeros((2, 3, 3), np.uint8), np.zeros((2, 3, 3), np.uint8), 2)
+    with pytest.raises(ValueError, match="outside"):
+        boundary_f1(gt + 3, gt, 2)
+
+
+@pytest.mark.parametrize("tolerance", [0.0, 0.0075, 0.02, 0.05])  # 0.05 -> 10 px: distance-transform path
+def test_bf_against_scipy_reference(tolerance):
+    rng = np.random.default_rng(int(tolerance * 1e4))
+    for _ in range(3):
+        f, t = smooth_labels(6, 120, 160, rng)
+        p = (f + 0.4 * smooth_labels(6, 120, 160, rng)[0]).argmax(0).astype(np.uint8)
+        t[rng.random(t.shape) < 0.01] = 255
+        t[:, :7] = 255
+        assert boundary_f1(p, t, 6, 255, tolerance) == pytest.approx(ref_bf(p, t, 6, 255, tolerance), abs=1e-12)
+        assert boundary_f1(p.astype(np.int64), t.astype(np.int32), 6, 255, tolerance) == pytest.approx(
+            ref_bf(p, t, 6, 255, tolerance), abs=1e-12)
+
+
+def test_disk_dilation_equals_distance_transform():
+    rng = np.random.default_rng(4)
+    src = (rng.random((70, 90)) < 0.01).astype(np.uint8)
+    dst = (rng.random((70, 90)) < 0.3).astype(np.uint8)
+    dist = ndi.distance_transform_edt(src == 0)
+    for tol in (0.0, 1.0, 1.5, 2.0, 4.5, 7.9, 8.4):
+        assert M._matched(src, dst, tol) == np.count_nonzero(dist[dst.astype(bool)] <= tol), tol
+
+
+# ---------------------------------------------------------------------------------------
+# Scorer
+# ---------------------------------------------------------------------------------------
+def test_scorer_result_numpy_torch_batch():
+    rng = np.random.default_rng(8)
+    K = 5
+    imgs = []
+    for _ in range(3):
+        f, t = smooth_labels(K, 30, 40, rng)
+        p = (f + 0.5 * smooth_labels(K, 30, 40, rng)[0]).argmax(0).astype(np.uint8)
+        t[:3] = 255
+        imgs.append((p, t))
+    imgs.append((np.zeros((30, 40), np.uint8), np.full((30, 40), 255, np.uint8)))  # only ignore
+    a = Scorer(K, 255)
+    for p, t in imgs:
+        a.update(p, t)
+    b = Scorer(K, 255)
+    for p, t in imgs:
+        b.update(torch.from_numpy(p).long(), torch.from_numpy(t))
+    c = Scorer(K, 255)
+    c.update(np.stack([p for p, _ in imgs]), np.stack([t for _, t in imgs]))
+    ra, rb, rc = a.result(), b.result(), c.result()
+    keys = {"miou", "iou", "pixel_acc", "mean_acc", "acc", "fwiou", "bf", "miou_convention",
+            "miou_by_convention", "n_images", "confusion_matrix"}
+    assert keys <= set(ra)
+    for r in (rb, rc):
+        assert r["confusion_matrix"] == ra["confusion_matrix"]
+        assert nan_equal(r["iou"], ra["iou"]) and r["bf"] == ra["bf"] and r["miou_by_convention"] == ra["miou_by_convention"]
+    assert ra["n_images"] == 4 and math.isnan(a.image_miou[3]) and math.isnan(a.image_bf[3])
+    total = sum(confusion_matrix(p, t, K, 255) for p, t in imgs)
+    assert ra["confusion_matrix"] == total.tolist()
+    assert ra["bf"] == pytest.approx(np.mean([ref_bf(p, t, K, 255) for p, t in imgs[:3]]))
+    assert ra["miou_by_convention"]["per-image"] == pytest.approx(
+        np.mean([image_miou(confusion_matrix(p, t, K, 255)) for p, t in imgs[:3]]))
+    assert Scorer(K, 255, boundary=False).result()["bf"] is None
+    empty = Scorer(K).result()
+    assert empty["n_images"] == 0 and math.isnan(empty["miou"]) and math.isnan(empty["bf"])
+    merged = Scorer(K, 255)
+    merged.update(*imgs[0])
+    rest = Scorer(K, 255)
+    for p, t in imgs[1:]:
+        rest.update(p, t)
+    merged += rest
+    assert merged.result()["confusion_matrix"] == ra["confusion_matrix"] and merged.image_bf == a.image_bf
+    a.reset()
+    assert a.n_images == 0 and a.cm.matrix.sum() == 0
+    with pytest.raises(ValueError, match="convention"):
+        Scorer(3, convention="keras")
+    with pytest.raises(ValueError, match="HxW image or an NxHxW batch"):
+        Scorer(3).update(np.zeros(5, np.uint8), np.zeros(5, np.uint8))
+
+
+# ---------------------------------------------------------------------------------------
+# properties
+# ---------------------------------------------------------------------------------------
+@st.composite
+def label_pair(draw):
+    K = draw(st.integers(1, 40))
+    H, W = draw(st.integers(1, 12)), draw(st.integers(1, 12))
+    ignore = draw(st.sampled_from([None, 255, -1, K + 3]))
+    dtype = draw(st.sampled_from([np.uint8, np.int32, np.int64]))
+    if dtype == np.uint8 and ignore == -1:
+        ignore = 255
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    hi = draw(st.integers(1, K))  # label range actually used: leaves classes absent
+    p = rng.integers(0, hi, (H, W))
+    t = rng.integers(0, hi, (H, W))
+    if ignore is not None:
+        t[rng.random((H, W)) < draw(st.floats(0, 1))] = ignore
+    return p.astype(dtype), t.astype(dtype), K, ignore, rng
+
+
+@settings(max_examples=150, deadline=None)
+@given(label_pair())
+def test_property_counts_range_permutation(case):
+    p, t, K, ignore, rng = case
+    cm = confusion_matrix(p, t, K, ignore)
+    n_valid = int(np.count_nonzero(t != ignore)) if ignore is not None else t.size
+    assert cm.sum() == n_valid
+    assert np.array_equal(confusion_matrix(torch.from_numpy(p), torch.from_numpy(t), K, ignore).numpy(), cm)
+    s = summarize(cm)
+    for conv in ("mmseg", "smp"):
+        v = s["miou_by_convention"][conv]
+        assert math.isnan(v) or 0.0 <= v <= 1.0
+    assert all(math.isnan(v) or 0.0 <= v <= 1.0 for v in s["iou"])
+    # relabelling classes permutes the per-class IoU and leaves mIoU unchanged
+    perm = rng.permutation(K)
+    valid = t != ignore if ignore is not None else np.ones(t.shape, bool)
+    t2 = t.copy()
+    t2[valid] = perm[t[valid]]
+    p2 = perm[p].astype(p.dtype)
+    s2 = summarize(confusion_matrix(p2, t2, K, ignore))
+    assert nan_equal(np.array(s2["iou"])[perm], s["iou"], 1e-12)
+    assert nan_equal(s2["miou"], s["miou"], 1e-12)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(2, 6), st.sampled_from([0.0, 0.01, 0.05]))
+def test_property_bf_matches_reference(seed, K, tolerance):
+    rng = np.random.default_rng(seed)
+    H, W = int(rng.integers(5, 40)), int(rng.integers(5, 40))
+    t = rng.integers(0, K, (H // 4 + 1, W // 4 + 1)).astype(np.uint8)
+    t = cv2.resize(t, (W, H), interpolation=cv2.INTER_NEAREST)
+    p = np.where(rng.random((H, W)) < 0.05, rng.integers(0, K, (H, W)), t).astype(np.uint8)
+    t[rng.random((H, W)) < 0.05] = 255
+    v = boundary_f1(p, t, K, 255, tolerance)
+    r = ref_bf(p, t, K, 255, tolerance)
+    assert nan_equal(v, r, 1e-12)
+    assert math.isnan(v) or 0.0 <= v <= 1.0

@@ -1,0 +1,371 @@
+"""The deep segmentation networks: shapes, parameter counts, inits, gradients, errors.
+
+Forward passes run at width 0.125 on small inputs; full-width parameter counts are taken
+on the meta device (no memory, no init).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from deep.models import create_model, model_names, model_options, register_model
+from deep.models.dilated import ContextModule
+from deep.models.fcn import bilinear_kernel, bilinear_upsampler
+from deep.models.vgg import SegmentationNet, scaled
+
+torch.set_num_threads(1)
+
+ALL = ["fcn32s", "fcn16s", "fcn8s", "deconvnet", "unet", "segnet", "segnet-basic", "dilatednet"]
+SMALL = 0.125
+
+
+def meta_params(name: str, num_classes: int, width: float = 1.0, **kw) -> int:
+    with torch.device("meta"):
+        model = create_model(name, num_classes, width=width, **kw)
+    return sum(p.numel() for p in model.parameters())
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+# -- registry -------------------------------------------------------------------------
+def test_registry_names():
+    assert model_names() == ALL
+
+
+def test_every_model_has_the_attributes():
+    for name in ALL:
+        with torch.device("meta"):
+            m = create_model(name, 4)
+        assert isinstance(m, SegmentationNet)
+        assert m.name == name
+        assert isinstance(m.output_stride, int) and m.output_stride >= 1
+        assert isinstance(m.min_input_size, int) and m.min_input_size >= 1
+        assert m.paper_params is None or isinstance(m.paper_params, int)
+        assert m.num_classes == 4
+
+
+def test_unknown_kwarg_is_a_type_error():
+    with pytest.raises(TypeError, match="bogus"):
+        create_model("unet", 2, bogus=1)
+    with pytest.raises(TypeError, match="batch_norm"):  # only unet has it
+        create_model("segnet", 2, batch_norm=True)
+    assert "batch_norm" in model_options("unet")
+
+
+def test_unknown_model_is_a_value_error():
+    with pytest.raises(ValueError, match="unknown model 'nope'"):
+        create_model("nope", 2)
+
+
+@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("width", [0, -0.5, float("nan")])
+def test_bad_width(name, width):
+    with pytest.raises(ValueError, match="width"):
+        create_model(name, 3, width=width)
+
+
+@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("k", [1, 0, 2.0])
+def test_bad_num_classes(name, k):
+    with pytest.raises(ValueError, match="num_classes"):
+        create_model(name, k)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_input_smaller_than_minimum(name):
+    m = create_model(name, 3, width=SMALL).eval()
+    s = m.min_input_size
+    with pytest.raises(ValueError, match=rf"{name}.*minimum input size {s}"):
+        m(torch.zeros(1, 3, s - 1, 40))
+    with pytest.raises(ValueError, match="input channels"):
+        m(torch.zeros(1, 1, 64, 64))
+    with pytest.raises(ValueError, match="N x C x H x W"):
+        m(torch.zeros(3, 64, 64))
+
+
+@pytest.mark.parametrize("name", ["unet", "segnet-basic"])
+def test_pretrained_rejected_without_vgg_body(name):
+    with pytest.raises(ValueError, match="no pretrained encoder"):
+        create_model(name, 2, pretrained="imagenet")
+
+
+def test_bad_options():
+    with pytest.raises(ValueError, match="fc_mode"):
+        create_model("deconvnet", 3, width=SMALL, fc_mode="valid")
+    with pytest.raises(ValueError, match="context"):
+        create_model("dilatednet", 3, width=SMALL, context="large")
+    with pytest.raises(ValueError, match="dropout"):
+        create_model("unet", 3, width=SMALL, dropout=1.0)
+    with pytest.raises(ValueError, match="in_channels"):
+        create_model("unet", 3, width=SMALL, in_channels=0)
+
+
+def test_width_rule():
+    assert scaled(64, 0.125) == 8
+    assert scaled(64, 0.001) == 1
+    assert scaled(4096, 0.5) == 2048
+    assert scaled(3, 0.5) == 2  # half up
+    # a tiny width still builds and runs (every channel count at least 1)
+    m = create_model("segnet-basic", 2, width=0.001).eval()
+    assert m(torch.randn(1, 3, 16, 16)).shape == (1, 2, 16, 16)
+
+
+# -- shapes and gradients ---------------------------------------------------------------
+@pytest.mark.parametrize("name", ALL)
+def test_forward_backward_odd_size(name):
+    m = create_model(name, 5, width=SMALL).train()
+    x = torch.randn(2, 3, 61, 79)
+    y = m(x)
+    assert y.shape == (2, 5, 61, 79)
+    assert torch.isfinite(y).all()
+    F.cross_entropy(y, torch.randint(0, 5, (2, 61, 79))).backward()
+    grads = [p.grad for p in m.parameters() if p.requires_grad]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    first = next(p for p in m.parameters() if p.requires_grad)  # first conv of the body
+    assert first.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("name", ["segnet-basic", "unet"])
+def test_forward_361x479(name):
+    m = create_model(name, 4, width=SMALL).eval()
+    with torch.no_grad():
+        y = m(torch.randn(1, 3, 361, 479))
+    assert y.shape == (1, 4, 361, 479)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_forward_at_minimum_size(name):
+    m = create_model(name, 3, width=SMALL).eval()
+    s = m.min_input_size
+    with torch.no_grad():
+        assert m(torch.randn(1, 3, s, s + 3)).shape == (1, 3, s, s + 3)
+
+
+def test_in_channels_option():
+    m = create_model("unet", 2, width=SMALL, in_channels=1).eval()
+    with torch.no_grad():
+        assert m(torch.randn(1, 1, 33, 35)).shape == (1, 2, 33, 35)
+
+
+def test_deconvnet_resize_mode_is_the_papers_net():
+    m = create_model("deconvnet", 3, width=SMALL, fc_mode="resize").eval()
+    assert m.vgg_fc6.conv.padding == (0, 0)
+    with torch.no_grad():
+        assert m(torch.randn(1, 3, 61, 79)).shape == (1, 3, 61, 79)
+        assert m(torch.randn(1, 3, 224, 224)).shape == (1, 3, 224, 224)
+    # same parameters as the fully convolutional default
+    assert meta_params("deconvnet", 21, fc_mode="resize") == meta_params("deconvnet", 21)
+    # batch norm on a 1x1 map at batch size 1 is a clear error in training
+    with pytest.raises(ValueError, match="batch size > 1"):
+        m.train()(torch.randn(1, 3, 64, 64))
+
+
+def test_output_is_cropped_not_resized():
+    """Padding then cropping: the top-left of the logits ignores the padded border."""
+    m = create_model("segnet-basic", 2, width=SMALL).eval()
+    x = torch.randn(1, 3, 40, 40)
+    with torch.no_grad():
+        full = m(F.pad(x, (0, 8, 0, 8)))  # 48x48, a multiple of 16
+        assert m.output_stride == 16
+        torch.testing.assert_close(m(x), full[..., :40, :40])
+
+
+# -- parameter counts at full width ------------------------------------------------------
+@pytest.mark.parametrize(
+    "name, k, paper",
+    [
+        ("fcn32s", 21, 134e6),
+        ("fcn16s", 21, 134e6),
+        ("fcn8s", 21, 134e6),
+        ("deconvnet", 21, 252e6),
+        ("unet", 2, 31e6),
+        ("segnet", 11, 29.5e6),
+        ("segnet", 12, 29.5e6),
+        ("segnet-basic", 11, 1.425e6),
+    ],
+)
+def test_param_count_matches_paper(name, k, paper):
+    n = meta_params(name, k)
+    assert abs(n - paper) / paper < 0.02, (name, n, paper)
+    with torch.device("meta"):
+        m = create_model(name, k)
+    assert abs(m.paper_params - paper) / paper < 1e-9
+
+
+def test_param_count_exact_pieces():
+    # U-Net with 2 classes: the well-known 31,031,810 (same count as the valid-conv paper)
+    assert meta_params("unet", 2) == 31_031_810
+    # DilatedNet front end: VGG16 convs + fc6 + fc7 + 1x1 classifier = VGG16 - fc8 + score
+    vgg16_no_fc8 = 138_357_544 - (4096 * 1000 + 1000)
+    assert meta_params("dilatednet", 21, context="none") == vgg16_no_fc8 + 4096 * 21 + 21
+    ctx = 7 * (21 * 21 * 9 + 21) + (21 * 21 + 21)
+    assert meta_params("dilatednet", 21) == vgg16_no_fc8 + 4096 * 21 + 21 + ctx
+
+
+def test_width_scales_params():
+    full, half = meta_params("segnet", 11), meta_params("segnet", 11, width=0.5)
+    assert 0.2 < half / full < 0.3  # ~ width^2
+
+
+# -- initialisation ------------------------------------------------------------------------
+def test_bilinear_kernel():
+    k = bilinear_kernel(4)
+    torch.testing.assert_close(k[0], torch.tensor([0.0625, 0.1875, 0.1875, 0.0625]))
+    assert bilinear_kernel(64).shape == (64, 64)
+
+
+@pytest.mark.parametrize("factor", [2, 8, 16, 32])
+def test_fcn_upsampler_is_bilinear(factor):
+    up = bilinear_upsampler(3, factor, learnable=False)
+    assert not up.weight.requires_grad
+    b = factor // 2  # border where a transposed conv sees only one input pixel
+    with torch.no_grad():
+        const = up(torch.full((1, 3, 5, 6), 2.5))
+        assert const.shape == (1, 3, 5 * factor, 6 * factor)
+        torch.testing.assert_close(const[..., b:-b, b:-b], torch.full_like(const[..., b:-b, b:-b], 2.5))
+        x = torch.randn(1, 3, 5, 6)
+        y = up(x)
+        ref = F.interpolate(x, scale_factor=factor, mode="bilinear", align_corners=False)
+        torch.testing.assert_close(y[..., b:-b, b:-b], ref[..., b:-b, b:-b], atol=1e-5, rtol=1e-5)
+        # no mixing across classes
+        x2 = torch.zeros(1, 3, 5, 6)
+        x2[:, 1] = 1.0
+        y2 = up(x2)
+        assert y2[:, 0].abs().max() == 0 and y2[:, 2].abs().max() == 0
+
+
+def test_fcn_deconvs_bilinear_and_frozen_final():
+    m = create_model("fcn8s", 4, width=SMALL)
+    k4 = bilinear_kernel(4)
+    for up in (m.upscore2, m.upscore_pool4):
+        assert up.weight.requires_grad
+        torch.testing.assert_close(up.weight[1, 1], k4)
+        assert up.weight[0, 1].abs().max() == 0
+    assert not m.upscore8.weight.requires_grad
+    torch.testing.assert_close(m.upscore8.weight[2, 2], bilinear_kernel(16))
+    # the skip score layers start at zero, so FCN-8s starts as FCN-32s would
+    assert m.score_pool4.weight.abs().max() == 0 and m.score_pool3.weight.abs().max() == 0
+    m32 = create_model("fcn32s", 4, width=SMALL)
+    assert m32.upscore.kernel_size == (64, 64) and m32.upscore.stride == (32, 32)
+    m16 = create_model("fcn16s", 4, width=SMALL)
+    assert m16.upscore16.kernel_size == (32, 32) and m16.upscore16.stride == (16, 16)
+
+
+def test_fcn_constant_scores_upsample_to_constant():
+    """A constant score map stays constant (away from the outer border) through FCN-8s."""
+    m = create_model("fcn8s", 3, width=SMALL).eval()
+    with torch.no_grad():
+        for mod in (m.score_fr,):
+            mod.weight.zero_()
+            mod.bias.copy_(torch.tensor([1.0, -2.0, 0.5]))
+        y = m(torch.randn(1, 3, 128, 160))
+    inner = y[..., 32:-32, 32:-32]
+    torch.testing.assert_close(inner[0, :, 0, 0][:, None, None].expand_as(inner[0]), inner[0])
+    torch.testing.assert_close(inner[0, :, 0, 0], torch.tensor([1.0, -2.0, 0.5]))
+
+
+def test_fcn_skip_scaling_option():
+    m = create_model("fcn8s", 3, width=SMALL, skip_scaling=True).eval()
+    assert m.skip_scaling
+    with torch.no_grad():
+        assert m(torch.randn(1, 3, 64, 64)).shape == (1, 3, 64, 64)
+
+
+def test_dilated_context_module_is_identity_at_init():
+    ctx = ContextModule(6)
+    x = torch.rand(2, 6, 17, 23)  # non-negative: the module's domain after truncation
+    with torch.no_grad():
+        torch.testing.assert_close(ctx(x), x)
+        z = torch.randn(2, 6, 17, 23)
+        torch.testing.assert_close(ctx(z), z.clamp(min=0))
+    dil = [c.dilation[0] for c in ctx.layers]
+    assert dil == [1, 1, 2, 4, 8, 16, 1]
+    assert all(c.kernel_size == (3, 3) for c in ctx.layers)
+    assert ctx.final.kernel_size == (1, 1)
+
+
+def test_dilatednet_structure_and_init():
+    m = create_model("dilatednet", 5, width=SMALL).eval()
+    assert m.output_stride == 8
+    assert [b.conv.dilation[0] for b in m.vgg_stages[4]] == [2, 2, 2]
+    assert m.vgg_fc6.conv.dilation == (4, 4) and m.vgg_fc6.conv.kernel_size == (7, 7)
+    x = torch.randn(1, 3, 64, 80)
+    with torch.no_grad():
+        scores = m.front_end(x)
+        y = m(x)
+    assert scores.shape == (1, 5, 8, 10)
+    # identity context: the net is the front end (after the first truncation) upsampled x8
+    ref = F.interpolate(scores.clamp(min=0), size=(64, 80), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(y, ref)
+    front = create_model("dilatednet", 5, width=SMALL, context="none")
+    assert front.context is None
+
+
+def test_unet_structure():
+    m = create_model("unet", 2)
+    assert [b[1].conv.out_channels for b in m.down] == [64, 128, 256, 512, 1024]
+    assert all(u.kernel_size == (2, 2) and u.stride == (2, 2) for u in m.up)
+    assert not any(isinstance(x, torch.nn.BatchNorm2d) for x in m.modules())
+    mb = create_model("unet", 2, width=SMALL, batch_norm=True)
+    assert any(isinstance(x, torch.nn.BatchNorm2d) for x in mb.modules())
+
+
+def test_segnet_structure():
+    m = create_model("segnet", 11, width=SMALL)
+    n_bn = sum(isinstance(x, torch.nn.BatchNorm2d) for x in m.modules())
+    assert n_bn == 13 + 12  # every conv but the classifier
+    assert m.classifier.kernel_size == (3, 3)
+    b = create_model("segnet-basic", 11)
+    assert all(l.conv.kernel_size == (7, 7) and l.relu is not None for l in b.encoder)
+    assert all(l.relu is None and l.bn is not None for l in b.decoder)
+    assert b.classifier.kernel_size == (1, 1)
+
+
+def test_deconvnet_structure():
+    with torch.device("meta"):
+        m = create_model("deconvnet", 21)
+    fc6, fc7 = m.vgg_fc6.conv, m.vgg_fc7.conv
+    assert fc6.weight.shape == (4096, 512, 7, 7) and fc7.weight.shape == (4096, 4096, 1, 1)
+    assert m.deconv_fc6[0].weight.shape == (4096, 512, 7, 7)  # ConvTranspose: in, out
+    assert m.vgg_fc6.bn is not None
+    n_unpool_stages = len(m.decoder)
+    assert n_unpool_stages == 5
+
+
+def test_register_model_rejects_duplicates():
+    with pytest.raises(ValueError, match="already registered"):
+        register_model("unet")(lambda num_classes, width=1.0, pretrained=None: None)
+
+
+# -- summary table -------------------------------------------------------------------------
+def test_model_table_small():
+    from deep.summary import COLUMNS, count_flops, format_table, model_table
+
+    df = model_table(input_hw=(64, 96), num_classes=5, width=SMALL)
+    assert list(df.columns) == COLUMNS
+    assert list(df["name"]) == ALL
+    assert (df["params"] > 0).all() and (df["gflops"] > 0).all()
+    row = df.set_index("name").loc["unet"]
+    assert row["params"] == sum(p.numel() for p in create_model("unet", 5, width=SMALL).parameters())
+    md = format_table(df, "md")
+    assert md.splitlines()[0].startswith("| name |") and len(md.splitlines()) == 2 + len(ALL)
+    assert "n/a" in md  # dilatednet: no paper count
+    csv = format_table(df, "csv")
+    assert csv.splitlines()[0] == ",".join(COLUMNS)
+    with pytest.raises(ValueError, match="format"):
+        format_table(df, "xml")
+    # FLOPs are 2 x MACs: a single 1x1 conv 3->4 on 8x8 is 2*3*4*64 FLOPs
+    conv = torch.nn.Conv2d(3, 4, 1, bias=False)
+    assert count_flops(conv, (8, 8)) == 2 * 3 * 4 * 64
+
+
+def test_model_table_full_width_vs_paper():
+    from deep.summary import model_table
+
+    df = model_table(input_hw=(64, 64), num_classes=21, names=["fcn8s", "segnet", "unet"]).set_index("name")
+    assert df["params_vs_paper"].abs().max() < 2.0
