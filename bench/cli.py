@@ -130,6 +130,21 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_speed(args: argparse.Namespace) -> int:
+    from bench.speed import format_speed, speed_table
+
+    _check_device(args.device)
+    table = speed_table(
+        args.model, device=args.device, width=args.width, input_hw=args.input,
+        batch_sizes=args.batch_sizes, precisions=args.precisions, channels_last=args.channels_last,
+        compile=args.compile, cuda_graphs=args.cuda_graphs, num_classes=args.num_classes,
+        peak_tflops=args.peak_tflops, end_to_end=not args.no_e2e, num_workers=args.num_workers,
+        warmup=args.warmup, iters=args.iters, min_time_s=args.min_time,
+    )
+    print(format_speed(table, args.format))
+    return 0
+
+
 # -- parser -------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
@@ -174,6 +189,26 @@ def build_parser() -> argparse.ArgumentParser:
     mo.add_argument("--width", type=float, default=1.0, help="channel width multiplier (default 1.0)")
     mo.add_argument("--format", default="md", choices=["md", "csv"])
     mo.set_defaults(func=cmd_models)
+
+    sp = sub.add_parser("speed", help="honest throughput of a network: warm-up, sync, batch and precision sweep")
+    sp.add_argument("--model", required=True, help="network name (see `models`)")
+    sp.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
+    sp.add_argument("--width", type=float, default=1.0)
+    sp.add_argument("--input", type=_parse_hw, default=(360, 480), help="HxW (default 360x480)")
+    sp.add_argument("--num-classes", type=int, default=21)
+    sp.add_argument("--batch-sizes", default="1", help="comma-separated batch sizes, or auto (1 and the largest that fits)")
+    sp.add_argument("--precisions", default="fp32", help="comma-separated: fp32,tf32,bf16,fp16")
+    sp.add_argument("--channels-last", action="store_true")
+    sp.add_argument("--compile", action="store_true", help="torch.compile the model")
+    sp.add_argument("--cuda-graphs", action="store_true", help="replay the forward as a CUDA graph (GPU only)")
+    sp.add_argument("--peak-tflops", type=float, default=None, help="device peak, overriding the built-in table")
+    sp.add_argument("--warmup", type=int, default=None, help="warm-up iterations (default 10 on GPU, 2 on CPU)")
+    sp.add_argument("--iters", type=int, default=None, help="timed iterations at least (default 50 GPU, 5 CPU)")
+    sp.add_argument("--min-time", type=float, default=None, help="timed seconds at least (default 2 GPU, 1 CPU)")
+    sp.add_argument("--num-workers", type=int, default=None, help="data-loading workers for the end-to-end figure")
+    sp.add_argument("--no-e2e", action="store_true", help="skip the end-to-end (decode + preprocess) measurement")
+    sp.add_argument("--format", default="md", choices=["md", "csv", "json"])
+    sp.set_defaults(func=cmd_speed)
     return p
 
 

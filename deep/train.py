@@ -45,13 +45,15 @@ from tqdm.auto import tqdm
 from bench.datasets.base import Split
 from deep import transforms as T
 
+from bench.errors import SegbenchError
+
 #: bumped when the layout of ``last.pt`` changes
 CHECKPOINT_FORMAT = "segbench-train-v1"
 #: validation images drawn in ``progress.png``
 N_PROGRESS_IMAGES = 3
 
 
-class CheckpointError(ValueError):
+class CheckpointError(SegbenchError, ValueError):
     """A checkpoint that does not fit the model or dataset it is loaded into."""
 
 

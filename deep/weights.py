@@ -25,6 +25,8 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
+from bench.errors import SegbenchError
+
 VGG16_URL = "https://download.pytorch.org/models/vgg16-397923af.pth"
 VGG16_BN_URL = "https://download.pytorch.org/models/vgg16_bn-6c64b313.pth"
 
@@ -33,7 +35,7 @@ VGG16_CONV_INDICES = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
 VGG16_BN_CONV_INDICES = (0, 3, 7, 10, 14, 17, 20, 24, 27, 30, 34, 37, 40)
 
 
-class WeightsUnavailable(RuntimeError):
+class WeightsUnavailable(SegbenchError, RuntimeError):
     """Pretrained weights were asked for but cannot be had (missing file, offline)."""
 
 

@@ -369,3 +369,18 @@ def test_model_table_full_width_vs_paper():
 
     df = model_table(input_hw=(64, 64), num_classes=21, names=["fcn8s", "segnet", "unet"]).set_index("name")
     assert df["params_vs_paper"].abs().max() < 2.0
+
+
+def test_fixed_bilinear_upsampling_equals_the_full_transposed_convolution():
+    """The depthwise fast path computes exactly the paper's K x K Deconvolution layer."""
+    import torch.nn.functional as F
+
+    from deep.models.fcn import FixedBilinearUpsample, bilinear_upsampler
+
+    up = bilinear_upsampler(5, 8, learnable=False)
+    assert isinstance(up, FixedBilinearUpsample) and not up.weight.requires_grad
+    assert up.weight.shape == (5, 5, 16, 16)
+    x = torch.randn(2, 5, 3, 4)
+    full = F.conv_transpose2d(x, up.weight, None, up.stride, up.padding)
+    assert torch.allclose(up(x), full, atol=1e-5)
+    assert up(x).shape == (2, 5, 24, 32)

@@ -34,6 +34,7 @@ Deviations (documented in docs/MODELS.md):
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from deep.models import register_model
@@ -59,11 +60,26 @@ def bilinear_kernel(size: int, *, device=None, dtype=None) -> torch.Tensor:
     return filt[:, None] * filt[None, :]
 
 
+class FixedBilinearUpsample(nn.ConvTranspose2d):
+    """The paper's fixed (never trained) bilinear ``Deconvolution`` layer, K -> K channels.
+
+    Its weight is bilinear on the diagonal and zero across channels, so the full K x K
+    transposed convolution equals a depthwise one on the diagonal: the forward computes
+    that (K times fewer operations: FCN-32s' 64x64 kernel made CPU training 9x slower).
+    The full weight stays a (frozen) parameter, so counts and checkpoints match the paper.
+    """
+
+    def forward(self, x: torch.Tensor, output_size=None) -> torch.Tensor:
+        c = self.in_channels
+        idx = torch.arange(c, device=self.weight.device)
+        diagonal = self.weight[idx, idx].unsqueeze(1)  # (K, 1, k, k): one kernel per channel
+        return F.conv_transpose2d(x, diagonal, None, self.stride, self.padding, groups=c)
+
+
 def bilinear_upsampler(channels: int, factor: int, *, learnable: bool) -> nn.ConvTranspose2d:
     """``ConvTranspose2d`` that upsamples by exactly ``factor`` (bilinear, per channel)."""
-    up = nn.ConvTranspose2d(
-        channels, channels, 2 * factor, stride=factor, padding=factor // 2, bias=False
-    )
+    cls = nn.ConvTranspose2d if learnable else FixedBilinearUpsample
+    up = cls(channels, channels, 2 * factor, stride=factor, padding=factor // 2, bias=False)
     init_bilinear_(up)
     up.weight.requires_grad_(learnable)
     return up

@@ -1,0 +1,327 @@
+"""Throughput harness (bench/speed.py, bench/gpu_peaks.py): CPU only, tiny models, no timed asserts."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from bench import gpu_peaks, speed
+from bench.datasets.base import DatasetInfo, InMemorySplit, Sample
+from bench.methods import create_method
+
+HW = (32, 32)
+FAST = dict(warmup=1, iters=2, min_time_s=0.0)
+
+
+class TinyNet(nn.Module):
+    """Conv -> ReLU -> 1x1 conv: logits N x K x H x W, like the real networks."""
+
+    def __init__(self, num_classes: int = 3):
+        super().__init__()
+        self.num_classes = num_classes
+        self.body = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, num_classes, 1))
+
+    def forward(self, x):
+        return self.body(x)
+
+
+class OomAbove(TinyNet):
+    """Raises the real CUDA out-of-memory exception for batches larger than ``limit``."""
+
+    def __init__(self, limit: int):
+        super().__init__()
+        self.limit = limit
+        self.seen: list[int] = []
+
+    def forward(self, x):
+        self.seen.append(x.shape[0])
+        if x.shape[0] > self.limit:
+            big = torch.empty(x.shape[0], 1024)  # something for the recovery to free
+            raise torch.cuda.OutOfMemoryError(f"CUDA out of memory. Tried to allocate {big.numel()} (test)")
+        return super().forward(x)
+
+
+def _ok(rec):
+    assert rec["status"] == "ok", rec["note"]
+    return rec
+
+
+# -- measure_model --------------------------------------------------------------------------
+def test_measure_model_cpu_fp32_record():
+    rec = _ok(speed.measure_model(TinyNet(), HW, 2, "cpu", "fp32", **FAST))
+    assert rec["images_per_s"] > 0
+    assert 0 < rec["latency_p50_ms"] <= rec["latency_p95_ms"]
+    assert rec["iters"] >= 2 and rec["time_s"] > 0
+    assert math.isclose(rec["images_per_s"], 2 * rec["iters"] / rec["time_s"])
+    # every record names device, precision, batch size, input size, versions
+    assert rec["device"] == "cpu" and rec["device_name"].startswith("cpu:")
+    assert (rec["precision"], rec["batch_size"], rec["input_hw"], rec["layout"], rec["mode"]) == (
+        "fp32", 2, "32x32", "NCHW", "eager")
+    assert rec["torch"] and rec["python"] and "cuda" in rec
+    assert rec["peak_tflops"] is None and rec["fraction_of_peak"] is None  # CPU without --peak-tflops
+    assert rec["peak_mem_mib"] is None or rec["peak_mem_mib"] >= 0
+
+
+def test_measure_model_runs_iters_and_min_time():
+    rec = _ok(speed.measure_model(TinyNet(), HW, 1, "cpu", "fp32", warmup=0, iters=3, min_time_s=0.05))
+    assert rec["iters"] >= 3 and rec["time_s"] >= 0.05
+
+
+def test_bf16_autocast_runs_on_cpu_and_layout_restored():
+    net = TinyNet()
+    rec = _ok(speed.measure_model(net, HW, 1, "cpu", "bf16", channels_last=True, **FAST))
+    assert rec["layout"] == "NHWC" and rec["images_per_s"] > 0
+    assert all(p.is_contiguous() for p in net.parameters())  # weights back to NCHW
+    assert all(p.dtype == torch.float32 for p in net.parameters())  # autocast, not a cast
+
+
+@pytest.mark.parametrize("precision", ["fp16", "tf32"])
+def test_unsupported_precisions_on_cpu_give_a_noted_row(precision):
+    rec = speed.measure_model(TinyNet(), HW, 1, "cpu", precision, **FAST)
+    assert rec["status"] == "unsupported"
+    assert "unsupported on cpu" in rec["note"]
+    assert rec["images_per_s"] is None
+
+
+def test_cuda_graphs_on_cpu_is_a_note_not_a_crash():
+    rec = speed.measure_model(TinyNet(), HW, 1, "cpu", "fp32", cuda_graphs=True, **FAST)
+    assert rec["status"] == "unsupported" and "CUDA graphs unsupported on cpu" in rec["note"]
+    assert rec["mode"] == "cuda-graphs"
+
+
+def test_compile_failure_gives_a_noted_row(monkeypatch):
+    def broken(*a, **k):
+        raise RuntimeError("inductor is broken here")
+
+    monkeypatch.setattr(torch, "compile", broken)
+    rec = speed.measure_model(TinyNet(), HW, 1, "cpu", "fp32", compile=True, **FAST)
+    assert rec["status"] == "failed" and "inductor is broken here" in rec["note"]
+    assert rec["mode"] == "compile"
+
+
+def test_unknown_precision_is_an_error():
+    with pytest.raises(ValueError, match="unknown precision"):
+        speed.measure_model(TinyNet(), HW, 1, "cpu", "int8", **FAST)
+
+
+def test_precision_context_restores_flags():
+    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    with speed.precision_context("bf16", "cpu"):
+        assert torch.is_autocast_enabled("cpu")
+        assert torch.get_autocast_dtype("cpu") == torch.bfloat16
+    assert not torch.is_autocast_enabled("cpu")
+    assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == saved
+
+
+@pytest.mark.filterwarnings("ignore:CUDA is not available:UserWarning")
+def test_tf32_flags_off_for_fp32_and_on_for_tf32_then_restored():
+    # the flags are plain globals: this checks the CUDA branch without a GPU
+    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    try:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+        for precision, expected in [("fp32", False), ("bf16", False), ("tf32", True)]:
+            with speed.precision_context(precision, "cuda"):
+                assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == (
+                    expected, expected), precision
+            assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+# -- FLOPs and peak -------------------------------------------------------------------------
+def test_flops_of_one_conv_is_two_times_mac():
+    conv = nn.Conv2d(3, 8, kernel_size=3, padding=1)
+    h, w = 16, 20
+    mac = h * w * 8 * 3 * 3 * 3  # output pixels x out channels x in channels x kernel
+    assert speed.count_flops(conv, (h, w)) == 2 * mac
+
+
+def test_tflops_and_fraction_of_peak():
+    net = TinyNet()
+    flops = speed.count_flops(net, HW)
+    assert flops == 2 * (32 * 32 * 4 * 3 * 9 + 32 * 32 * 3 * 4)
+    rec = _ok(speed.measure_model(net, HW, 2, "cpu", "fp32", peak_tflops=0.5, **FAST))
+    assert rec["gflops_per_image"] == pytest.approx(flops / 1e9)
+    assert rec["achieved_tflops"] == pytest.approx(flops * rec["images_per_s"] / 1e12)
+    assert rec["peak_tflops"] == 0.5
+    assert rec["fraction_of_peak"] == pytest.approx(rec["achieved_tflops"] / 0.5)
+
+
+@pytest.mark.parametrize("name,precision,expected", [
+    ("NVIDIA H100 80GB HBM3", "bf16", 989.4),
+    ("NVIDIA H100 PCIe", "fp32", 51.0),
+    ("NVIDIA H100 NVL", "tf32", 417.5),
+    ("NVIDIA H200", "fp16", 989.4),
+    ("NVIDIA A100-SXM4-40GB", "tf32", 156.0),
+    ("NVIDIA A100 80GB PCIe", "bf16", 312.0),
+    ("NVIDIA A10", "fp32", 31.2),
+    ("NVIDIA L4", "bf16", 121.0),
+    ("NVIDIA L40S", "tf32", 183.0),
+    ("Tesla T4", "fp16", 65.0),
+    ("Tesla T4", "bf16", None),
+    ("Tesla V100-SXM2-16GB", "fp16", 125.0),
+    ("NVIDIA GeForce RTX 3090", "fp16", 71.0),
+    ("NVIDIA GeForce RTX 4090", "fp32", 82.6),
+    ("Some Future GPU", "fp32", None),
+])
+def test_gpu_peaks_lookup(name, precision, expected):
+    assert gpu_peaks.peak_tflops(name, precision) == expected
+
+
+def test_gpu_peaks_does_not_confuse_similar_names():
+    assert gpu_peaks.lookup("NVIDIA A100-PCIE-40GB").name == "A100"
+    assert gpu_peaks.lookup("NVIDIA A10").name == "A10"
+    assert gpu_peaks.lookup("NVIDIA L40S").name == "L40S"
+    assert gpu_peaks.lookup("NVIDIA L4").name == "L4"
+    assert gpu_peaks.lookup("NVIDIA L40") is None  # not in the table: no silent wrong peak
+    for peak in gpu_peaks.known_gpus():  # tensor-core rates are never below the fp32 rate
+        for p in ("tf32", "bf16", "fp16"):
+            v = peak.for_precision(p)
+            assert v is None or v >= peak.fp32
+
+
+# -- OOM back-off -----------------------------------------------------------------------------
+def test_largest_batch_stops_at_the_real_oom_exception():
+    net = OomAbove(limit=4)
+    assert speed.largest_batch(net, HW, "cpu", cap=64) == 4
+    assert 8 in net.seen and 16 not in net.seen  # doubling stopped at the first OOM
+    probe = speed.probe_largest_batch(net, HW, "cpu", cap=64)
+    assert (probe.largest, probe.oom_at) == (4, 8) and "8" in probe.note
+
+
+def test_largest_batch_respects_the_cap():
+    probe = speed.probe_largest_batch(OomAbove(limit=100), HW, "cpu", cap=8)
+    assert (probe.largest, probe.oom_at) == (8, None)
+
+
+def test_asking_for_a_batch_that_does_not_fit_backs_off_to_the_largest_that_does():
+    net = OomAbove(limit=4)
+    rec = speed.measure_with_backoff(net, HW, 16, "cpu", "fp32", **FAST)
+    assert rec["status"] == "ok"
+    assert (rec["requested_batch_size"], rec["batch_size"]) == (16, 4)
+    assert "batch 16 does not fit" in rec["note"] and "largest that fitted = 4" in rec["note"]
+    assert rec["images_per_s"] > 0
+    # and the plain measurement reports the OOM as a status, not an exception
+    assert speed.measure_model(net, HW, 8, "cpu", "fp32", **FAST)["status"] == "oom"
+
+
+def test_speed_table_notes_the_backoff():
+    df = speed.speed_table(OomAbove(limit=4), "cpu", input_hw=HW, batch_sizes=[16], precisions=["fp32"],
+                           end_to_end=False, **FAST)
+    row = df[~df["baseline"]].iloc[0]
+    assert row["batch_size"] == 4 and row["requested_batch_size"] == 16
+    assert "backed off" in row["note"]
+
+
+# -- the table ------------------------------------------------------------------------------
+def test_speed_table_baseline_speedup_and_formats():
+    df = speed.speed_table("segnet-basic", "cpu", width=0.25, input_hw=HW, batch_sizes="1,2",
+                           precisions="fp32,bf16,fp16", num_classes=4, end_to_end=False, **FAST)
+    assert isinstance(df, pd.DataFrame)
+    # 1 baseline + (batch 2 fp32) + (1, 2) x bf16 + (1, 2) x fp16 (unsupported rows)
+    assert len(df) == 6
+    base = df[df["baseline"]]
+    assert len(base) == 1
+    b = base.iloc[0]
+    assert (b["precision"], b["batch_size"], b["layout"], b["mode"]) == ("fp32", 1, "NCHW", "eager")
+    assert b["speedup_vs_eager_fp32"] == pytest.approx(1.0)
+    ok = df[df["status"] == "ok"]
+    assert (ok["speedup_vs_eager_fp32"] > 0).all()
+    assert set(df.loc[df["precision"] == "fp16", "status"]) == {"unsupported"}
+    for col in ("device", "device_name", "precision", "batch_size", "input_hw", "torch", "cuda", "width"):
+        assert df[col].notna().all(), col
+    assert set(df["input_hw"]) == {"32x32"} and set(df["model"]) == {"segnet-basic"}
+
+    records = json.loads(speed.format_speed(df, "json"))
+    assert len(records) == 6 and records[0]["precision"] == "fp32"
+    assert records[0]["speedup_vs_eager_fp32"] == pytest.approx(1.0)
+    csv = speed.format_speed(df, "csv")
+    assert csv.splitlines()[0].startswith("model,width")
+    md = speed.format_speed(df, "md")
+    assert "| model |" in md and "device_name: cpu:" in md and "unsupported on cpu" in md
+    with pytest.raises(ValueError):
+        speed.format_speed(df, "xml")
+
+
+def test_speed_table_with_options_keeps_the_eager_baseline():
+    df = speed.speed_table(TinyNet(), "cpu", input_hw=HW, batch_sizes=[1], precisions=["fp32"],
+                           channels_last=True, cuda_graphs=True, end_to_end=False, **FAST)
+    assert len(df) == 2
+    base, other = df[df["baseline"]].iloc[0], df[~df["baseline"]].iloc[0]
+    assert base["status"] == "ok" and base["layout"] == "NCHW"
+    assert (other["layout"], other["mode"], other["status"]) == ("NHWC", "cuda-graphs", "unsupported")
+
+
+def test_speed_table_auto_batches():
+    df = speed.speed_table(OomAbove(limit=2), "cpu", input_hw=HW, batch_sizes="auto", precisions=["fp32"],
+                           end_to_end=False, **FAST)
+    assert sorted(df["batch_size"]) == [1, 2]
+    assert "auto: largest batch that fits: 2" in df.loc[df["batch_size"] == 2, "note"].iloc[0]
+
+
+# -- end to end -------------------------------------------------------------------------------
+@pytest.mark.parametrize("workers", [0, 2])
+def test_end_to_end_throughput(workers, tmp_path):
+    rec = speed.end_to_end_throughput(TinyNet(), HW, 2, "cpu", num_workers=workers, image_dir=tmp_path,
+                                      num_images=4, **FAST)
+    assert rec["status"] == "ok" and rec["num_workers"] == workers
+    assert rec["images_per_s"] > 0 and rec["e2e_images_per_s"] > 0 and rec["loader_images_per_s"] > 0
+    assert rec["limited_by"] in ("model", "data loading")
+    assert len(list(tmp_path.glob("*.png"))) == 4
+
+
+def test_end_to_end_failure_is_a_note_not_a_crash(monkeypatch, tmp_path):
+    def broken(*a, **k):
+        raise RuntimeError("DataLoader worker (pid 1) is killed by signal: Bus error.")
+
+    monkeypatch.setattr(speed, "_make_loader", broken)
+    rec = speed.end_to_end_throughput(TinyNet(), HW, 1, "cpu", num_workers=0, image_dir=tmp_path,
+                                      num_images=2, **FAST)
+    assert rec["status"] == "ok" and rec["images_per_s"] > 0
+    assert rec["e2e_images_per_s"] is None and "end-to-end not measured" in rec["note"]
+
+
+def test_image_dataset_decodes_and_normalises(tmp_path):
+    paths = speed.write_images(tmp_path, (8, 12), count=2, image_format="jpeg")
+    for decoder in ("pil", "cv2"):
+        ds = speed.ImageFileDataset(paths, length=5, decoder=decoder)
+        x = ds[3]  # cycles over the files
+        assert x.shape == (3, 8, 12) and x.dtype == torch.float32
+        assert -2.2 < float(x.min()) and float(x.max()) < 2.7  # ImageNet-normalised range
+
+
+def test_speed_table_end_to_end_columns():
+    df = speed.speed_table(TinyNet(), "cpu", input_hw=HW, batch_sizes=[2], precisions=["fp32"],
+                           end_to_end=True, num_workers=0, **FAST)
+    assert df["e2e_images_per_s"].gt(0).all() and df["loader_images_per_s"].gt(0).all()
+    assert set(df["num_workers"]) == {0}
+
+
+# -- classical methods --------------------------------------------------------------------------
+def _majority_and_images():
+    info = DatasetInfo("tiny", ("a", "b", "c"), np.array([[0, 0, 0], [255, 0, 0], [0, 255, 0]], np.uint8))
+    rng = np.random.default_rng(0)
+    samples = [Sample(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8), np.full((8, 8), 1, np.uint8), f"s{i}")
+               for i in range(3)]
+    method = create_method("majority", progress=False)
+    method.fit(InMemorySplit(info, "train", samples))
+    images = [rng.integers(0, 256, (16, 16, 3), dtype=np.uint8) for _ in range(6)]
+    return method, images
+
+
+def test_classical_speed_one_and_two_processes():
+    method, images = _majority_and_images()
+    res = speed.classical_speed(method, images, processes=(1, 2))
+    assert res["method"] == "majority" and res["num_images"] == 6 and res["input_hw"] == "16x16"
+    assert [r["processes"] for r in res["rows"]] == [1, 2]
+    for r in res["rows"]:
+        assert r["images_per_s"] > 0 and r["ms_per_image_p50"] >= 0
+        assert r["device_name"].startswith("cpu:")
+    md = speed.format_speed(res, "md")
+    assert "| method |" in md and "majority" in md
