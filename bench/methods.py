@@ -92,6 +92,10 @@ class Method(ABC):
 #: modules that register methods; adding a method = one file + one line here
 _MODULES: list[str] = [
     "baselines.majority",
+    "baselines.edges",
+    "baselines.region_growing",
+    "baselines.mser",
+    "baselines.superpixel_crf",
     "deep.method",  # one method per network in deep.models
 ]
 

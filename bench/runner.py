@@ -176,8 +176,22 @@ class Runner:
         self._datasets: dict[tuple, Dataset] = {}
 
     # -- public -------------------------------------------------------------------------
+    def check_data(self, jobs: list[Job]) -> None:
+        """Every dataset named by the jobs exists, with a train split and the evaluation split.
+
+        Raises DatasetError before any work, so a typo costs seconds, not a suite.
+        """
+        for job in jobs:
+            dataset = self._dataset(job)
+            names = dataset.split_names()
+            for needed in ("train", job.eval_split):
+                if needed not in names:
+                    raise DatasetError(f"dataset '{job.dataset}' ({job.data_root or 'built in'}) has no "
+                                       f"'{needed}' split; it has: {', '.join(names) or 'none'}")
+
     def run(self, jobs: list[Job]) -> dict[str, int]:
         check_output_dir(self.out_dir)
+        self.check_data(jobs)
         done = {r["job_id"] for r in read_records(self.records_path) if r.get("status") == "ok"}
         counts = {"ok": 0, "failed": 0, "skipped": 0}
         bar = tqdm(jobs, desc="suite", unit="job", disable=not self.progress)
@@ -238,8 +252,6 @@ class Runner:
 
     def _execute(self, job: Job) -> dict[str, Any]:
         dataset = self._dataset(job)
-        if "train" not in dataset.split_names():
-            raise DatasetError(f"dataset '{dataset.name}' has no train split to fit on")
         train = dataset.split("train")
         evaluation = dataset.split(job.eval_split)
         info = evaluation.info

@@ -1,0 +1,237 @@
+"""Edge-based methods: ``sobel``, ``laplacian`` and ``log`` (Laplacian of Gaussian).
+
+Each method computes an edge-strength map on the Lab colour image, partitions the image by
+marker-based watershed on that map and labels the regions with the shared region
+classifier (:mod:`baselines.labelling`).
+
+Edge strength (module functions, also :meth:`EdgeWatershed.edge_strength` with the
+method's settings) is an HxW float32 map in [0, 1], divided by its per-image maximum (an
+image without any edge above a tiny noise floor, e.g. a flat one, gives all zeros), so
+that boundary benchmarks can sweep one threshold:
+
+* :func:`sobel_strength` - Gaussian pre-smoothing, 3x3 Sobel per Lab channel, gradient
+  magnitude over the three channels;
+* :func:`laplacian_strength` - Gaussian pre-smoothing, |3x3 Laplacian| over the channels;
+* :func:`log_strength` - Laplacian of Gaussian per channel, its zero crossings between
+  horizontal and vertical neighbours (sign changes), each weighted by the local slope
+  |LoG(p) - LoG(q)|, max over channels;
+* :func:`canny_edges` - Canny (scikit-image) on the lightness, {0, 1}, for reference.
+
+Partition (:func:`watershed_partition`): the strength is smoothed; "low-edge" pixels are
+those below a global quantile or below the local mean strength (Gaussian of half a grid
+cell; so that textured areas, whose strength is high everywhere, still get markers); markers are the connected
+components of low-edge pixels cut by a coarse grid (no marker spans more than one cell)
+with tiny ones dropped; scikit-image's watershed floods the strength map from them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import cv2
+import numpy as np
+from skimage.feature import canny
+from skimage.segmentation import watershed
+
+from baselines.features import as_rgb, relabel_contiguous, rgb_to_lab
+from baselines.labelling import RegionLabeller, RegionSettings
+from bench.methods import register_method
+
+
+#: strengths below this (Lab units per pixel) are rounding noise, not edges
+NOISE_FLOOR = 1e-3
+
+
+def _normalise(strength: np.ndarray) -> np.ndarray:
+    """Divide by the maximum; a map whose maximum is under the noise floor is all zeros."""
+    strength = np.asarray(strength, np.float32)
+    top = float(strength.max()) if strength.size else 0.0
+    if not np.isfinite(top) or top < NOISE_FLOOR:
+        return np.zeros_like(strength, dtype=np.float32)
+    return np.clip(strength / top, 0.0, 1.0).astype(np.float32)
+
+
+def _smoothed_lab(image: np.ndarray, sigma: float) -> np.ndarray:
+    lab = rgb_to_lab(as_rgb(image))
+    if sigma > 0:
+        lab = cv2.GaussianBlur(lab, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+    return lab
+
+
+def sobel_strength(image: np.ndarray, sigma: float = 1.0) -> np.ndarray:
+    """Sobel gradient magnitude over the Lab channels, in [0, 1]."""
+    lab = _smoothed_lab(image, sigma)
+    gx = cv2.Sobel(lab, cv2.CV_32F, 1, 0, ksize=3, borderType=cv2.BORDER_REFLECT)
+    gy = cv2.Sobel(lab, cv2.CV_32F, 0, 1, ksize=3, borderType=cv2.BORDER_REFLECT)
+    return _normalise(np.sqrt((gx * gx + gy * gy).reshape(lab.shape).sum(axis=2)))
+
+
+def laplacian_strength(image: np.ndarray, sigma: float = 1.0) -> np.ndarray:
+    """Absolute 3x3 Laplacian over the Lab channels (root of the sum of squares), in [0, 1]."""
+    lab = _smoothed_lab(image, sigma)
+    lap = cv2.Laplacian(lab, cv2.CV_32F, ksize=3, borderType=cv2.BORDER_REFLECT).reshape(lab.shape)
+    return _normalise(np.sqrt((lap * lap).sum(axis=2)))
+
+
+def log_strength(image: np.ndarray, sigma: float = 2.0) -> np.ndarray:
+    """Zero crossings of the Laplacian of Gaussian, weighted by the slope across them, in [0, 1].
+
+    A crossing between horizontal (or vertical) neighbours p, q with LoG(p) * LoG(q) < 0
+    marks the pixel of the pair nearer to zero with weight |LoG(p) - LoG(q)|; the strength
+    is the maximum over the Lab channels and the two directions.
+    """
+    lab = _smoothed_lab(image, sigma)
+    lap = cv2.Laplacian(lab, cv2.CV_32F, ksize=3, borderType=cv2.BORDER_REFLECT).reshape(lab.shape)
+    out = np.zeros(lap.shape, np.float32)
+    for axis in (0, 1):
+        a = lap[:-1] if axis == 0 else lap[:, :-1]
+        b = lap[1:] if axis == 0 else lap[:, 1:]
+        weight = np.where(a * b < 0, np.abs(a - b), 0.0).astype(np.float32)
+        a_nearer = np.abs(a) <= np.abs(b)
+        first = out[:-1] if axis == 0 else out[:, :-1]
+        second = out[1:] if axis == 0 else out[:, 1:]
+        np.maximum(first, np.where(a_nearer, weight, 0.0), out=first)
+        np.maximum(second, np.where(a_nearer, 0.0, weight), out=second)
+    return _normalise(out.max(axis=2))
+
+
+def canny_edges(image: np.ndarray, sigma: float = 1.5, low: float = 0.05, high: float = 0.15) -> np.ndarray:
+    """Canny edges of the lightness (scaled to [0, 1]) as a float32 {0, 1} map."""
+    lab = rgb_to_lab(as_rgb(image))
+    light = lab[:, :, 0] / 100.0
+    if min(light.shape) < 3:
+        return np.zeros(light.shape, np.float32)
+    return canny(light, sigma=sigma, low_threshold=low, high_threshold=high).astype(np.float32)
+
+
+EDGE_FUNCTIONS = {
+    "sobel": sobel_strength,
+    "laplacian": laplacian_strength,
+    "log": log_strength,
+    "canny": canny_edges,
+}
+
+
+def edge_strength(image: np.ndarray, method: str = "sobel", **kwargs) -> np.ndarray:
+    """Edge strength in [0, 1] by name: ``sobel``, ``laplacian``, ``log`` or ``canny``."""
+    try:
+        fn = EDGE_FUNCTIONS[method]
+    except KeyError:
+        raise ValueError(f"unknown edge method {method!r}; known: {', '.join(EDGE_FUNCTIONS)}") from None
+    return fn(image, **kwargs)
+
+
+def _grid_cells(h: int, w: int, cells: int) -> np.ndarray:
+    """HxW id of the coarse grid cell of every pixel, ``cells`` cells along the longer side."""
+    step = max(max(h, w) / max(cells, 1), 1.0)
+    ys = (np.arange(h) / step).astype(np.int64)
+    xs = (np.arange(w) / step).astype(np.int64)
+    return ys[:, None] * (int(xs.max()) + 1) + xs[None, :]
+
+
+def watershed_partition(
+    strength: np.ndarray,
+    smooth_sigma: float = 1.0,
+    low_quantile: float = 0.3,
+    local_ratio: float = 1.0,
+    local_sigma: float = 8.0,
+    grid_cells: int = 10,
+    min_marker_frac: float = 2e-4,
+) -> np.ndarray:
+    """Marker-based watershed of an edge-strength map -> HxW int32 regions 0..n-1."""
+    s = np.asarray(strength, np.float32)
+    h, w = s.shape
+    if smooth_sigma > 0:
+        s = cv2.GaussianBlur(s, (0, 0), smooth_sigma, borderType=cv2.BORDER_REFLECT)
+    low = s <= np.quantile(s, low_quantile)
+    if local_ratio > 0:
+        local = cv2.GaussianBlur(s, (0, 0), local_sigma, borderType=cv2.BORDER_REFLECT)
+        low |= s <= local_ratio * local
+    n_cc, cc = cv2.connectedComponents(low.astype(np.uint8), connectivity=4, ltype=cv2.CV_32S)
+    cells = _grid_cells(h, w, grid_cells)
+    ids = cc.astype(np.int64) * (int(cells.max()) + 1) + cells
+    markers = np.zeros((h, w), np.int32)  # 0 = not a marker pixel, 1.. = markers
+    markers[low] = relabel_contiguous(ids[low]) + 1
+    sizes = np.bincount(markers.ravel())
+    small = sizes < max(min_marker_frac * h * w, 1)
+    small[0] = False
+    if len(sizes) > 1 and small[1:].all():  # keep at least the largest marker
+        small[1 + np.argmax(sizes[1:])] = False
+    markers = np.where(small[markers], 0, markers)
+    if markers.max() == 0:  # no marker at all: one region
+        return np.zeros((h, w), np.int32)
+    regions = watershed(s, markers)
+    return relabel_contiguous(regions - 1)
+
+
+@dataclasses.dataclass
+class EdgeSettings(RegionSettings):
+    #: Gaussian pre-smoothing of the image before the edge operator (pixels)
+    sigma: float = 1.0
+    #: smoothing of the strength map before picking markers (pixels)
+    smooth_sigma: float = 1.0
+    #: pixels below this quantile of the strength are marker pixels
+    low_quantile: float = 0.3
+    #: ... and so are pixels below local_ratio x the local mean strength (0 disables)
+    local_ratio: float = 1.0
+    #: markers are cut by a grid of this many cells along the longer side (bounds region size)
+    grid_cells: int = 10
+    #: markers smaller than this fraction of the image are dropped
+    min_marker_frac: float = 2e-4
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.sigma < 0 or self.smooth_sigma < 0:
+            raise ValueError("sigma and smooth_sigma must be >= 0")
+        if not 0.0 < self.low_quantile <= 1.0:
+            raise ValueError(f"low_quantile must be in (0, 1], not {self.low_quantile}")
+        if not 0.0 <= self.local_ratio <= 2.0:
+            raise ValueError(f"local_ratio must be in [0, 2], not {self.local_ratio}")
+        if self.grid_cells < 1:
+            raise ValueError(f"grid_cells must be >= 1, not {self.grid_cells}")
+        if not 0.0 <= self.min_marker_frac < 0.5:
+            raise ValueError(f"min_marker_frac must be in [0, 0.5), not {self.min_marker_frac}")
+
+
+class EdgeWatershed(RegionLabeller):
+    """Edge strength -> marker watershed -> region classifier."""
+
+    Settings = EdgeSettings
+    operator = "sobel"
+
+    def edge_strength(self, image: np.ndarray) -> np.ndarray:
+        """HxW float32 edge strength in [0, 1] with this method's settings."""
+        return EDGE_FUNCTIONS[self.operator](image, sigma=self.settings.sigma)
+
+    def partition(self, image: np.ndarray) -> np.ndarray:
+        s = self.settings
+        return watershed_partition(
+            self.edge_strength(image),
+            smooth_sigma=s.smooth_sigma,
+            low_quantile=s.low_quantile,
+            local_ratio=s.local_ratio,
+            local_sigma=max(image.shape[:2]) / (2.0 * s.grid_cells),
+            grid_cells=s.grid_cells,
+            min_marker_frac=s.min_marker_frac,
+        )
+
+
+@register_method("sobel")
+class SobelWatershed(EdgeWatershed):
+    operator = "sobel"
+
+
+@register_method("laplacian")
+class LaplacianWatershed(EdgeWatershed):
+    operator = "laplacian"
+
+
+@dataclasses.dataclass
+class LogSettings(EdgeSettings):
+    sigma: float = 2.0
+
+
+@register_method("log")
+class LogWatershed(EdgeWatershed):
+    operator = "log"
+    Settings = LogSettings

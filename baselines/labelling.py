@@ -1,0 +1,329 @@
+"""Stage (b) shared by the classical methods: label the regions of a partition.
+
+A :class:`RegionLabeller` is a :class:`~bench.methods.Method` whose subclasses only say how
+to cut an image into regions (:meth:`RegionLabeller.partition`). Everything else is here:
+
+* ``fit`` partitions (a capped, seeded subset of) the training images, describes every
+  region with :func:`baselines.features.region_features`, takes each region's majority
+  ground-truth class as its target (regions whose pixels are all ignored are skipped),
+  caps the number of training regions by seeded sampling and trains a scikit-learn
+  classifier, with sample weights proportional to region area by default so that the
+  classifier optimises pixels, as the metrics do, and classes balanced by pixel mass
+  (mIoU weighs every class alike); with ``context`` each region's features are followed
+  by the boundary-weighted mean features of its neighbours;
+* ``predict`` = partition -> features -> classifier -> paint each region with its class;
+* :meth:`RegionLabeller.partition_oracle` gives the best labelling the partition allows
+  (each region takes its majority ground-truth class): the runner scores it with the
+  metric code to separate partition errors from classifier errors;
+* :meth:`RegionLabeller.extra_metrics` reports the mean number of regions per predicted image.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import abstractmethod
+from typing import Any
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+from tqdm.auto import tqdm
+
+from baselines.features import (
+    as_rgb,
+    context_features,
+    region_adjacency,
+    region_features,
+    region_label_histogram,
+    relabel_contiguous,
+)
+from bench.datasets.base import DatasetInfo, Split
+from bench.methods import Method
+
+CLASSIFIERS = ("et", "rf", "hgb", "logreg")
+SAMPLE_WEIGHTS = ("area", "sqrt_area", "none")
+CLASS_WEIGHTS = ("none", "balanced")
+
+
+@dataclasses.dataclass
+class RegionSettings:
+    """Knobs of stage (b), shared by every region labeller."""
+
+    #: "hgb" (histogram gradient boosting, the most accurate), "et" (extremely randomised
+    #: trees: fits twice as fast), "rf" (random forest) or "logreg" (standardised logistic
+    #: regression); all run on one thread
+    classifier: str = "hgb"
+    #: at most this many training images are partitioned (a seeded random subset)
+    max_train_images: int = 200
+    #: at most this many training regions reach the classifier (seeded random sample)
+    max_train_regions: int = 40000
+    #: boosting iterations (trees per class) / number of trees
+    n_estimators: int = 100
+    #: weight of a training region: "area" (pixels, matches pixel metrics), "sqrt_area" or "none"
+    sample_weight: str = "area"
+    #: "balanced" reweights classes by inverse pixel frequency (helps rare classes in mIoU)
+    class_weight: str = "balanced"
+    #: append the mean features of each region's neighbours (boundary-weighted) as context
+    context: bool = False
+
+    def __post_init__(self) -> None:
+        if self.classifier not in CLASSIFIERS:
+            raise ValueError(f"classifier must be one of {CLASSIFIERS}, not {self.classifier!r}")
+        if self.sample_weight not in SAMPLE_WEIGHTS:
+            raise ValueError(f"sample_weight must be one of {SAMPLE_WEIGHTS}, not {self.sample_weight!r}")
+        if self.class_weight not in CLASS_WEIGHTS:
+            raise ValueError(f"class_weight must be one of {CLASS_WEIGHTS}, not {self.class_weight!r}")
+        for name in ("max_train_images", "max_train_regions", "n_estimators"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, not {getattr(self, name)}")
+
+
+class RegionClassifier:
+    """A scikit-learn classifier over region features that always speaks in dataset classes.
+
+    ``predict_proba`` returns all ``num_classes`` columns (classes absent from training get
+    probability 0); a training set with a single class gives a constant predictor.
+    """
+
+    def __init__(self, kind: str, num_classes: int, n_estimators: int = 100, seed: int = 0):
+        self.kind = kind
+        self.num_classes = num_classes
+        self.n_estimators = n_estimators
+        self.seed = seed
+        self.model = None
+        self.classes_: np.ndarray = np.zeros(0, np.int64)
+
+    def _make(self):
+        if self.kind == "hgb":
+            from sklearn.ensemble import HistGradientBoostingClassifier
+
+            return HistGradientBoostingClassifier(
+                max_iter=self.n_estimators, learning_rate=0.1, max_leaf_nodes=31, min_samples_leaf=10,
+                l2_regularization=1e-3, early_stopping=False, random_state=self.seed,
+            )
+        if self.kind == "et":
+            from sklearn.ensemble import ExtraTreesClassifier
+
+            return ExtraTreesClassifier(
+                n_estimators=self.n_estimators, min_samples_leaf=2, max_features="sqrt", n_jobs=1,
+                random_state=self.seed,
+            )
+        if self.kind == "rf":
+            from sklearn.ensemble import RandomForestClassifier
+
+            return RandomForestClassifier(
+                n_estimators=self.n_estimators, min_samples_leaf=2, max_features="sqrt", n_jobs=1,
+                random_state=self.seed,
+            )
+        if self.kind == "logreg":
+            from sklearn.linear_model import LogisticRegression
+            from sklearn.pipeline import make_pipeline
+            from sklearn.preprocessing import StandardScaler
+
+            return make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=500))
+        raise ValueError(f"unknown classifier {self.kind!r}")
+
+    def fit(self, X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None) -> "RegionClassifier":
+        if len(y) == 0:
+            raise ValueError("no labelled training region (every region is ignore)")
+        self.classes_ = np.unique(y).astype(np.int64)
+        if len(self.classes_) < 2:
+            self.model = None
+            return self
+        self.model = self._make()
+        kw = {}
+        if sample_weight is not None:
+            sample_weight = sample_weight / sample_weight.mean()
+            kw = {"logisticregression__sample_weight" if self.kind == "logreg" else "sample_weight": sample_weight}
+        with threadpool_limits(1):
+            self.model.fit(X, y, **kw)
+        return self
+
+    def _proba(self, X: np.ndarray) -> np.ndarray:
+        # one thread: OpenMP/BLAS pools spin badly on a shared machine for a few hundred rows
+        with threadpool_limits(1):
+            return self.model.predict_proba(X)
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        out = np.zeros((len(X), self.num_classes), np.float64)
+        if self.model is None:
+            out[:, self.classes_[0]] = 1.0
+        elif len(X):
+            out[:, self.classes_] = self._proba(X)
+        return out
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        if self.model is None:
+            return np.full(len(X), self.classes_[0], np.int64)
+        return self.classes_[np.argmax(self._proba(X), axis=1)] if len(X) else np.zeros(0, np.int64)
+
+    def num_parameters(self) -> int:
+        m = self.model
+        if m is None:
+            return 1
+        if self.kind == "hgb":  # one (feature, threshold or value) per tree node
+            predictors = getattr(m, "_predictors", None)  # private: fall back to the tree count
+            if predictors is None:
+                return int(m.n_iter_ * m.n_trees_per_iteration_)
+            return int(sum(p.nodes.shape[0] for it in predictors for p in it))
+        if self.kind in ("rf", "et"):
+            return int(sum(t.tree_.node_count for t in m.estimators_))
+        lr = m[-1]
+        return int(lr.coef_.size + lr.intercept_.size)
+
+
+@dataclasses.dataclass
+class RegionData:
+    """Everything ``fit`` keeps about one training image's partition."""
+
+    features: np.ndarray  # (n, d) float32
+    targets: np.ndarray  # (n,) majority class, -1 when all ignore
+    area: np.ndarray  # (n,) pixels
+    counts: np.ndarray  # (n, K) ground-truth pixel counts per region
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+class RegionLabeller(Method):
+    """Two-stage method: :meth:`partition` (subclass) then a region classifier (here)."""
+
+    kind = "classical"
+    Settings = RegionSettings
+
+    def __init__(self, settings: Any = None, **kwargs):
+        super().__init__(settings, **kwargs)
+        self.classifier: RegionClassifier | None = None
+        self._regions_seen: list[int] = []
+        self.train_regions_per_image: float | None = None
+
+    # -- stage (a) ----------------------------------------------------------------------
+    @abstractmethod
+    def partition(self, image: np.ndarray) -> np.ndarray:
+        """RGB uint8 HxWx3 -> HxW int32 region ids 0..n-1 (every id used, every pixel covered)."""
+
+    def _partition(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        rgb = as_rgb(image)
+        regions = np.asarray(self.partition(rgb))
+        if regions.shape != rgb.shape[:2]:
+            raise RuntimeError(f"{self.name}: partition has shape {regions.shape}, image {rgb.shape[:2]}")
+        return rgb, relabel_contiguous(regions)
+
+    # -- features, overridable (superpixel CRF adds the graph) ---------------------------
+    def describe(self, rgb: np.ndarray, regions: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+        """Region features (own, then neighbours' with ``context``) and the region graph.
+
+        The second value holds what later stages may need: ``features`` (own features only),
+        ``edges`` (m, 2) adjacent pairs and ``length`` (m,) shared boundary lengths.
+        """
+        feats = region_features(rgb, regions)
+        edges, length = region_adjacency(regions)
+        extra = {"features": feats, "edges": edges, "length": length}
+        if self.settings.context:
+            feats = np.concatenate([feats, context_features(feats, edges, length)], axis=1)
+        return feats, extra
+
+    # -- fit ----------------------------------------------------------------------------
+    def training_indices(self, n: int, cap: int | None = None) -> np.ndarray:
+        cap = self.settings.max_train_images if cap is None else cap
+        if n <= cap:
+            return np.arange(n)
+        return np.sort(np.random.default_rng(self.seed).choice(n, cap, replace=False))
+
+    def collect(self, train: Split) -> list[RegionData]:
+        """Partition and describe the (capped) training images."""
+        info = train.info
+        idx = self.training_indices(len(train))
+        data = []
+        for i in tqdm(idx, desc=f"{self.name}: partition train", disable=not self.progress, leave=False):
+            sample = train[int(i)]
+            rgb, regions = self._partition(sample.image)
+            if sample.label.shape != rgb.shape[:2]:
+                raise ValueError(f"sample {sample.id}: label {sample.label.shape} vs image {rgb.shape[:2]}")
+            feats, extra = self.describe(rgb, regions)
+            counts = region_label_histogram(regions, sample.label, info.num_classes)
+            targets = counts.argmax(axis=1).astype(np.int64)
+            targets[counts.sum(axis=1) == 0] = -1
+            area = np.bincount(regions.ravel(), minlength=len(feats)).astype(np.float64)
+            data.append(RegionData(feats, targets, area, counts, extra))
+        return data
+
+    def sample_regions(self, data: list[RegionData]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Stack labelled regions, cap them by seeded sampling; return X, y, sample weights."""
+        X = np.concatenate([d.features for d in data])
+        y = np.concatenate([d.targets for d in data])
+        area = np.concatenate([d.area for d in data])
+        keep = np.flatnonzero(y >= 0)
+        cap = self.settings.max_train_regions
+        if len(keep) > cap:
+            keep = np.sort(np.random.default_rng(self.seed + 1).choice(keep, cap, replace=False))
+        X, y, area = X[keep], y[keep], area[keep]
+        return X, y, self.sample_weights(y, area)
+
+    def sample_weights(self, y: np.ndarray, area: np.ndarray) -> np.ndarray:
+        s = self.settings
+        w = {"area": area, "sqrt_area": np.sqrt(area), "none": np.ones_like(area)}[s.sample_weight].astype(np.float64)
+        if s.class_weight == "balanced" and len(y):
+            mass = np.bincount(y, weights=w)
+            present = mass > 0
+            cw = np.zeros_like(mass)
+            cw[present] = mass[present].sum() / (present.sum() * mass[present])
+            w = w * cw[y]
+        return w
+
+    def fit_classifier(self, X: np.ndarray, y: np.ndarray, w: np.ndarray, num_classes: int) -> RegionClassifier:
+        s = self.settings
+        return RegionClassifier(s.classifier, num_classes, s.n_estimators, self.seed).fit(X, y, w)
+
+    def fit(self, train: Split) -> None:
+        info = train.info
+        data = self.collect(train)
+        X, y, w = self.sample_regions(data)
+        self.classifier = self.fit_classifier(X, y, w, info.num_classes)
+        self.train_regions_per_image = float(np.mean([len(d.targets) for d in data]))
+        self.fit_extra(data, info)
+        self._regions_seen = []
+        self.info = info
+
+    def fit_extra(self, data: list[RegionData], info: DatasetInfo) -> None:
+        """Hook for learning more after the classifier (the CRF weights)."""
+
+    # -- predict --------------------------------------------------------------------------
+    def label_regions(self, rgb: np.ndarray, regions: np.ndarray) -> np.ndarray:
+        """Per-region class for one partitioned image."""
+        feats, _ = self.describe(rgb, regions)
+        return self.classifier.predict(feats)
+
+    def predict(self, image: np.ndarray) -> np.ndarray:
+        self._require_fitted()
+        rgb, regions = self._partition(image)
+        region_labels = self.label_regions(rgb, regions)
+        self._regions_seen.append(int(regions.max()) + 1)
+        return region_labels.astype(np.int32)[regions]
+
+    # -- oracle and reporting -----------------------------------------------------------
+    def partition_oracle(self, image: np.ndarray, label: np.ndarray) -> np.ndarray:
+        """Best labelling this partition allows: every region takes its majority GT class.
+
+        Regions whose pixels are all ignored get the ignore index (0 when there is none).
+        Needs ``fit`` only for the dataset's class count.
+        """
+        info = self._require_fitted()
+        rgb, regions = self._partition(image)
+        label = np.asarray(label)
+        if label.shape != rgb.shape[:2]:
+            raise ValueError(f"label map {label.shape} and image {rgb.shape[:2]} differ in size")
+        counts = region_label_histogram(regions, label, info.num_classes)
+        majority = counts.argmax(axis=1).astype(np.int64)
+        majority[counts.sum(axis=1) == 0] = info.ignore_index if info.ignore_index is not None else 0
+        return majority[regions]
+
+    oracle_labels = partition_oracle
+
+    def extra_metrics(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self._regions_seen:
+            out["regions_per_image"] = float(np.mean(self._regions_seen))
+        if self.train_regions_per_image is not None:
+            out["train_regions_per_image"] = self.train_regions_per_image
+        return out
+
+    def num_parameters(self) -> int | None:
+        return None if self.classifier is None else self.classifier.num_parameters()

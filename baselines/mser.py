@@ -1,0 +1,190 @@
+"""``mser``: Maximally Stable Extremal Regions as a partition, then region labelling.
+
+OpenCV's MSER (``cv2.MSER_create``, both polarities) runs on a lightly smoothed working
+copy of the image (longer side at most ``work_size``), on the lightness and, with
+``colour=True``, also on the a and b channels of Lab (each rescaled to 8 bits), so that
+regions that differ only in hue are found too. The regions of all channels are nested or
+overlapping; they become one partition by painting them from the largest to the smallest,
+so that the finest region wins each pixel (the stable "leaves" survive, a parent keeps the
+pixels none of its children cover). Pixels no region covers take the id of the nearest
+painted pixel (``scipy.ndimage.distance_transform_edt`` with ``return_indices``) - except
+uncovered areas of at least the minimum region area, which become regions of their own
+(cut by a coarse grid of ``fallback_cells`` cells along the longer side): MSER only finds
+*extremal* regions, so an area whose intensity lies between its neighbours' is never one,
+and would otherwise be swallowed whole by a neighbour. The partition is scaled back with
+nearest neighbour.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import cv2
+import numpy as np
+from scipy import ndimage
+
+from baselines.features import relabel_contiguous, rgb_to_lab
+from baselines.labelling import RegionLabeller, RegionSettings
+from bench.methods import register_method
+
+
+def _to_uint8(channel: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    return np.clip((channel - lo) * (255.0 / (hi - lo)), 0, 255).astype(np.uint8)
+
+
+def paint_regions(regions: list[np.ndarray], shape: tuple[int, int], min_visible_frac: float = 0.0) -> np.ndarray:
+    """Paint point sets ((k, 2) x, y each) finest-wins -> HxW ids, -1 where none.
+
+    The region of smallest area covering a pixel wins it; the id of a region is its rank
+    by decreasing area. Vectorised: all points at once, ``np.maximum.at`` on the rank.
+    With ``min_visible_frac`` > 0, regions that win less than that fraction of their own
+    pixels (near-duplicates of a nested child: MSER returns the same blob at several
+    levels, whose outer rings would otherwise become thin regions) are dropped and the
+    rest painted again, so that their pixels go to the next enclosing region.
+    """
+    h, w = shape
+    out = np.full(h * w, -1, np.int64)
+    if not regions:
+        return out.reshape(h, w)
+    sizes = np.array([len(r) for r in regions])
+    order = np.argsort(-sizes, kind="stable")  # largest first -> rank 0
+    rank_of = np.empty(len(regions), np.int64)
+    rank_of[order] = np.arange(len(regions))
+    pts = np.concatenate(regions).astype(np.int64)
+    ranks = np.repeat(rank_of, sizes)
+    flat = np.clip(pts[:, 1], 0, h - 1) * w + np.clip(pts[:, 0], 0, w - 1)
+    np.maximum.at(out, flat, ranks)  # finest (highest rank) wins
+    if min_visible_frac > 0:
+        visible = np.bincount(out[out >= 0], minlength=len(regions))
+        keep_rank = visible >= min_visible_frac * sizes[order]
+        if not keep_rank.all():
+            keep_pt = keep_rank[ranks]
+            out[:] = -1
+            np.maximum.at(out, flat[keep_pt], ranks[keep_pt])
+    return out.reshape(h, w)
+
+
+def fill_nearest(ids: np.ndarray) -> np.ndarray:
+    """Give every pixel with id < 0 the id of the nearest pixel with an id >= 0."""
+    missing = ids < 0
+    if not missing.any():
+        return ids
+    _, (iy, ix) = ndimage.distance_transform_edt(missing, return_indices=True)
+    return ids[iy, ix]
+
+
+def mser_partition(
+    image: np.ndarray,
+    work_size: int = 240,
+    smooth_sigma: float = 1.0,
+    delta: int = 4,
+    min_area_frac: float = 2e-3,
+    max_area_frac: float = 0.5,
+    max_variation: float = 0.5,
+    colour: bool = True,
+    fallback_cells: int = 8,
+    min_visible_frac: float = 0.0,
+    min_diversity: float = 0.0,
+) -> np.ndarray:
+    """MSER partition of an RGB uint8 image -> HxW int32 region ids 0..n-1."""
+    h, w = image.shape[:2]
+    scale = min(1.0, work_size / max(h, w))
+    wh, ww = max(int(round(h * scale)), 1), max(int(round(w * scale)), 1)
+    lab = rgb_to_lab(image)
+    if (wh, ww) != (h, w):
+        lab = cv2.resize(lab, (ww, wh), interpolation=cv2.INTER_AREA).reshape(wh, ww, 3)
+    if smooth_sigma > 0:
+        lab = cv2.GaussianBlur(lab, (0, 0), smooth_sigma, borderType=cv2.BORDER_REFLECT).reshape(wh, ww, 3)
+    channels = [_to_uint8(lab[:, :, 0], 0.0, 100.0)]
+    if colour:
+        channels += [_to_uint8(lab[:, :, 1], -100.0, 100.0), _to_uint8(lab[:, :, 2], -100.0, 100.0)]
+    area = wh * ww
+    ids = np.full((wh, ww), -1, np.int64)
+    if min(wh, ww) >= 3:
+        mser = cv2.MSER_create(
+            delta=int(delta),
+            min_area=max(int(min_area_frac * area), 1),
+            max_area=max(int(max_area_frac * area), 2),
+            max_variation=float(max_variation),
+            min_diversity=float(min_diversity),
+        )
+        found: list[np.ndarray] = []
+        for ch in channels:
+            regions, _ = mser.detectRegions(ch)
+            found.extend(regions)
+        ids = paint_regions(found, (wh, ww), min_visible_frac)
+    # uncovered areas of at least min_area become regions of their own (cut by a coarse
+    # grid so that one leftover cannot span the image); smaller ones go to the nearest region
+    free = ids < 0
+    if free.any():
+        step = max(max(wh, ww) / fallback_cells, 1.0)
+        ys = (np.arange(wh) / step).astype(np.int64)
+        xs = (np.arange(ww) / step).astype(np.int64)
+        cells = ys[:, None] * (int(xs.max()) + 1) + xs[None, :]
+        _, cc = cv2.connectedComponents(free.astype(np.uint8), connectivity=4, ltype=cv2.CV_32S)
+        key = np.zeros((wh, ww), np.int64)
+        key[free] = relabel_contiguous(cc[free].astype(np.int64) * (int(cells.max()) + 1) + cells[free]) + 1
+        sizes = np.bincount(key.ravel())
+        big = sizes >= max(min_area_frac * area, 1)
+        big[0] = False
+        if not (ids >= 0).any() and not big.any():  # nothing at all: keep the largest piece
+            big[1 + np.argmax(sizes[1:])] = True
+        keep = big[key]
+        ids[keep] = int(ids.max()) + 1 + key[keep]
+    ids = relabel_contiguous(fill_nearest(ids))
+    if (wh, ww) != (h, w):
+        ids = cv2.resize(ids.astype(np.int32), (w, h), interpolation=cv2.INTER_NEAREST)
+    return relabel_contiguous(ids)
+
+
+@dataclasses.dataclass
+class MserSettings(RegionSettings):
+    #: MSER runs on a copy whose longer side is at most this (pixels)
+    work_size: int = 240
+    #: Gaussian smoothing of the working Lab image (working pixels)
+    smooth_sigma: float = 1.0
+    #: MSER threshold step (grey levels)
+    delta: int = 4
+    #: smallest and largest region, as fractions of the image area
+    min_area_frac: float = 2e-3
+    max_area_frac: float = 0.5
+    #: MSER max relative area variation across delta levels (higher: more, less stable regions)
+    max_variation: float = 0.5
+    #: also run on the a and b channels of Lab (finds regions that differ only in hue)
+    colour: bool = True
+    #: a region must win this fraction of its pixels from its nested children, else it is
+    #: dropped as a near-duplicate (its pixels go to the enclosing region)
+    min_visible_frac: float = 0.0
+    #: OpenCV's own near-duplicate pruning (0: off; it drops whole blobs on flat images)
+    min_diversity: float = 0.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.work_size < 8:
+            raise ValueError(f"work_size must be >= 8, not {self.work_size}")
+        if self.delta < 1:
+            raise ValueError(f"delta must be >= 1, not {self.delta}")
+        if not 0.0 < self.min_area_frac < self.max_area_frac <= 1.0:
+            raise ValueError(
+                f"need 0 < min_area_frac < max_area_frac <= 1, got {self.min_area_frac}, {self.max_area_frac}"
+            )
+        if self.max_variation <= 0:
+            raise ValueError(f"max_variation must be > 0, not {self.max_variation}")
+        if self.smooth_sigma < 0:
+            raise ValueError(f"smooth_sigma must be >= 0, not {self.smooth_sigma}")
+        if not 0.0 <= self.min_visible_frac <= 1.0:
+            raise ValueError(f"min_visible_frac must be in [0, 1], not {self.min_visible_frac}")
+        if not 0.0 <= self.min_diversity < 1.0:
+            raise ValueError(f"min_diversity must be in [0, 1), not {self.min_diversity}")
+
+
+@register_method("mser")
+class Mser(RegionLabeller):
+    Settings = MserSettings
+
+    def partition(self, image: np.ndarray) -> np.ndarray:
+        s = self.settings
+        return mser_partition(
+            image, s.work_size, s.smooth_sigma, s.delta, s.min_area_frac, s.max_area_frac, s.max_variation, s.colour,
+            min_visible_frac=s.min_visible_frac, min_diversity=s.min_diversity,
+        )

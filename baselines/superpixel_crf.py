@@ -1,0 +1,225 @@
+"""``superpixel-crf`` and ``superpixel-unary``: SLIC superpixels, a region classifier for the
+unaries and (for the CRF) contrast-sensitive Potts smoothing learned by a structural SVM.
+
+Pipeline for one image:
+
+1. SLIC superpixels (``skimage.segmentation.slic``, SLICO variant by default),
+   ``n_segments`` of them, but none smaller on average than ``min_segment_area`` pixels
+   (small images get fewer).
+2. Region features (:meth:`baselines.labelling.RegionLabeller.describe`) -> classifier
+   ``predict_proba`` -> unary costs U_i(k) = -log p_i(k) (probabilities smoothed with a
+   small floor so that no cost is infinite).
+3. Region adjacency graph (:func:`baselines.features.region_adjacency`): horizontally or
+   vertically adjacent pixel pairs with different superpixel ids (``np.unique`` on the
+   pair codes, whose counts are the shared boundary lengths l_ij). Two edge features, both in units of a superpixel's side
+   (l_ij / sqrt(mean area)): the contrast-weighted length
+   l_ij * exp(-||mu_i - mu_j||^2 / (2 sigma^2)) with mu the mean Lab colour and
+   2 sigma^2 = the image's mean squared colour difference over edges (Boykov-Jolly), and
+   the plain length.
+4. Inference: alpha-expansion (gco-wrapper) on the energy of :class:`baselines.ssvm.PottsCRF`
+   with weights w = (unary scale, per-class bias, two Potts weights).
+
+Learning. The classifier is trained on all (capped) training regions, as in every region
+labeller. The CRF weights are learned by the structural SVM of :mod:`baselines.ssvm` on
+*out-of-fold* unaries: the training images are split into ``unary_folds`` groups, and the
+unaries of each group's images come from a classifier trained on the other groups only, so
+that the SSVM sees unaries as (over)confident as they will be on unseen images (unaries of
+the training images themselves would be near-perfect and teach the CRF to ignore the
+Potts term). With a single training image the in-sample unaries are used.
+
+``superpixel-unary`` is the same pipeline without the Potts term (the SSVM learns only the
+unary scale and the class biases), so that a leaderboard shows what the smoothing adds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+from skimage.segmentation import slic
+from tqdm.auto import tqdm
+
+from baselines.features import relabel_contiguous
+from baselines.labelling import RegionClassifier, RegionData, RegionLabeller, RegionSettings
+from baselines.ssvm import CRFGraph, PottsCRF, train_ssvm
+from bench.datasets.base import DatasetInfo
+from bench.methods import register_method
+
+
+def superpixel_partition(
+    image: np.ndarray,
+    n_segments: int = 300,
+    compactness: float = 10.0,
+    min_segment_area: int = 48,
+    sigma: float = 1.0,
+    slic_zero: bool = True,
+) -> np.ndarray:
+    """SLIC superpixels of an RGB uint8 image -> HxW int32 ids 0..n-1.
+
+    SLICO (``slic_zero``, adaptive compactness) by default: plain SLIC with a fixed
+    compactness fragments strongly textured areas, whose fragments the connectivity
+    step then merges into a few huge superpixels (pure noise becomes one).
+    """
+    h, w = image.shape[:2]
+    n = int(max(1, min(n_segments, (h * w) // max(min_segment_area, 1))))
+    if n <= 1 or min(h, w) < 2:
+        return np.zeros((h, w), np.int32)
+    seg = slic(
+        image, n_segments=n, compactness=compactness, sigma=sigma, start_label=0, channel_axis=-1, slic_zero=slic_zero
+    )
+    return relabel_contiguous(seg)
+
+
+def edge_features(lab_means: np.ndarray, edges: np.ndarray, length: np.ndarray, mean_area: float) -> np.ndarray:
+    """(m, 2): contrast-weighted and plain shared boundary length, in superpixel sides."""
+    if len(edges) == 0:
+        return np.zeros((0, 2))
+    side = np.sqrt(max(mean_area, 1.0))
+    d2 = ((lab_means[edges[:, 0]] - lab_means[edges[:, 1]]) ** 2).sum(axis=1)
+    beta = 1.0 / max(2.0 * d2.mean(), 1e-6)  # 1 / (2 sigma^2), sigma^2 = mean squared contrast
+    l = length / side
+    return np.stack([l * np.exp(-beta * d2), l], axis=1)
+
+
+def unary_costs(proba: np.ndarray, floor: float = 1e-3) -> np.ndarray:
+    """-log of probabilities mixed with a uniform floor (costs stay finite)."""
+    k = proba.shape[1]
+    p = (1.0 - floor * k) * proba + floor if floor * k < 1 else np.full_like(proba, 1.0 / k)
+    return -np.log(p)
+
+
+@dataclasses.dataclass
+class SuperpixelSettings(RegionSettings):
+    #: SLIC superpixels per image (fewer when the image is small, see min_segment_area)
+    n_segments: int = 300
+    #: SLIC compactness (Lab units; higher: squarer superpixels); SLICO's starting value
+    compactness: float = 10.0
+    #: SLICO: compactness adapted per superpixel (robust to texture)
+    slic_zero: bool = True
+    #: mean superpixel area never below this (pixels)
+    min_segment_area: int = 48
+    #: SLIC Gaussian pre-smoothing (pixels)
+    slic_sigma: float = 1.0
+    #: image groups for the out-of-fold unaries the SSVM learns from (>= 2)
+    unary_folds: int = 3
+    #: at most this many training images train the SSVM (seeded subset of the fitted ones)
+    max_ssvm_images: int = 100
+    #: SSVM: full-batch subgradient epochs, regularisation towards unaries alone, step size
+    ssvm_epochs: int = 60
+    ssvm_reg: float = 1e-3
+    ssvm_lr: float = 0.5
+    #: learn a per-class bias on the unaries (else only the unary scale and Potts weights)
+    class_bias: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.n_segments < 1:
+            raise ValueError(f"n_segments must be >= 1, not {self.n_segments}")
+        if self.compactness <= 0:
+            raise ValueError(f"compactness must be > 0, not {self.compactness}")
+        if self.min_segment_area < 1:
+            raise ValueError(f"min_segment_area must be >= 1, not {self.min_segment_area}")
+        if self.slic_sigma < 0:
+            raise ValueError(f"slic_sigma must be >= 0, not {self.slic_sigma}")
+        if self.unary_folds < 2:
+            raise ValueError(f"unary_folds must be >= 2, not {self.unary_folds}")
+        if self.max_ssvm_images < 1 or self.ssvm_epochs < 1:
+            raise ValueError("max_ssvm_images and ssvm_epochs must be >= 1")
+        if self.ssvm_reg < 0 or self.ssvm_lr <= 0:
+            raise ValueError("ssvm_reg must be >= 0 and ssvm_lr > 0")
+
+
+@register_method("superpixel-crf")
+class SuperpixelCRF(RegionLabeller):
+    Settings = SuperpixelSettings
+    #: False for the unaries-only variant
+    pairwise = True
+
+    def __init__(self, settings: Any = None, **kwargs):
+        super().__init__(settings, **kwargs)
+        self.crf: PottsCRF | None = None
+        self.weights: np.ndarray | None = None
+        self.ssvm_objective: tuple[float, float] | None = None
+
+    def partition(self, image: np.ndarray) -> np.ndarray:
+        s = self.settings
+        return superpixel_partition(image, s.n_segments, s.compactness, s.min_segment_area, s.slic_sigma, s.slic_zero)
+
+    def describe(self, rgb: np.ndarray, regions: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+        feats, extra = super().describe(rgb, regions)
+        own = extra.pop("features")
+        area = np.bincount(regions.ravel(), minlength=len(feats)).astype(np.float64)
+        edges = extra["edges"]
+        extra["edge_features"] = edge_features(own[:, :3].astype(np.float64), edges, extra.pop("length"), area.mean())
+        extra["node_weight"] = area / area.mean()
+        return feats, extra
+
+    def _graph(self, unary: np.ndarray, extra: dict[str, Any], label: np.ndarray | None = None) -> CRFGraph:
+        ef = extra["edge_features"] if self.pairwise else np.zeros((len(extra["edges"]), 0))
+        return CRFGraph(unary, extra["node_weight"], extra["edges"], ef, label)
+
+    # -- learning the CRF weights ---------------------------------------------------------
+    def fit_extra(self, data: list[RegionData], info: DatasetInfo) -> None:
+        s = self.settings
+        k = info.num_classes
+        self.crf = PottsCRF(k, 2 if self.pairwise else 0, class_bias=s.class_bias)
+        rng = np.random.default_rng(self.seed + 2)
+        n_img = len(data)
+        ssvm_idx = np.sort(rng.permutation(n_img)[: s.max_ssvm_images])
+        proba: dict[int, np.ndarray] = {}
+        if n_img >= 2:
+            folds = rng.permutation(n_img) % min(s.unary_folds, n_img)
+            for f in tqdm(range(int(folds.max()) + 1), desc=f"{self.name}: out-of-fold unaries",
+                          disable=not self.progress, leave=False):
+                held = [i for i in ssvm_idx if folds[i] == f]
+                if not held:
+                    continue
+                rest = [data[i] for i in range(n_img) if folds[i] != f]
+                X, y, w = self.sample_regions(rest)
+                if len(y) == 0:
+                    clf = self.classifier
+                else:
+                    clf = RegionClassifier(s.classifier, k, s.n_estimators, self.seed).fit(X, y, w)
+                for i in held:
+                    proba[i] = clf.predict_proba(data[i].features)
+        else:
+            proba = {int(i): self.classifier.predict_proba(data[i].features) for i in ssvm_idx}
+        graphs = [self._graph(unary_costs(proba[int(i)]), data[i].extra, data[i].targets) for i in ssvm_idx]
+        bar = tqdm(total=s.ssvm_epochs, desc=f"{self.name}: SSVM", disable=not self.progress, leave=False)
+        result = train_ssvm(
+            self.crf, graphs, epochs=s.ssvm_epochs, reg=s.ssvm_reg, lr=s.ssvm_lr,
+            progress=lambda t, obj: (bar.update(1), bar.set_postfix(objective=f"{obj:.4f}")),
+        )
+        bar.close()
+        self.weights = result.weights
+        self.ssvm_objective = (result.initial_objective, result.best_objective)
+
+    # -- inference ------------------------------------------------------------------------
+    def label_regions(self, rgb: np.ndarray, regions: np.ndarray) -> np.ndarray:
+        feats, extra = self.describe(rgb, regions)
+        unary = unary_costs(self.classifier.predict_proba(feats))
+        return self.crf.inference(self._graph(unary, extra), self.weights)
+
+    def extra_metrics(self) -> dict[str, Any]:
+        out = super().extra_metrics()
+        if self.weights is not None:
+            wu, b, v = self.crf.split(self.weights)
+            out["crf_unary_weight"] = wu
+            out["crf_class_bias"] = [float(x) for x in b]
+            if self.pairwise:
+                out["crf_potts_contrast_weight"] = float(v[0])
+                out["crf_potts_length_weight"] = float(v[1])
+            out["ssvm_objective_initial"], out["ssvm_objective_final"] = self.ssvm_objective
+        return out
+
+    def num_parameters(self) -> int | None:
+        n = super().num_parameters()
+        return None if n is None else n + (0 if self.crf is None else self.crf.size)
+
+
+@register_method("superpixel-unary")
+class SuperpixelUnary(SuperpixelCRF):
+    """The same pipeline without the Potts term: unaries (scaled, class-biased) alone."""
+
+    pairwise = False
