@@ -283,7 +283,10 @@ class Runner:
                 raise ValueError(f"{job.method} returned a {pred.shape} map for image {sample.id} of size {sample.label.shape}")
             scorer.update(pred, sample.label)
             if oracle is not None:
-                oracle.update(np.asarray(method.partition_oracle(sample.image, sample.label)), sample.label)
+                best = np.asarray(method.partition_oracle(sample.image, sample.label))
+                if info.ignore_index is not None:  # all-void regions: their pixels are not scored anyway
+                    best = np.where((best == info.ignore_index) & (sample.label == info.ignore_index), 0, best)
+                oracle.update(best, sample.label)
             if i < N_SAVED_PREDICTIONS:
                 path = pred_dir / f"{sample.id}.png"
                 _write_png_atomic(path, _index_png(pred))

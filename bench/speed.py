@@ -928,7 +928,8 @@ def classical_speed(
         "scikit-image": v.get("scikit-image"), "torch": v.get("torch"), "git_commit": git_commit(),
     }
     rows = []
-    ctx = multiprocessing.get_context(mp_context)
+    # spawn, not fork: forking after torch/OpenMP started their threads deadlocks the workers
+    ctx = multiprocessing.get_context(mp_context or "spawn")
     for n in processes:
         n = int(n)
         if n < 1:

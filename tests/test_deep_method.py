@@ -28,7 +28,7 @@ def splits():
 @pytest.fixture(scope="module")
 def fitted_unet(splits, tmp_path_factory):
     train_split, val_split = splits
-    method = create_method("unet", TINY, seed=0, progress=False)
+    method = create_method("unet", {**TINY, "keep": "best"}, seed=0, progress=False)
     method.run_dir = tmp_path_factory.mktemp("unet-run")
     method.set_validation(val_split)
     method.fit(train_split)
