@@ -14,7 +14,9 @@ REPO_DIR = Path(__file__).resolve().parents[1]
 
 @functools.cache
 def versions() -> dict[str, str]:
-    out = {"python": platform.python_version(), "segbench": _version("segbench")}
+    from bench import __version__
+
+    out = {"python": platform.python_version(), "segbench": __version__}
     for pkg in _PACKAGES:
         out[pkg] = _version(pkg)
     try:
