@@ -12,7 +12,6 @@ one line naming that module in ``_MODULES`` below.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar, Sequence
 
@@ -20,6 +19,7 @@ import numpy as np
 
 from bench.datasets.base import DatasetInfo, Split
 from bench.errors import SegbenchError
+from bench.registry import Registry
 
 
 class MethodError(SegbenchError, ValueError):
@@ -99,44 +99,17 @@ _MODULES: list[str] = [
     "deep.method",  # one method per network in deep.models
 ]
 
-_REGISTRY: dict[str, type[Method]] = {}
-_loaded = False
+def _check_method(name: str, cls: type[Method]) -> None:
+    if cls.kind not in ("classical", "deep"):
+        raise ValueError(f"method '{name}': kind must be 'classical' or 'deep', not {cls.kind!r}")
+    if not dataclasses.is_dataclass(cls.Settings):
+        raise ValueError(f"method '{name}': Settings must be a dataclass")
 
 
-def register_method(name: str):
-    def deco(cls: type[Method]) -> type[Method]:
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            raise ValueError(f"method '{name}' registered twice")
-        if cls.kind not in ("classical", "deep"):
-            raise ValueError(f"method '{name}': kind must be 'classical' or 'deep', not {cls.kind!r}")
-        if not dataclasses.is_dataclass(cls.Settings):
-            raise ValueError(f"method '{name}': Settings must be a dataclass")
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return deco
-
-
-def _load_all() -> None:
-    global _loaded
-    if not _loaded:
-        for mod in _MODULES:
-            importlib.import_module(mod)
-        _loaded = True
-
-
-def method_names() -> list[str]:
-    _load_all()
-    return sorted(_REGISTRY)
-
-
-def method_class(name: str) -> type[Method]:
-    _load_all()
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise MethodError(f"unknown method '{name}'; known: {', '.join(sorted(_REGISTRY))}") from None
+_REGISTRY: Registry[type[Method]] = Registry("method", _MODULES, MethodError, _check_method)
+register_method = _REGISTRY.register
+method_names = _REGISTRY.names
+method_class = _REGISTRY.get
 
 
 def make_settings(cls: type[Method], overrides: dict[str, Any] | None) -> Any:

@@ -6,10 +6,10 @@ package) and add its module to ``_MODULES`` below (one line).
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
 from bench.datasets.base import Dataset, DatasetError, DatasetInfo, FileSplit, InMemorySplit, Sample, Split
+from bench.registry import Registry
 
 __all__ = [
     "Dataset", "DatasetError", "DatasetInfo", "FileSplit", "InMemorySplit", "Sample", "Split",
@@ -30,40 +30,10 @@ _MODULES = [
 #: used when the user names no dataset: real photos shipped with the package
 DEFAULT_DATASET = "ccp-mini"
 
-_REGISTRY: dict[str, type[Dataset]] = {}
-_loaded = False
-
-
-def register_dataset(name: str):
-    def deco(cls: type[Dataset]) -> type[Dataset]:
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            raise ValueError(f"dataset '{name}' registered twice")
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return deco
-
-
-def _load_all() -> None:
-    global _loaded
-    if not _loaded:
-        for mod in _MODULES:
-            importlib.import_module(mod)
-        _loaded = True
-
-
-def dataset_names() -> list[str]:
-    _load_all()
-    return sorted(_REGISTRY)
-
-
-def dataset_class(name: str) -> type[Dataset]:
-    _load_all()
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise DatasetError(f"unknown dataset '{name}'; known: {', '.join(sorted(_REGISTRY))}") from None
+_REGISTRY: Registry[type[Dataset]] = Registry("dataset", _MODULES, DatasetError)
+register_dataset = _REGISTRY.register
+dataset_names = _REGISTRY.names
+dataset_class = _REGISTRY.get
 
 
 def get_dataset(name: str, root: str | Path | None = None, **options) -> Dataset:
