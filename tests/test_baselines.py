@@ -109,11 +109,11 @@ def fitted(request, train_split):
 
 # ------------------------------------------------------------------------- methods
 def test_all_registered():
-    from bench.methods import _REGISTRY
+    from bench.methods import method_class, method_names
 
     for name in METHODS:
-        assert name in _REGISTRY and issubclass(_REGISTRY[name], RegionLabeller)
-        assert _REGISTRY[name].kind == "classical"
+        assert name in method_names() and issubclass(method_class(name), RegionLabeller)
+        assert method_class(name).kind == "classical"
 
 
 def test_beats_majority(fitted, train_split, test_split):
