@@ -107,7 +107,7 @@ def main(argv=None) -> int:
     (out / "splits.json").write_text(json.dumps(splits, indent=1) + "\n")
     shutil.copyfile(src / "LICENSE", out / "LICENSE")
     cmd = (
-        f"python scripts/make_ccp_mini.py --src ../shared/datasets/ccp --out bench/datasets/data/ccp_mini"
+        "python scripts/make_ccp_mini.py --src ../shared/datasets/ccp --out bench/datasets/data/ccp_mini"
         + (f" --seed {args.seed}" if args.seed != 0 else "")
         + (f" --n-train {args.n_train}" if args.n_train != 32 else "")
         + (f" --n-val {args.n_val}" if args.n_val != 16 else "")

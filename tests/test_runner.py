@@ -1,6 +1,5 @@
 """The runner: records with every field, failures recorded, reruns skip, kills lose nothing."""
 
-import json
 import os
 import signal
 import subprocess
@@ -14,7 +13,7 @@ import pytest
 from bench.methods import Method, register_method
 from bench.records import read_records
 from bench.runner import Job, Runner, RunError, check_output_dir, plan_jobs
-from bench.suites import Suite, SuiteJob, load_suite
+from bench.suites import Suite, SuiteJob
 
 REPO = Path(__file__).resolve().parents[1]
 
