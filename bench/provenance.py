@@ -77,9 +77,22 @@ def device_name(device: str) -> str:
     return f"cpu: {cpu_name()} ({threads} threads)"
 
 
+def _segbench_checkout() -> Path | None:
+    """The source checkout: where this file lives (editable/source use) or, after a plain
+    ``pip install .``, the current folder when it is a segbench checkout."""
+    for candidate in (REPO_DIR, Path.cwd()):
+        pyproject = candidate / "pyproject.toml"
+        if (candidate / ".git").exists() and pyproject.is_file() and 'name = "segbench"' in pyproject.read_text():
+            return candidate
+    return None
+
+
 @functools.cache
-def git_commit(repo: Path = REPO_DIR) -> str | None:
+def git_commit(repo: Path | None = None) -> str | None:
     """HEAD of the segbench checkout, with '-dirty' when it has uncommitted changes."""
+    repo = repo or _segbench_checkout()
+    if repo is None:
+        return None
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10)
         if head.returncode != 0:
