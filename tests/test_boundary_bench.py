@@ -1,0 +1,146 @@
+"""Boundary benchmark (bench.boundary_bench): matching, counts, ODS/OIS/AP; synthetic + real smoke test."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench.boundary_bench import (
+    METHODS, evaluate_boundaries, format_markdown, image_counts, match_boundaries, summarise, threshold_values,
+)
+
+REAL = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "bsds500"
+
+
+def square(h=60, w=80, shift=0):
+    m = np.zeros((h, w), bool)
+    m[10 + shift, 10:70] = True
+    m[50 + shift, 10:70] = True
+    m[10 + shift:51 + shift, 10] = True
+    m[10 + shift:51 + shift, 69] = True
+    return m
+
+
+class FakeSplit:
+    def __init__(self, gts_per_image):
+        self.gts = gts_per_image
+
+    def __len__(self):
+        return len(self.gts)
+
+    def load(self, i):
+        class S:
+            image = np.zeros(self.gts[i][0].shape + (3,), np.uint8)
+        S.index = i
+        return S
+
+    def boundaries(self, i):
+        return [g.copy() for g in self.gts[i]]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_perfect_prediction(method):
+    from skimage.morphology import thin
+
+    g = thin(square())  # already thin, so thresholding + thinning gives it back
+    mp, mg = match_boundaries(g, g, method=method)
+    assert (mp == g).all() and (mg == g).all()
+    c = image_counts(g.astype(np.float32), [g], thresholds=3, method=method)
+    assert (c[:, 0] == c[:, 1]).all() and (c[:, 2] == c[:, 3]).all()
+    res = summarise(c[None], threshold_values(3))
+    assert res["ods"] == pytest.approx(1.0) and res["ois"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_shift_within_tolerance(method):
+    g = np.zeros((60, 80), bool)
+    g[20, 5:75] = True
+    g[5:55, 40] = True
+    p = np.roll(g, 1, axis=1)  # 1 px, radius = 0.0075 * 100 = 0.75 px -> use a larger tolerance
+    mp, mg = match_boundaries(p, g, max_dist=0.02, method=method)  # 2 px
+    # every pixel has a partner within 2 px; greedy/mincost may leave the line ends over
+    full = 1.0 if method == "maximum" else 0.95
+    assert mp.sum() >= full * p.sum() and mg.sum() >= full * g.sum() and mp.sum() == mg.sum()
+    mp, _ = match_boundaries(p, g, max_dist=0.001, method=method)  # 0.1 px: only overlapping pixels
+    assert mp.sum() < p.sum()
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_one_to_one(method):
+    g = np.zeros((50, 50), bool)
+    g[25, 25] = True
+    p = np.zeros_like(g)
+    p[25, 24] = p[25, 26] = True
+    mp, mg = match_boundaries(p, g, max_dist=0.05, method=method)
+    assert mp.sum() == 1 and mg.sum() == 1
+
+
+def test_maximum_beats_greedy_trap():
+    # p0 is nearest to g0, but g0 is p1's only partner: greedy matches 1, maximum/mincost 2
+    g = np.zeros((40, 40), bool)
+    p = np.zeros_like(g)
+    g[20, 20] = g[20, 18] = True  # g0 at 20, g1 at 18
+    p[20, 21] = True  # p0: 1 from g0, 3 from g1
+    p[20, 23] = True  # p1: 3 from g0, 5 from g1
+    md = 3.5 / np.hypot(40, 40)
+    assert match_boundaries(p, g, md, method="greedy")[0].sum() == 1
+    assert match_boundaries(p, g, md, method="maximum")[0].sum() == 2
+    assert match_boundaries(p, g, md, method="mincost")[0].sum() == 2
+
+
+def test_any_annotator_counts():
+    a = np.zeros((40, 40), bool)
+    b = np.zeros_like(a)
+    a[10, 5:35] = True
+    b[30, 5:35] = True
+    pred = a | b
+    c = image_counts(pred.astype(np.float32), [a, b], thresholds=[0.5])[0]
+    cnt_r, sum_r, cnt_p, sum_p = c
+    assert cnt_p == sum_p == pred.sum()  # each pixel matched to one annotator or the other
+    assert cnt_r == sum_r == a.sum() + b.sum()
+
+
+def test_empty_prediction_and_empty_gt():
+    g = square()
+    c = image_counts(np.zeros(g.shape, np.float32), [g], thresholds=5)
+    assert (c[:, 0] == 0).all() and (c[:, 3] == 0).all()
+    res = summarise(c[None], threshold_values(5))
+    assert res["ods"] == 0 and res["ods_r"] == 0 and res["ap"] == 0
+    mp, mg = match_boundaries(g, np.zeros_like(g))
+    assert not mp.any() and not mg.any()
+
+
+def test_ods_ois_ap_on_synthetic_split():
+    rng = np.random.default_rng(0)
+    gts = [[square(shift=s), square(shift=s + 1)] for s in range(3)]
+
+    def strength(img, _state={"i": 0}):
+        i = _state["i"]
+        _state["i"] += 1
+        g = gts[i][0].astype(np.float32) * (0.3 + 0.3 * i)
+        return np.maximum(g, rng.random(g.shape).astype(np.float32) * 0.5 * (rng.random(g.shape) < 0.05))
+
+    res = evaluate_boundaries(strength, FakeSplit(gts), thresholds=9, progress=False)
+    assert 0 <= res["ods"] <= 1 and res["ois"] >= res["ods"] - 1e-12
+    assert 0 <= res["ap"] <= 1
+    assert res["precision"].shape == res["recall"].shape == (9,)
+    assert res["counts"].shape == (3, 9, 4)
+
+
+def test_threshold_values():
+    t = threshold_values(99)
+    assert len(t) == 99 and t[0] == pytest.approx(0.01) and t[-1] == pytest.approx(0.99)
+    with pytest.raises(ValueError):
+        threshold_values(0)
+
+
+@pytest.mark.skipif(not REAL.is_dir(), reason="real BSDS500 not present")
+def test_real_bsds500_canny_three_images():
+    from bench.boundary_bench import run_boundary_benchmark
+
+    df = run_boundary_benchmark(REAL, methods=("canny",), thresholds=3, limit=3, progress=False)
+    row = df.iloc[0]
+    assert row["images"] == 3 and 0.2 < row["ods"] < 0.9 and row["ois"] >= row["ods"] - 1e-9
+    assert "| canny |" in format_markdown(df)
