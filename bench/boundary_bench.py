@@ -350,6 +350,18 @@ def format_markdown(df, digits: int = 3) -> str:
     return "\n".join(lines)
 
 
+def format_boundary_table(df, fmt: str = "md") -> str:
+    """The table as ``md`` (with the published reference rows), ``csv`` or ``json``."""
+    if fmt == "csv":
+        return df.to_csv(index=False)
+    if fmt == "json":
+        return df.to_json(orient="records", indent=2)
+    if fmt != "md":
+        raise ValueError(f"format must be md, csv or json, not {fmt!r}")
+    published = ", ".join(f"{name} ODS {v['ods']:.2f}" for name, v in PUBLISHED.items())
+    return format_markdown(df) + f"\n\nPublished (BSDS500 test, Arbelaez et al. 2011): {published}."
+
+
 format = format_markdown  # noqa: A001  (the brief's name)
 
 

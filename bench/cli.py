@@ -131,8 +131,16 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_speed(args: argparse.Namespace) -> int:
-    from bench.speed import format_speed, speed_table
+    from bench.speed import classical_speed_on_dataset, format_speed, speed_table
 
+    if (args.model is None) == (args.method is None):
+        raise CliError("give one of --model NETWORK (a network, see `models`) or --method NAME (a classical method)")
+    if args.method is not None:
+        processes = [int(n) for n in args.processes.split(",")] if args.processes else None
+        res = classical_speed_on_dataset(args.method, args.dataset, args.data_root, args.input, args.images,
+                                         processes, progress=not args.no_progress)
+        print(format_speed(res, args.format))
+        return 0
     _check_device(args.device)
     table = speed_table(
         args.model, device=args.device, width=args.width, input_hw=args.input,
@@ -142,6 +150,24 @@ def cmd_speed(args: argparse.Namespace) -> int:
         warmup=args.warmup, iters=args.iters, min_time_s=args.min_time,
     )
     print(format_speed(table, args.format))
+    return 0
+
+
+def cmd_boundaries(args: argparse.Namespace) -> int:
+    from bench.boundary_bench import METHODS, format_boundary_table, run_boundary_benchmark
+    from baselines.edges import EDGE_FUNCTIONS
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in EDGE_FUNCTIONS]
+    if unknown or not methods:
+        raise CliError(f"--methods: unknown {', '.join(unknown) or '(none given)'}; known: {', '.join(EDGE_FUNCTIONS)}")
+    if args.matching not in METHODS:
+        raise CliError(f"--matching must be one of {', '.join(METHODS)}")
+    if args.thresholds < 1 or (args.limit is not None and args.limit < 1):
+        raise CliError("--thresholds and --limit must be >= 1")
+    df = run_boundary_benchmark(args.data_root, args.split, methods, thresholds=args.thresholds, limit=args.limit,
+                                progress=not args.no_progress, method=args.matching)
+    print(format_boundary_table(df, args.format))
     return 0
 
 
@@ -191,7 +217,14 @@ def build_parser() -> argparse.ArgumentParser:
     mo.set_defaults(func=cmd_models)
 
     sp = sub.add_parser("speed", help="honest throughput of a network: warm-up, sync, batch and precision sweep")
-    sp.add_argument("--model", required=True, help="network name (see `models`)")
+    sp.add_argument("--model", help="network name (see `models`)")
+    sp.add_argument("--method", help="a classical method instead (see `list`): fitted on --dataset, then "
+                    "timed per image in one process and in N processes")
+    sp.add_argument("--processes", help="with --method: comma-separated process counts (default 1 and the CPU count)")
+    sp.add_argument("--dataset", default="ccp-mini", help="with --method: data to fit on and time (default ccp-mini)")
+    sp.add_argument("--data-root", help="with --method: folder that holds the dataset")
+    sp.add_argument("--images", type=int, default=16, help="with --method: images timed (default 16)")
+    sp.add_argument("--no-progress", action="store_true", help="with --method: no progress bars while fitting")
     sp.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
     sp.add_argument("--width", type=float, default=1.0)
     sp.add_argument("--input", type=_parse_hw, default=(360, 480), help="HxW (default 360x480)")
@@ -209,6 +242,18 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--no-e2e", action="store_true", help="skip the end-to-end (decode + preprocess) measurement")
     sp.add_argument("--format", default="md", choices=["md", "csv", "json"])
     sp.set_defaults(func=cmd_speed)
+
+    bd = sub.add_parser("boundaries", help="BSDS500 boundary benchmark of the edge detectors: ODS, OIS, AP")
+    bd.add_argument("--data-root", required=True, help="the BSDS500 folder (e.g. ../shared/datasets/bsds500)")
+    bd.add_argument("--split", default="val", choices=["train", "val", "test"], help="default val")
+    bd.add_argument("--methods", default="sobel,laplacian,log,canny", help="comma-separated edge detectors")
+    bd.add_argument("--thresholds", type=int, default=33, help="thresholds swept (default 33; the reference uses 99)")
+    bd.add_argument("--limit", type=int, default=None, help="only the first N images")
+    bd.add_argument("--matching", default="greedy",
+                    help="one-to-one pixel matching: greedy (default, fast), maximum, mincost (the reference's)")
+    bd.add_argument("--format", default="md", choices=["md", "csv", "json"])
+    bd.add_argument("--no-progress", action="store_true")
+    bd.set_defaults(func=cmd_boundaries)
     return p
 
 

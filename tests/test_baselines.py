@@ -407,7 +407,7 @@ def test_other_classifiers(classifier, train_split, test_split):
 
 
 # ------------------------------------------------------------------------- edges
-STRENGTHS = [edges.sobel_strength, edges.laplacian_strength, edges.log_strength, edges.canny_edges]
+STRENGTHS = [edges.sobel_strength, edges.laplacian_strength, edges.log_strength, edges.canny_edges, edges.canny_strength]
 
 
 @pytest.mark.parametrize("fn", STRENGTHS, ids=lambda f: f.__name__)
@@ -432,6 +432,24 @@ def test_edge_strength_by_name_and_method():
         edges.edge_strength(image, "prewitt")
     m = create_method("log", progress=False)
     np.testing.assert_array_equal(m.edge_strength(image), edges.log_strength(image, sigma=m.settings.sigma))
+
+
+def test_canny_strength_thresholded_is_canny_at_that_threshold():
+    """The swept map holds every Canny output: strength >= t is exactly Canny at high t, low 0.4 t."""
+    import cv2
+
+    image = textured_image(np.random.default_rng(3))[0]
+    s = edges.canny_strength(image, sigma=1.0, ratio=0.4, levels=16)
+    assert len(np.unique(s)) > 5  # graded, not one binary map
+    light = cv2.GaussianBlur(edges.rgb_to_lab(image)[:, :, 0], (0, 0), 1.0, borderType=cv2.BORDER_REFLECT)
+    gx = cv2.Sobel(light, cv2.CV_32F, 1, 0, ksize=3, borderType=cv2.BORDER_REFLECT)
+    gy = cv2.Sobel(light, cv2.CV_32F, 0, 1, ksize=3, borderType=cv2.BORDER_REFLECT)
+    k = 16000 / float(np.hypot(gx, gy).max())
+    dx, dy = np.rint(gx * k).astype(np.int16), np.rint(gy * k).astype(np.int16)
+    for level in (2, 5, 9):
+        high = (level - 0.5) / 16 * 16000
+        reference = cv2.Canny(dx, dy, 0.4 * high, high, L2gradient=True) > 0
+        np.testing.assert_array_equal(s >= level / 16 - 1e-6, reference)
 
 
 def test_log_zero_crossings_are_thin():

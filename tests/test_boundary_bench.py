@@ -144,3 +144,28 @@ def test_real_bsds500_canny_three_images():
     row = df.iloc[0]
     assert row["images"] == 3 and 0.2 < row["ods"] < 0.9 and row["ois"] >= row["ods"] - 1e-9
     assert "| canny |" in format_markdown(df)
+
+
+def test_cli_boundaries_matches_the_library_and_checks_its_input(fake_bsds, capsys):
+    import json
+
+    from bench.boundary_bench import run_boundary_benchmark
+    from bench.cli import main
+
+    code = main(["boundaries", "--data-root", str(fake_bsds), "--methods", "sobel,canny", "--thresholds", "5",
+                 "--format", "json", "--no-progress"])
+    assert code == 0
+    rows = json.loads(capsys.readouterr().out)
+    direct = run_boundary_benchmark(fake_bsds, "val", ("sobel", "canny"), thresholds=5, progress=False)
+    assert [r["method"] for r in rows] == ["sobel", "canny"]
+    for row, (_, ref) in zip(rows, direct.iterrows()):
+        assert row["images"] == 3 and row["thresholds"] == 5
+        assert row["ods"] == pytest.approx(ref["ods"]) and row["ap"] == pytest.approx(ref["ap"])
+    assert main(["boundaries", "--data-root", str(fake_bsds), "--thresholds", "3", "--no-progress"]) == 0
+    assert "Published (BSDS500 test" in capsys.readouterr().out
+    for bad, fragment in ((["--methods", "prewitt"], "unknown prewitt"), (["--matching", "hungarian"], "--matching"),
+                          (["--thresholds", "0"], "--thresholds")):
+        assert main(["boundaries", "--data-root", str(fake_bsds), *bad]) == 2
+        assert fragment in capsys.readouterr().err
+    assert main(["boundaries", "--data-root", str(fake_bsds / "missing")]) == 2
+    assert "missing" in capsys.readouterr().err

@@ -325,3 +325,19 @@ def test_classical_speed_one_and_two_processes():
         assert r["device_name"].startswith("cpu:")
     md = speed.format_speed(res, "md")
     assert "| method |" in md and "majority" in md
+
+
+def test_cli_speed_of_a_classical_method(capsys):
+    from bench.cli import main
+
+    code = main(["speed", "--method", "majority", "--dataset", "shapes", "--processes", "1,2", "--images", "3",
+                 "--input", "24x40", "--format", "json", "--no-progress"])
+    assert code == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["processes"] for r in rows] == [1, 2]
+    for r in rows:
+        assert r["method"] == "majority" and r["dataset"] == "shapes" and r["input_hw"] == "24x40"
+        assert r["num_images"] == 3 and r["images_per_s"] > 0 and r["fit_s"] >= 0
+    assert main(["speed", "--method", "majority", "--model", "unet"]) == 2
+    assert "one of --model" in capsys.readouterr().err
+    assert main(["speed"]) == 2
