@@ -8,7 +8,8 @@ for every name of :func:`deep.models.model_names` at import.
 Protocol additions a runner may use (both optional, both used by ``bench.runner``):
 
 * ``method.run_dir = Path(...)`` before ``fit``: where ``history.csv``, ``curves.png``,
-  ``progress.png`` and the checkpoints ``last.pt`` / ``best.pt`` go (default: a new
+  ``progress.png``, the checkpoints ``last.pt`` / ``best.pt`` (while training; removed after a
+  successful fit unless ``keep_checkpoints``) and the final ``model.pt`` go (default: a new
   temporary folder under ``results/deep-runs/``).
 * ``method.set_validation(split)`` before ``fit``: a validation split, used for the
   per-epoch mIoU, the ``progress.png`` figure and for keeping the best epoch's weights
@@ -36,6 +37,7 @@ from bench.methods import Method, MethodError, register_method
 from deep import transforms as T
 from deep.train import (
     CHECKPOINT_FORMAT,
+    _save_atomic,
     CheckpointError,
     TrainConfig,
     TrainResult,
@@ -82,6 +84,7 @@ class DeepSettings:
     compile: bool = False  # torch.compile for training
     deterministic: bool = False  # torch.use_deterministic_algorithms(True, warn_only=True)
     resume: bool = False  # continue from run_dir/last.pt when it exists
+    keep_checkpoints: bool = False  # after training keep last.pt/best.pt (with optimiser state); default: model.pt only
 
     def __post_init__(self) -> None:
         if isinstance(self.crop, list):
@@ -167,6 +170,25 @@ class DeepMethod(Method):
         # the weights live in the model (and in run_dir); drop the copies
         self.result = dataclasses.replace(result, final_state={}, best_state=None)
         self.model, self.info = model, info
+        self._save_final_weights(model, info.num_classes)
+
+    #: the weights kept after a successful fit, loadable with ``pretrained=<path>``
+    WEIGHTS_FILE = "model.pt"
+
+    def _save_final_weights(self, model: torch.nn.Module, num_classes: int) -> None:
+        """Write ``run_dir/model.pt`` (the kept weights only) and, unless ``keep_checkpoints``,
+        delete the training checkpoints: they hold the optimiser state too (Adam: twice the
+        weights again) and serve only to resume a run that has now finished."""
+        assert self.run_dir is not None and self.result is not None
+        epoch = self.result.best_epoch if self.kept_weights == "best" else (
+            self.result.history[-1]["epoch"] if self.result.history else 0)
+        _save_atomic({"format": CHECKPOINT_FORMAT, "model_name": self.network, "num_classes": num_classes,
+                      "epoch": epoch, "kept": self.kept_weights, "settings": self.settings_dict(),
+                      "model": {k: v.detach().cpu() for k, v in model.state_dict().items()}},
+                     self.run_dir / self.WEIGHTS_FILE)
+        if not self.settings.keep_checkpoints:
+            for name in ("last.pt", "best.pt"):
+                (self.run_dir / name).unlink(missing_ok=True)
 
     def _create_model(self, num_classes: int) -> torch.nn.Module:
         from deep.models import create_model

@@ -59,8 +59,10 @@ def test_fit_and_predict_odd_sizes(fitted_unet):
     assert extra["network"] == "unet" and extra["epochs_trained"] == 2 and len(extra["val_miou"]) == 2
     assert extra["kept_weights"] == "best" and 1 <= extra["best_epoch"] <= 2
     assert math.isfinite(extra["final_train_loss"])
-    for name in ("curves.png", "progress.png", "history.csv", "last.pt", "best.pt"):
+    for name in ("curves.png", "progress.png", "history.csv", "model.pt"):
         assert (method.run_dir / name).exists(), name
+    for name in ("last.pt", "best.pt"):  # training checkpoints (optimiser state) go once training is done
+        assert not (method.run_dir / name).exists(), name
     assert extra["run_dir"] == str(method.run_dir)
     method.sync()
 
@@ -132,7 +134,7 @@ def test_predict_before_fit_is_an_error():
 
 def test_checkpoint_of_another_class_count_or_network_is_a_clear_error(fitted_unet, tmp_path):
     four = colour_split(4, seed=3, num_classes=4)
-    best = str(fitted_unet.run_dir / "best.pt")
+    best = str(fitted_unet.run_dir / "model.pt")
 
     method = create_method("unet", {**TINY, "pretrained": best}, progress=False)
     method.run_dir = tmp_path / "a"
@@ -144,18 +146,29 @@ def test_checkpoint_of_another_class_count_or_network_is_a_clear_error(fitted_un
     with pytest.raises(MethodError, match="network 'unet', not 'segnet-basic'"):
         method.fit(colour_split(4, seed=3))
 
+    three = create_method("unet", {**TINY, "epochs": 1, "keep_checkpoints": True}, progress=False)
+    three.run_dir = tmp_path / "c"
+    three.fit(colour_split(4, seed=3))
+    assert (three.run_dir / "last.pt").exists() and (three.run_dir / "model.pt").exists()
     method = create_method("unet", {**TINY, "resume": True}, progress=False)
-    method.run_dir = fitted_unet.run_dir  # its last.pt has 3 classes
+    method.run_dir = three.run_dir  # its last.pt has 3 classes
     with pytest.raises(MethodError, match="3 classes but the dataset has 4"):
         method.fit(four)
 
 
 def test_fine_tunes_from_its_own_checkpoint(fitted_unet, splits, tmp_path):
-    method = create_method("unet", {**TINY, "epochs": 1, "lr": 1e-4, "pretrained": str(fitted_unet.run_dir / "best.pt")},
-                           progress=False)
+    weights = fitted_unet.run_dir / "model.pt"
+    method = create_method("unet", {**TINY, "epochs": 1, "lr": 1e-12, "pretrained": str(weights)}, progress=False)
     method.run_dir = tmp_path
     method.fit(splits[0])
     assert method.extra_metrics()["pretrained_loaded"] is True
+    # lr ~0: the fine-tuned model is the saved one, which is the fitted model's kept weights
+    # (batch-norm statistics aside, which training updates at any lr)
+    saved = torch.load(weights, weights_only=True)["model"]
+    for name, tensor in fitted_unet.model.state_dict().items():
+        if "running_" not in name and "num_batches" not in name:
+            torch.testing.assert_close(saved[name], tensor.cpu())
+            torch.testing.assert_close(method.model.state_dict()[name].cpu(), tensor.cpu())
 
 
 def test_missing_imagenet_weights(splits, tmp_path, monkeypatch):
