@@ -45,7 +45,10 @@ def to_tv(image: np.ndarray, label: np.ndarray | None = None):
     """HxWx3 uint8 (and HxW labels) -> tv_tensors.Image CxHxW uint8 (and Mask int64)."""
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"expected an HxWx3 RGB image, got shape {image.shape}")
-    img = tv_tensors.Image(torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1))
+    image = np.ascontiguousarray(image)
+    if not image.flags.writeable:  # e.g. a cached read-only array: torch wants memory it may write
+        image = image.copy()
+    img = tv_tensors.Image(torch.from_numpy(image).permute(2, 0, 1))
     if label is None:
         return img
     return img, tv_tensors.Mask(torch.from_numpy(np.asarray(label).astype(np.int64)))
