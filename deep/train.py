@@ -20,6 +20,11 @@ val mIoU), ``progress.png`` (the first validation images at the first, middle an
 epoch), ``last.pt`` (everything needed to resume) and ``best.pt`` (best weights by val
 mIoU). ``cfg.resume=True`` continues from ``last.pt`` at the next epoch and reaches the
 same weights as a run that was never interrupted (same seed; bit-identical on CPU).
+
+Several processes (``torchrun``, DistributedDataParallel) train through the same loop:
+:mod:`deep.ddp` passes ``parallel=`` an object with the hooks of :class:`SingleProcess`
+(training sampler, validation shard, model wrapper, sum over processes, BatchNorm
+statistics), and only the writing process (rank 0) writes files.
 """
 
 from __future__ import annotations
@@ -132,6 +137,9 @@ class TrainResult:
     best_state: dict[str, torch.Tensor] | None  # weights of the best epoch (None without validation)
     out_dir: Path
     train_time_s: float = 0.0  # training time of this call (a resumed run counts only its part)
+    # (K, K) confusion matrix of the last validation over the whole validation split
+    # (summed over every process); None without validation
+    val_confusion: np.ndarray | None = None
 
     def summary(self) -> dict[str, Any]:
         """Small JSON-able summary for records."""
@@ -316,9 +324,26 @@ def load_checkpoint(path: str | os.PathLike, *, model_name: str, num_classes: in
 
 
 def _save_atomic(obj: Any, path: Path) -> None:
+    """Write a checkpoint so that a crash or kill leaves the old file or the new one, never half
+    of one: a temporary file in the same folder, flushed and fsynced, renamed over ``path``,
+    then the folder fsynced so that the rename itself is on disk."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    with contextlib.suppress(OSError):  # not every platform/file system can fsync a folder
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
 
 
 # ---------------------------------------------------------------------------------------
@@ -393,7 +418,30 @@ def evaluate(
 ) -> tuple[float, list[np.ndarray]]:
     """mIoU over a loader of (image, label) pairs of batch size 1, scored at the labels'
     original size; also returns the predicted maps of the first ``keep`` images."""
-    from bench.metrics import ConfusionMatrix, summarize
+    from bench.metrics import summarize
+
+    cm, kept = validation_confusion(net, loader, num_classes, ignore_index, device=device, amp=amp,
+                                    channels_last=channels_last, min_size=min_size, keep=keep, progress=progress)
+    return float(summarize(cm)["miou"]), kept
+
+
+def validation_confusion(
+    net: Callable[[torch.Tensor], torch.Tensor],
+    loader: Iterable,
+    num_classes: int,
+    ignore_index: int | None,
+    *,
+    device: torch.device,
+    amp: str = "none",
+    channels_last: bool = False,
+    min_size: int = 1,
+    keep: int = 0,
+    progress: bool = False,
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """(K, K) int64 confusion matrix over a loader of (image, label) pairs of batch size 1
+    (see :func:`evaluate`); matrices of disjoint loaders add up to the matrix of their
+    union. Also returns the predicted maps of the first ``keep`` images."""
+    from bench.metrics import ConfusionMatrix
 
     cm = ConfusionMatrix(num_classes, ignore_index)
     kept: list[np.ndarray] = []
@@ -405,7 +453,7 @@ def evaluate(
             cm.update(pred, label[0].numpy())
             if i < keep:
                 kept.append(pred)
-    return float(summarize(cm.matrix)["miou"]), kept
+    return cm.matrix, kept
 
 
 def _predict_first(net, dataset: SplitDataset, k: int, *, device, amp, channels_last, min_size) -> list[np.ndarray]:
@@ -425,6 +473,52 @@ def snapshot_epochs(epochs: int) -> list[int]:
 
 
 # ---------------------------------------------------------------------------------------
+# how the work is shared between processes
+# ---------------------------------------------------------------------------------------
+class SingleProcess:
+    """The hooks through which :func:`train` shares its work with other processes; this
+    base class is one process doing everything. :class:`deep.ddp.Distributed` overrides
+    them for DistributedDataParallel, so one loop serves one process and many."""
+
+    rank = 0
+    world_size = 1
+
+    @property
+    def is_writer(self) -> bool:
+        """Whether this process writes checkpoints, ``history.csv`` and figures."""
+        return self.rank == 0
+
+    def train_sampler(self, dataset: torch.utils.data.Dataset, seed: int):
+        """Sampler (with ``set_epoch``) of this process's training images; None: the
+        loader shuffles the whole dataset itself."""
+        return None
+
+    def val_shard(self, n: int) -> Sequence[int]:
+        """Indices of the validation images this process scores (the shards of all
+        processes together hold each image exactly once)."""
+        return range(n)
+
+    def wrap(self, model: nn.Module) -> nn.Module:
+        """The module that the training forward and backward go through."""
+        return model
+
+    def all_reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Sum of ``tensor`` over all processes (may work in place)."""
+        return tensor
+
+    def broadcast_buffers(self, model: nn.Module) -> None:
+        """Give every process rank 0's buffers (BatchNorm running statistics)."""
+
+
+def _process_seed(seed: int, rank: int, start_epoch: int = 1) -> int:
+    """Seed of the random augmentation stream of process ``rank`` (``seed`` itself for
+    rank 0, so that one process trains exactly as without distribution)."""
+    if rank == 0:
+        return seed
+    return int(np.random.SeedSequence([seed, rank, start_epoch]).generate_state(1)[0])
+
+
+# ---------------------------------------------------------------------------------------
 # the trainer
 # ---------------------------------------------------------------------------------------
 def train(
@@ -437,6 +531,7 @@ def train(
     *,
     model_name: str | None = None,
     on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
+    parallel: SingleProcess | None = None,
 ) -> TrainResult:
     """Train ``model`` on ``train_split`` (validating on ``val_split`` when given).
 
@@ -444,7 +539,12 @@ def train(
     are the caller's business). ``model_name`` (default ``model.name``) is stored in the
     checkpoints so that resuming with another network is an error. ``on_epoch_end(epoch, history_row)`` is called after
     each epoch's checkpoint is written (raising in it stops training like an interrupt).
+
+    ``parallel`` (default: one process) shares the work between processes; see
+    :mod:`deep.ddp`. Every process returns the same weights and validation figures; only
+    ``parallel.is_writer`` writes files, and ``on_epoch_end`` is called in every process.
     """
+    parallel = parallel or SingleProcess()
     info = train_split.info
     num_classes = info.num_classes
     ignore = T.loss_ignore_index(info.ignore_index)
@@ -465,17 +565,18 @@ def train(
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
-    seed_all(cfg.seed)
+    seed_all(_process_seed(cfg.seed, parallel.rank))
     try:
         return _train(model, train_split, val_split, cfg, out_dir, progress, model_name, on_epoch_end,
-                      info, num_classes, ignore, device, last_path, best_path)
+                      info, num_classes, ignore, device, last_path, best_path, parallel)
     finally:
         torch.use_deterministic_algorithms(previous_determinism[0], warn_only=previous_determinism[1])
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = previous_cudnn
 
 
 def _train(model, train_split, val_split, cfg, out_dir, progress, model_name, on_epoch_end,
-           info, num_classes, ignore, device, last_path, best_path) -> TrainResult:
+           info, num_classes, ignore, device, last_path, best_path, parallel: SingleProcess) -> TrainResult:
+    from bench.metrics import summarize
     from deep import plots
 
     min_size = min_input_size(model)
@@ -485,11 +586,13 @@ def _train(model, train_split, val_split, cfg, out_dir, progress, model_name, on
         scale=cfg.scale, scale_range=cfg.scale_range, crop=cfg.crop, hflip=cfg.hflip, jitter=cfg.jitter,
         ignore=ignore))
     loader_generator = torch.Generator()
-    loader_generator.manual_seed(cfg.seed)
+    loader_generator.manual_seed(_process_seed(cfg.seed, parallel.rank))
+    train_sampler = parallel.train_sampler(train_ds, cfg.seed)  # None: the loader shuffles
+    n_train = len(train_sampler) if train_sampler is not None else len(train_ds)  # this process's images
     train_loader = torch.utils.data.DataLoader(
-        train_ds, batch_size=cfg.batch_size, shuffle=True,
+        train_ds, batch_size=cfg.batch_size, shuffle=train_sampler is None, sampler=train_sampler,
         # a lone last image would make a batch of one (BatchNorm cannot train on it)
-        drop_last=len(train_ds) > cfg.batch_size and len(train_ds) % cfg.batch_size == 1,
+        drop_last=n_train > cfg.batch_size and n_train % cfg.batch_size == 1,
         num_workers=cfg.num_workers, collate_fn=T.PadCollate(ignore, min_size),
         worker_init_fn=seed_worker, generator=loader_generator, pin_memory=device.type == "cuda",
     )
@@ -499,7 +602,7 @@ def _train(model, train_split, val_split, cfg, out_dir, progress, model_name, on
     val_loader = None
     if val_split is not None:
         val_loader = torch.utils.data.DataLoader(
-            eval_ds, batch_size=1, shuffle=False, num_workers=cfg.num_workers,
+            eval_ds, batch_size=1, sampler=parallel.val_shard(len(eval_ds)), num_workers=cfg.num_workers,
             worker_init_fn=seed_worker, generator=torch.Generator().manual_seed(0),
         )
 
@@ -517,7 +620,6 @@ def _train(model, train_split, val_split, cfg, out_dir, progress, model_name, on
     optimizer = make_optimizer(model, cfg)
     scheduler = make_scheduler(optimizer, cfg, cfg.epochs * len(train_loader))
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
-    net = torch.compile(model) if cfg.compile else model
 
     history: list[dict[str, float]] = []
     snapshots: dict[int, list[np.ndarray]] = {}
@@ -546,9 +648,17 @@ def _train(model, train_split, val_split, cfg, out_dir, progress, model_name, on
         if best_epoch and best_path.exists() and not math.isnan(best_miou):
             best_state = torch.load(best_path, map_location="cpu", weights_only=True)["model"]
         start_epoch = int(ckpt["epoch"]) + 1
-        _set_rng_state(ckpt["rng"], loader_generator)
+        _set_rng_state(ckpt["rng"], loader_generator)  # rank 0's random state
+        if parallel.rank != 0:  # the others draw a fresh stream of their own
+            seed_all(_process_seed(cfg.seed, parallel.rank, start_epoch))
+            loader_generator.manual_seed(_process_seed(cfg.seed, parallel.rank, start_epoch))
         if progress:
             tqdm.write(f"{model_name}: resumed from {last_path} at epoch {start_epoch}")
+
+    # the training forward/backward goes through net; model (unwrapped) is what is validated and saved
+    net = parallel.wrap(model)
+    net = torch.compile(net) if cfg.compile else net
+    val_confusion: np.ndarray | None = None
 
     # -- the loop -----------------------------------------------------------------------
     first_images = [eval_split[i] for i in range(min(N_PROGRESS_IMAGES, len(eval_split)))]
@@ -557,13 +667,18 @@ def _train(model, train_split, val_split, cfg, out_dir, progress, model_name, on
     epochs_bar = tqdm(range(start_epoch, cfg.epochs + 1), desc=f"{model_name}: train", unit="epoch",
                       disable=not progress, initial=start_epoch - 1, total=cfg.epochs)
     for epoch in epochs_bar:
+        if train_sampler is not None:
+            train_sampler.set_epoch(epoch)
         net.train()
         t0 = time.perf_counter()
         loss_sum = torch.zeros((), device=device)
         batches = images_seen = 0
         bar = tqdm(train_loader, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False, disable=not progress)
         for images, labels in bar:
-            if not (labels != ignore).any():  # all padding/ignore: nothing to learn from
+            labelled = bool((labels != ignore).any())
+            # all padding/ignore: nothing to learn from. With several processes every one must
+            # take part in each gradient all-reduce, so such a batch gets a zero loss instead.
+            if not labelled and parallel.world_size == 1:
                 continue
             images = images.to(device, non_blocking=True)
             labels = labels.to(device, non_blocking=True)
@@ -571,7 +686,10 @@ def _train(model, train_split, val_split, cfg, out_dir, progress, model_name, on
                 images = images.contiguous(memory_format=torch.channels_last)
             with autocast(device, cfg.amp):
                 logits = net(images)
-                loss = F.cross_entropy(logits.float(), labels, weight=weights, ignore_index=ignore)
+                if labelled:
+                    loss = F.cross_entropy(logits.float(), labels, weight=weights, ignore_index=ignore)
+                else:
+                    loss = logits.float().sum() * 0.0
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             if cfg.grad_clip > 0:
@@ -581,8 +699,9 @@ def _train(model, train_split, val_split, cfg, out_dir, progress, model_name, on
             scaler.update()
             scheduler.step()
 
-            loss_sum += loss.detach()
-            batches += 1
+            if labelled:
+                loss_sum += loss.detach()
+                batches += 1
             images_seen += images.shape[0]
             if progress and (batches % 10 == 1 or batches == len(train_loader)):
                 bar.set_postfix(loss=f"{loss.item():.4f}",
@@ -590,7 +709,12 @@ def _train(model, train_split, val_split, cfg, out_dir, progress, model_name, on
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         train_time = time.perf_counter() - t0
-        train_loss = float(loss_sum.item()) / max(batches, 1) if batches else float("nan")
+        # loss and image counts of all processes
+        totals = torch.cat([loss_sum.double().reshape(1),
+                            torch.tensor([batches, images_seen], dtype=torch.float64, device=device)])
+        loss_total, batches, images_seen = parallel.all_reduce_sum(totals).tolist()
+        train_loss = loss_total / batches if batches else float("nan")
+        parallel.broadcast_buffers(model)  # every process validates and saves the same model
 
         # validation and the progress snapshot (uncompiled model: image sizes vary)
         model.eval()
@@ -599,12 +723,16 @@ def _train(model, train_split, val_split, cfg, out_dir, progress, model_name, on
         keep = N_PROGRESS_IMAGES if epoch in wanted_snapshots else 0
         if val_loader is not None and (epoch % cfg.val_every == 0 or epoch == cfg.epochs):
             t1 = time.perf_counter()
-            val_miou, kept = evaluate(model, val_loader, num_classes, info.ignore_index, keep=keep,
-                                      progress=progress, **eval_kw)
+            # each process scores its shard; the sum over processes is the whole split's matrix
+            whole_split = parallel.world_size == 1
+            cm, kept = validation_confusion(model, val_loader, num_classes, info.ignore_index,
+                                            keep=keep if whole_split else 0, progress=progress, **eval_kw)
+            val_confusion = parallel.all_reduce_sum(torch.from_numpy(cm)).numpy()
+            val_miou = float(summarize(val_confusion)["miou"])
             val_time = time.perf_counter() - t1
-            if keep:
+            if kept:
                 snapshots[epoch] = kept
-        elif keep:
+        if keep and epoch not in snapshots and parallel.is_writer:
             snapshots[epoch] = _predict_first(model, eval_ds, keep, **eval_kw)
 
         row = {
@@ -617,22 +745,25 @@ def _train(model, train_split, val_split, cfg, out_dir, progress, model_name, on
         if improved:
             best_epoch, best_miou = epoch, val_miou
             best_state = state_to_cpu(model)
-            _save_atomic({"format": CHECKPOINT_FORMAT, "model_name": model_name, "num_classes": num_classes,
-                          "epoch": epoch, "val_miou": val_miou, "model": best_state}, best_path)
+            if parallel.is_writer:
+                _save_atomic({"format": CHECKPOINT_FORMAT, "model_name": model_name, "num_classes": num_classes,
+                              "epoch": epoch, "val_miou": val_miou, "model": best_state}, best_path)
 
         # checkpoint, then the files a person looks at
-        _save_atomic({
-            "format": CHECKPOINT_FORMAT, "model_name": model_name, "num_classes": num_classes,
-            "dataset": info.name, "epoch": epoch, "config": dataclasses.asdict(cfg),
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict(), "history": history, "best_epoch": best_epoch, "best_miou": best_miou,
-            "snapshots": {e: [torch.from_numpy(p) for p in preds] for e, preds in snapshots.items()},
-            "rng": _rng_state(loader_generator),
-        }, last_path)
-        write_history_csv(history, out_dir / "history.csv")
-        plots.plot_curves(history, out_dir / "curves.png", title=f"{model_name} on {info.name}")
-        if snapshots:
-            plots.plot_progress(first_images, snapshots, info, out_dir / "progress.png")
+        if parallel.is_writer:
+            _save_atomic({
+                "format": CHECKPOINT_FORMAT, "model_name": model_name, "num_classes": num_classes,
+                "dataset": info.name, "epoch": epoch, "config": dataclasses.asdict(cfg),
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "history": history,
+                "best_epoch": best_epoch, "best_miou": best_miou,
+                "snapshots": {e: [torch.from_numpy(p) for p in preds] for e, preds in snapshots.items()},
+                "rng": _rng_state(loader_generator),
+            }, last_path)
+            write_history_csv(history, out_dir / "history.csv")
+            plots.plot_curves(history, out_dir / "curves.png", title=f"{model_name} on {info.name}")
+            if snapshots:
+                plots.plot_progress(first_images, snapshots, info, out_dir / "progress.png")
         epochs_bar.set_postfix(loss=f"{train_loss:.4f}", val_miou=f"{val_miou:.3f}")
         if on_epoch_end is not None:
             on_epoch_end(epoch, row)
@@ -643,6 +774,7 @@ def _train(model, train_split, val_split, cfg, out_dir, progress, model_name, on
     return TrainResult(
         history=history, best_epoch=best_epoch, best_miou=best_miou, final_state=state_to_cpu(model),
         best_state=best_state, out_dir=out_dir, train_time_s=time.perf_counter() - run_start,
+        val_confusion=val_confusion,
     )
 
 
@@ -657,7 +789,8 @@ def write_history_csv(history: Sequence[dict[str, float]], path: Path) -> None:
 
 
 __all__ = [
-    "TrainConfig", "TrainResult", "CheckpointError", "train", "evaluate", "predict_logits",
+    "TrainConfig", "TrainResult", "CheckpointError", "SingleProcess", "train", "evaluate",
+    "validation_confusion", "predict_logits",
     "median_frequency_weights", "load_checkpoint", "check_state_compatible", "SplitDataset",
     "snapshot_epochs", "HISTORY_COLUMNS",
 ]
