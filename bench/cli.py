@@ -57,23 +57,50 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bench.runner import Runner, plan_jobs
     from bench.suites import load_suite
 
-    _check_device(args.device)
+    executor = _check_executor(args)
+    if executor == "local":
+        _check_device(args.device)
+    elif not (args.device == "cpu" or args.device.startswith("cuda")):  # GPUs are the Ray cluster's, not ours
+        raise CliError(f"--device must be cpu or cuda[:N], not {args.device!r}")
     if args.miou_convention not in CONVENTIONS:
         raise CliError(f"--miou-convention must be one of {', '.join(CONVENTIONS)}")
     suite = load_suite(args.suite)
     only = [m.strip() for m in args.only.split(",")] if args.only else None
     jobs = plan_jobs(suite, args.dataset, args.data_root, args.eval_split, args.device, args.seeds, only,
-                     args.miou_convention)
+                     args.miou_convention, skip_bad_samples=args.skip_bad_samples)
     out = Path(args.out)
     progress = not args.no_progress
     print(f"segbench: suite '{suite.name}' ({len(jobs)} jobs) on {jobs[0].dataset if jobs else '-'}"
           f"/{args.eval_split}, device {args.device}; records in {out / 'records.jsonl'}", file=sys.stderr)
-    counts = Runner(out, force=args.force, progress=progress).run(jobs)
+    runner = Runner(out, force=args.force, progress=progress)
+    if executor == "ray":
+        from bench.executors import DEFAULT_MAX_RETRIES, DEFAULT_NUM_CPUS, run_with_ray
+
+        counts = run_with_ray(runner, jobs, address=args.address,
+                              max_retries=DEFAULT_MAX_RETRIES if args.max_retries is None else args.max_retries,
+                              num_cpus=DEFAULT_NUM_CPUS if args.cpus_per_job is None else args.cpus_per_job)
+    else:
+        counts = runner.run(jobs)
     paths = build_report(out)
     print(format_leaderboard_text(out))
     print(f"\n{counts['ok']} done, {counts['failed']} failed, {counts['skipped']} already done (skipped; --force redoes them)")
     print("leaderboard: " + ", ".join(str(p) for p in paths.values() if str(p).endswith((".md", ".csv"))))
     return 1 if counts["failed"] else 0
+
+
+def _check_executor(args: argparse.Namespace) -> str:
+    """The --executor name, checked (with its options) before any work."""
+    from bench.executors import check_executor, import_ray
+
+    check_executor(args.executor)
+    if args.executor == "ray":
+        import_ray()  # Ray missing: one line saying how to install it, before any work
+    else:
+        given = [f for f, v in (("--address", args.address), ("--max-retries", args.max_retries),
+                                ("--cpus-per-job", args.cpus_per_job)) if v is not None]
+        if given:
+            raise CliError(f"{', '.join(given)}: only used with --executor ray")
+    return args.executor
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -189,6 +216,20 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", default="results", help="output folder (default results/)")
     r.add_argument("--force", action="store_true", help="redo jobs that already have a record")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
+    r.add_argument("--executor", default="local", metavar="{local,ray}",
+                   help="local (default): jobs one after the other here; ray: each job a Ray task (needs "
+                        "pip install \".[ray]\" and a shared file system; records are written here as tasks finish)")
+    r.add_argument("--address", default=None, metavar="ADDR",
+                   help="Ray cluster to connect to, e.g. auto or ray://host:10001 (default: RAY_ADDRESS, else a "
+                        "new local Ray instance); --executor ray only")
+    r.add_argument("--max-retries", type=int, default=None, metavar="N",
+                   help="times a job whose Ray worker died (killed, out of memory) is run again before it is "
+                        "recorded as failed (default 2); --executor ray only")
+    r.add_argument("--cpus-per-job", type=float, default=None, metavar="N",
+                   help="CPUs Ray reserves for each job (default 1; GPU jobs also get 1 GPU); --executor ray only")
+    r.add_argument("--skip-bad-samples", action="store_true",
+                   help="leave out samples that cannot be read (corrupt file, bad labels) instead of failing the "
+                        "job; each record and the leaderboard name what was left out")
     r.set_defaults(func=cmd_run)
 
     ls = sub.add_parser("list", help="list methods, datasets and suites")
@@ -249,8 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
     bd.add_argument("--methods", default="sobel,laplacian,log,canny", help="comma-separated edge detectors")
     bd.add_argument("--thresholds", type=int, default=33, help="thresholds swept (default 33; the reference uses 99)")
     bd.add_argument("--limit", type=int, default=None, help="only the first N images")
-    bd.add_argument("--matching", default="greedy",
-                    help="one-to-one pixel matching: greedy (default, fast), maximum, mincost (the reference's)")
+    bd.add_argument("--matching", default="maximum",
+                    help="one-to-one pixel matching: maximum (default: as many pairs as possible, like the "
+                         "reference), greedy (by distance, fewer pairs), mincost (the reference's formulation, slow)")
     bd.add_argument("--format", default="md", choices=["md", "csv", "json"])
     bd.add_argument("--no-progress", action="store_true")
     bd.set_defaults(func=cmd_boundaries)

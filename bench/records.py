@@ -2,8 +2,11 @@
 
 Writes are atomic: the whole file is rewritten to a temporary file in the same folder,
 flushed to disk and renamed over the old one, so a crash or a kill leaves either the old
-file or the new one, never a torn line. A record is keyed by ``job_id`` (a hash of what
-defines the job); writing a record with an existing id replaces the old one.
+file or the new one, never a torn line. A write that fails (disk full, read-only, I/O
+error) leaves the old file as it was and raises :class:`RecordsWriteError` naming the file.
+A record is keyed by ``job_id`` (a hash of what defines the job); writing a record with an
+existing id replaces the old one. Reading is strict: a line that is not a whole JSON record
+raises :class:`RecordsError` naming the file and the line.
 
 Record fields (all runs write all of them; ``null`` where they do not apply):
 
@@ -16,12 +19,18 @@ Record fields (all runs write all of them; ``null`` where they do not apply):
   ``images_per_s``, ``params``
 - provenance: ``device``, ``versions`` (dict), ``git_commit``, ``command``, ``started``,
   ``finished``, ``host``
-- ``extra``: method-specific figures (dict); ``predictions``: PNG paths of saved
-  predictions for the report's image grid, relative to the output folder
+- ``extra``: method-specific figures (dict); for a job run with ``--skip-bad-samples`` also
+  ``skip_bad_samples`` (true), ``skipped_samples`` (how many samples the scores leave out)
+  and ``skipped_sample_list`` (``{split, index, id, error}`` each, the error naming the file);
+  ``n_train``/``n_eval`` then count the samples used
+- ``predictions``: PNG paths of saved predictions for the report's image grid, relative to
+  the output folder
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import math
 import os
@@ -53,46 +62,101 @@ def _clean(value: Any) -> Any:
 
 
 def read_records(path: str | Path) -> list[dict]:
-    """All records of a file, in order (missing file -> empty list)."""
+    """All records of a file, in order (missing file -> empty list).
+
+    A line that is not a JSON object with a string ``job_id`` (bad JSON, a torn line, bytes
+    that are not UTF-8) raises :class:`RecordsError` naming the file and the line number.
+    """
     path = Path(path)
     if not path.exists():
         return []
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise RecordsError(f"{path}: cannot read the records file ({e.strerror or e})") from None
     records = []
-    with path.open("r", encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise RecordsError(f"{path}:{lineno}: not a JSON record ({e.msg})") from None
-            if not isinstance(rec, dict) or "job_id" not in rec:
-                raise RecordsError(f"{path}:{lineno}: a record must be a JSON object with a job_id")
-            records.append(rec)
+    for lineno, raw in enumerate(data.split(b"\n"), 1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise RecordsError(f"{path}:{lineno}: not a JSON record (bytes that are not UTF-8 at column "
+                               f"{e.start + 1})") from None
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise RecordsError(f"{path}:{lineno}: not a JSON record ({e.msg})") from None
+        if not isinstance(rec, dict) or not isinstance(rec.get("job_id"), str):
+            raise RecordsError(f"{path}:{lineno}: a record must be a JSON object with a job_id (a string)")
+        records.append(rec)
     return records
 
 
-def write_records(path: str | Path, records: Iterable[dict]) -> None:
-    """Atomically replace ``path`` with ``records`` (one JSON line each)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = "".join(json.dumps(_clean(r), sort_keys=True) + "\n" for r in records)
-    fd, tmp = tempfile.mkstemp(prefix=".records-", suffix=".tmp", dir=path.parent)
+class RecordsWriteError(SegbenchError, OSError):
+    """The records file could not be written (disk full, read-only, ...); the message names it."""
+
+
+def _new_file_mode(path: Path) -> int:
+    """Permissions for the rewritten file: the old file's, else what umask gives a new file
+    (``mkstemp`` alone would leave every records file readable by its owner only)."""
     try:
+        return path.stat().st_mode & 0o777
+    except OSError:
+        pass
+    try:  # Linux: read the umask without changing it (os.umask would, for every thread)
+        status = Path("/proc/self/status").read_text()
+        mask = int(next(ln.split()[1] for ln in status.splitlines() if ln.startswith("Umask:")), 8)
+    except (OSError, StopIteration, ValueError, IndexError):
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return 0o666 & ~mask
+
+
+def write_records(path: str | Path, records: Iterable[dict]) -> None:
+    """Atomically replace ``path`` with ``records`` (one JSON line each).
+
+    The text goes to a temporary file in the same folder, is flushed and fsynced, and is
+    renamed over ``path``; the folder is fsynced last. A failed write (ENOSPC, EROFS, EIO ...)
+    removes the temporary file, leaves ``path`` as it was and raises
+    :class:`RecordsWriteError` naming the file.
+    """
+    path = Path(path)
+    text = "".join(json.dumps(_clean(r), sort_keys=True) + "\n" for r in records)
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".records-", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+        with contextlib.suppress(OSError):
+            os.chmod(tmp, _new_file_mode(path))
         os.replace(tmp, path)
+    except OSError as e:
+        _remove_quietly(tmp)
+        reason = e.strerror or str(e)
+        hint = " (is the disk full?)" if e.errno in (errno.ENOSPC, errno.EDQUOT) else ""
+        raise RecordsWriteError(
+            f"{path}: cannot write the records file: {reason}{hint}; the file is unchanged and the "
+            "last job's result was not saved"
+        ) from None
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        _remove_quietly(tmp)
         raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    with contextlib.suppress(OSError):  # not every file system can fsync a folder
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def _remove_quietly(tmp: str | None) -> None:
+    if tmp is not None:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
 
 
 def upsert_record(path: str | Path, record: dict) -> None:

@@ -13,7 +13,10 @@ fields) and writes, into the same folder:
 - ``leaderboard.md``: a section per dataset/split with the ranked table (percentages,
   one decimal, "mean ± std" when several seeds), the failed jobs with their errors, the
   mIoU convention, a "How to reproduce" list (command, seed, device, git commit, versions
-  of every record behind every row), the per-class IoU table and the plots.
+  of every record behind every row), the per-class IoU table and the plots. Jobs run with
+  ``--skip-bad-samples`` form their own rows, labelled ``[--skip-bad-samples]``, with a
+  ``skipped samples`` column, a warning above the table when any sample was left out and a
+  note naming each left-out sample and its error.
 - ``per_class_iou.csv``: long format, one row per (dataset, eval_split, method, class)
   with the IoU averaged over seeds; classes that are NaN for every method are left out.
 - ``miou_vs_speed.png``, ``per_class_iou.png``, ``predictions_grid.png``: one set per
@@ -194,6 +197,11 @@ class Group:
         kinds = sorted({str(r.get("kind")) for r in self.ok + self.failed if r.get("kind")})
         return "/".join(kinds) if kinds else DASH
 
+    @property
+    def skips_bad_samples(self) -> bool:
+        """Its jobs ran with ``--skip-bad-samples`` (grouped apart from jobs that did not)."""
+        return any(_skips(r) for r in self.ok + self.failed)
+
     def stat(self, key: str) -> tuple[float, float, int]:
         return _mean_std(r.get(key) for r in self.ok)
 
@@ -249,13 +257,45 @@ def _label_groups(groups: list[Group]) -> None:
         by_method.setdefault(g.method, []).append(g)
     for method, gs in by_method.items():
         if len(gs) == 1:
-            gs[0].label = method
+            gs[0].label = method + _skip_tag(gs[0])
             continue
         keys = sorted({k for g in gs for k in (g.settings or {})})
         differ = [k for k in keys if len({_settings_key((g.settings or {}).get(k)) for g in gs}) > 1]
+        told_apart_by_flag = len({g.skips_bad_samples for g in gs}) == len(gs)
         for i, g in enumerate(gs):
             parts = [f"{k}={(g.settings or {}).get(k)}" for k in differ]
-            g.label = f"{method} ({', '.join(parts)})" if parts else f"{method} #{i + 1}"
+            label = f"{method} ({', '.join(parts)})" if parts else method if told_apart_by_flag else f"{method} #{i + 1}"
+            g.label = label + _skip_tag(g)
+
+
+#: appended to the label of rows whose jobs ran with --skip-bad-samples
+SKIP_TAG = " [--skip-bad-samples]"
+
+
+def _skips(rec: dict) -> bool:
+    return bool((rec.get("extra") or {}).get("skip_bad_samples"))
+
+
+def _skip_tag(g: Group) -> str:
+    return SKIP_TAG if g.skips_bad_samples else ""
+
+
+def _skip_notes(s: Section) -> list[str]:
+    """One note per ok job that left samples out, naming them (the first few) and why."""
+    notes = []
+    for g in s.ranked:
+        for r in g.ok:
+            extra = r.get("extra") or {}
+            n = _num(extra.get("skipped_samples"))
+            if not _skips(r) or not n > 0:  # NaN compares False
+                continue
+            items = [x for x in extra.get("skipped_sample_list") or [] if isinstance(x, dict)]
+            shown = "; ".join(f"{x.get('split')}/{x.get('id')}: {x.get('error')}" for x in items[:5])
+            more = f"; and {len(items) - 5} more" if len(items) > 5 else ""
+            notes.append(f"**{g.label}** (seed {r.get('seed')}, job `{r.get('job_id')}`): {int(n)} unreadable "
+                         f"sample(s) left out (`--skip-bad-samples`); its scores cover the other samples only. "
+                         f"{_md_cell(shown + more)}")
+    return notes
 
 
 def _sort_key(g: Group):
@@ -272,7 +312,7 @@ def group_records(records: Iterable[dict]) -> list[Section]:
         sp = str(rec.get("eval_split") or "unknown")
         method = str(rec.get("method") or "unknown")
         settings = rec.get("settings") or {}
-        key = (method, _settings_key(settings))
+        key = (method, _settings_key(settings), _skips(rec))
         groups = sections.setdefault((ds, sp), {})
         g = groups.get(key)
         if g is None:
@@ -387,6 +427,7 @@ def leaderboard_frame(sections: list[Section]) -> pd.DataFrame:
 
 def _display_table(s: Section) -> pd.DataFrame:
     oracle = _has_oracle(r for g in s.ranked for r in g.ok)
+    skipping = any(g.skips_bad_samples for g in s.ranked)
     rows = []
     for rank, g in enumerate(s.ranked, 1):
         row = {"rank": str(rank), "method": g.label, "kind": g.kind}
@@ -399,6 +440,10 @@ def _display_table(s: Section) -> pd.DataFrame:
         row["params"] = fmt_params(g.stat("params")[0])
         row["device"] = g.joined("device") or DASH
         row["seeds (n)"] = str(len(g.ok))
+        if skipping:  # how many samples each row's scores leave out (most over its seeds)
+            counts = [_num((r.get("extra") or {}).get("skipped_samples")) for r in g.ok if _skips(r)]
+            counts = [c for c in counts if _finite(c)]
+            row["skipped samples"] = str(int(max(counts))) if counts else DASH
         rows.append({k: _md_cell(v) for k, v in row.items()})
     return pd.DataFrame(rows)
 
@@ -785,6 +830,10 @@ def _section_markdown(s: Section, plots: dict[str, Path]) -> list[str]:
         else:
             md.append("mIoU convention: not recorded.")
         md += ["Metrics in %; mean ± sample std (ddof=1) over seeds when n > 1; – = not available.", ""]
+        if _skip_notes(s):
+            md += ["**Partial scores: some rows marked `--skip-bad-samples` were scored with unreadable samples "
+                   "left out (their count is in column `skipped samples`); they are not comparable with rows "
+                   "scored on every sample. Which samples and why: see Notes.**", ""]
         md += [_to_markdown(_display_table(s)), ""]
     if s.failed:
         md += ["### Failed jobs", ""]
@@ -805,8 +854,9 @@ def _section_markdown(s: Section, plots: dict[str, Path]) -> list[str]:
                    _class_markdown(t), ""]
     if plots:
         md += ["### Plots", ""] + [f"![{name}]({p.name})" for name, p in plots.items()] + [""]
-    if s.notes:
-        md += ["### Notes", ""] + [f"- {n}" for n in s.notes] + [""]
+    notes = _skip_notes(s) + s.notes
+    if notes:
+        md += ["### Notes", ""] + [f"- {n}" for n in notes] + [""]
     return md
 
 

@@ -17,6 +17,7 @@ import os
 import platform
 import random
 import shlex
+import shutil
 import tempfile
 import traceback
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from bench import provenance
-from bench.datasets import Dataset, DatasetError, get_dataset
+from bench.datasets import Dataset, DatasetError, SkippingSplit, get_dataset
 from bench.errors import SegbenchError
 from bench.methods import Method, create_method, method_class
 from bench.metrics import Scorer
@@ -55,6 +56,8 @@ class Job:
     device: str = "cpu"
     settings: dict[str, Any] = field(default_factory=dict, hash=False)
     miou_convention: str = "mmseg"
+    #: leave out samples that cannot be read (DatasetError) instead of failing the job
+    skip_bad_samples: bool = False
 
     @property
     def job_id(self) -> str:
@@ -68,6 +71,8 @@ class Job:
             "device": self.device,
             "miou_convention": self.miou_convention,
         }
+        if self.skip_bad_samples:  # only when on, so that the ids of existing records stay valid
+            key["skip_bad_samples"] = True
         digest = hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
         return f"{self.method}-{digest}"
 
@@ -78,6 +83,8 @@ class Job:
             parts += ["--data-root", str(self.data_root)]
         parts += ["--eval-split", self.eval_split, "--device", self.device, "--seeds", str(self.seed),
                   "--only", self.method, "--miou-convention", self.miou_convention, "--out", str(out_dir)]
+        if self.skip_bad_samples:
+            parts.append("--skip-bad-samples")
         return shlex.join(parts)
 
 
@@ -90,6 +97,7 @@ def plan_jobs(
     seeds: Iterable[int] = (0,),
     only: Iterable[str] | None = None,
     miou_convention: str = "mmseg",
+    skip_bad_samples: bool = False,
 ) -> list[Job]:
     """Expand a suite into jobs, checking every method name and setting before any work."""
     from bench.datasets import DEFAULT_DATASET
@@ -108,14 +116,41 @@ def plan_jobs(
                 continue
             cls = method_class(sj.method)
             settings = dataclasses.asdict(make_settings(cls, sj.settings))  # full, defaults filled in
-            jobs.append(Job(suite.name, sj.method, dataset, data_root, eval_split, int(seed), device, settings, miou_convention))
+            jobs.append(Job(suite.name, sj.method, dataset, data_root, eval_split, int(seed), device, settings, miou_convention,
+                            skip_bad_samples=bool(skip_bad_samples)))
     return jobs
 
 
+#: free space (MB) the output folder's file system needs before a run starts; the
+#: environment variable SEGBENCH_MIN_FREE_MB overrides it (0 turns the check off)
+MIN_FREE_MB = 200
+
+
+def min_free_mb() -> float:
+    raw = os.environ.get("SEGBENCH_MIN_FREE_MB")
+    if raw is None or not raw.strip():
+        return float(MIN_FREE_MB)
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not value >= 0:  # also catches NaN
+        raise RunError(f"SEGBENCH_MIN_FREE_MB must be a number of megabytes >= 0, got {raw!r}")
+    return value
+
+
 def check_output_dir(out_dir: Path) -> None:
-    """Fail before any work when results could not be saved."""
+    """Fail before any work when results could not be saved: the folder cannot be created or
+    written (read-only, not a folder, no permission) or its file system has less than
+    :func:`min_free_mb` MB free."""
+    out_dir = Path(out_dir)
+    need_mb = min_free_mb()
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
+        free_mb = shutil.disk_usage(out_dir).free / 2**20
+        if free_mb < need_mb:
+            raise RunError(f"{out_dir}: only {free_mb:,.0f} MB free on its file system, {need_mb:,.0f} MB needed "
+                           "(free some space, pick another --out, or set SEGBENCH_MIN_FREE_MB)")
         with tempfile.NamedTemporaryFile(dir=out_dir, prefix=".write-test-") as f:
             f.write(b"x" * 65536)
             f.flush()
@@ -174,6 +209,7 @@ class Runner:
         self.progress = progress
         self.log = on_event or (lambda msg: tqdm.write(msg))
         self._datasets: dict[tuple, Dataset] = {}
+        self._skipping: dict[tuple, SkippingSplit] = {}  # probed splits of --skip-bad-samples jobs
 
     # -- public -------------------------------------------------------------------------
     def check_data(self, jobs: list[Job]) -> None:
@@ -190,25 +226,50 @@ class Runner:
                                        f"'{needed}' split; it has: {', '.join(names) or 'none'}")
 
     def run(self, jobs: list[Job]) -> dict[str, int]:
+        """Run the jobs here, one after the other (the local executor); counts by outcome.
+
+        Other executors (:mod:`bench.executors`) do the same with :meth:`start` and
+        :meth:`collect`, running ``run_job`` elsewhere.
+        """
+        todo, skipped = self.start(jobs)
+        return self.collect((self.run_job(job) for job in todo), total=len(jobs), skipped=skipped)
+
+    def start(self, jobs: list[Job]) -> tuple[list[Job], int]:
+        """Checks before any work (output folder, data), then the jobs still to run: those
+        without an ok record (every job with ``force``). Returns (jobs to run, number skipped)."""
         check_output_dir(self.out_dir)
         self.check_data(jobs)
         done = {r["job_id"] for r in read_records(self.records_path) if r.get("status") == "ok"}
-        counts = {"ok": 0, "failed": 0, "skipped": 0}
-        bar = tqdm(jobs, desc="suite", unit="job", disable=not self.progress)
-        for job in bar:
-            bar.set_postfix_str(f"{job.method} on {job.dataset}")
-            if job.job_id in done and not self.force:
-                counts["skipped"] += 1
-                continue
-            record = self.run_job(job)
-            upsert_record(self.records_path, record)
-            counts[record["status"]] += 1
-            if record["status"] == "ok":
-                self.log(f"{job.method:>18s} on {job.dataset}/{job.eval_split}: mIoU {100 * (record['miou'] or float('nan')):5.1f}  "
-                         f"{record['images_per_s']:.2f} img/s")
-            else:
-                self.log(f"{job.method:>18s} on {job.dataset}/{job.eval_split}: FAILED: {record['error']}")
+        todo = [job for job in jobs if self.force or job.job_id not in done]
+        return todo, len(jobs) - len(todo)
+
+    def collect(self, records: Iterable[dict[str, Any]], total: int, skipped: int = 0) -> dict[str, int]:
+        """Write each finished record as it comes (atomic upsert), log it and count it.
+
+        ``records`` may be lazy (the local run computes each one when asked), so every record
+        is on disk before the next is waited for.
+        """
+        counts = {"ok": 0, "failed": 0, "skipped": skipped}
+        with tqdm(total=total, initial=skipped, desc="suite", unit="job", disable=not self.progress) as bar:
+            for record in records:
+                upsert_record(self.records_path, record)
+                counts[record["status"]] += 1
+                bar.update()
+                bar.set_postfix_str(f"{record['method']} on {record['dataset']}")
+                where = f"{record['method']:>18s} on {record['dataset']}/{record['eval_split']}"
+                if record["status"] == "ok":
+                    self.log(f"{where}: mIoU {100 * (record['miou'] or float('nan')):5.1f}  "
+                             f"{record['images_per_s']:.2f} img/s")
+                else:
+                    self.log(f"{where}: FAILED: {record['error']}")
         return counts
+
+    def failed_record(self, job: Job, error: str, traceback_text: str | None = None) -> dict[str, Any]:
+        """The record of a job that did not run to its end for a reason outside ``run_job``
+        (e.g. its Ray worker died): status "failed", ``error`` on one line."""
+        record = self._base_record(job)
+        record.update(status="failed", error=" ".join(error.split()), traceback=traceback_text, finished=_now())
+        return record
 
     def run_job(self, job: Job) -> dict[str, Any]:
         """Run one job and return its record; any exception becomes a failed record."""
@@ -229,6 +290,17 @@ class Runner:
         if key not in self._datasets:
             self._datasets[key] = get_dataset(job.dataset, job.data_root)
         return self._datasets[key]
+
+    def _split(self, job: Job, name: str):
+        """Split ``name`` of the job's dataset; without its unreadable samples (probed once per
+        runner and split) when the job skips bad samples."""
+        split = self._dataset(job).split(name)
+        if not job.skip_bad_samples:
+            return split
+        key = (job.dataset, job.data_root, name)
+        if key not in self._skipping:
+            self._skipping[key] = SkippingSplit(split)
+        return self._skipping[key]
 
     def _base_record(self, job: Job) -> dict[str, Any]:
         cls = None
@@ -252,15 +324,17 @@ class Runner:
 
     def _execute(self, job: Job) -> dict[str, Any]:
         dataset = self._dataset(job)
-        train = dataset.split("train")
-        evaluation = dataset.split(job.eval_split)
+        train = self._split(job, "train")
+        evaluation = self._split(job, job.eval_split)
+        used = [train, evaluation]
         info = evaluation.info
 
         seed_everything(job.seed)
         method: Method = create_method(job.method, job.settings, seed=job.seed, device=job.device, progress=self.progress)
         method.run_dir = self.out_dir / "runs" / job.job_id  # where methods may keep curves/checkpoints
         if hasattr(method, "set_validation") and "val" in dataset.split_names():
-            method.set_validation(dataset.split("val"))
+            used.append(self._split(job, "val"))
+            method.set_validation(used[-1])
 
         _, fit_time = timed(lambda: method.fit(train), method.sync)
 
@@ -297,6 +371,11 @@ class Runner:
         extra = dict(method.extra_metrics())
         if oracle is not None:
             extra["oracle_miou"] = oracle.result()["miou"]
+        if job.skip_bad_samples:  # say which samples the scores leave out (see bench.report)
+            skipped = {s.name: s.skipped for s in used if isinstance(s, SkippingSplit)}
+            extra["skip_bad_samples"] = True
+            extra["skipped_samples"] = sum(len(v) for v in skipped.values())
+            extra["skipped_sample_list"] = [x.as_dict() for v in skipped.values() for x in v]
         return {
             "miou": result["miou"], "pixel_acc": result["pixel_acc"], "mean_acc": result["mean_acc"],
             "fwiou": result["fwiou"], "bf": result["bf"], "iou": result["iou"],

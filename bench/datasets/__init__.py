@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.datasets.base import Dataset, DatasetError, DatasetInfo, FileSplit, InMemorySplit, Sample, Split
+from bench.datasets.base import (
+    Dataset, DatasetError, DatasetInfo, FileSplit, InMemorySplit, Sample, SkippedSample, SkippingSplit, Split,
+)
 from bench.registry import Registry
 
 __all__ = [
-    "Dataset", "DatasetError", "DatasetInfo", "FileSplit", "InMemorySplit", "Sample", "Split",
+    "Dataset", "DatasetError", "DatasetInfo", "FileSplit", "InMemorySplit", "Sample", "SkippedSample", "SkippingSplit",
+    "Split",
     "register_dataset", "get_dataset", "dataset_names", "DEFAULT_DATASET",
 ]
 

@@ -6,7 +6,8 @@ A :class:`Split` is a sequence of :class:`Sample`: an RGB ``uint8`` HxWx3 image 
 integer HxW label map whose values are class indices or the ignore index.
 
 Every reader raises :class:`DatasetError` naming the offending file; nothing is skipped
-silently.
+silently. :class:`SkippingSplit` (``bench run --skip-bad-samples``) leaves unreadable
+samples out on request and lists each one with its error, so that the record can say so.
 """
 
 from __future__ import annotations
@@ -179,3 +180,63 @@ class InMemorySplit(Split):
 
     def load(self, index: int) -> Sample:
         return self.samples[index]
+
+
+@dataclass(frozen=True)
+class SkippedSample:
+    """A sample left out by :class:`SkippingSplit`: where it was and why it could not be read."""
+
+    split: str
+    index: int  # its index in the original split
+    id: str
+    error: str  # the DatasetError message (it names the file)
+
+    def as_dict(self) -> dict:
+        return {"split": self.split, "index": self.index, "id": self.id, "error": self.error}
+
+
+class SkippingSplit(Split):
+    """``split`` without its unreadable samples (``--skip-bad-samples``).
+
+    Every sample is loaded once when the view is made; a sample whose loading raises
+    :class:`DatasetError` (a corrupt or truncated file, a label outside the classes, sizes
+    that disagree ...) is left out and listed in :attr:`skipped` with the error, which names
+    the file. Any other exception is a bug, not bad data, and propagates. Indexing, ``ids``
+    and ``len`` are those of the readable samples, in their original order, so a method's
+    ``fit`` and the evaluation loop simply never see the bad ones. A split with no readable
+    sample at all is an error.
+    """
+
+    def __init__(self, split: Split):
+        super().__init__(split.info, split.name)
+        self.base = split
+        ids = list(split.ids)
+        self.kept: list[int] = []
+        self.skipped: list[SkippedSample] = []
+        for i in range(len(split)):
+            try:
+                split.load(i)
+            except DatasetError as e:
+                self.skipped.append(SkippedSample(split.name, i, ids[i] if i < len(ids) else str(i), str(e)))
+            else:
+                self.kept.append(i)
+        if not self.kept:
+            raise DatasetError(
+                f"{split.info.name}: none of the {len(split)} samples of split '{split.name}' can be read "
+                f"(first: {self.skipped[0].error})"
+            )
+        self._ids = [ids[i] for i in self.kept] if len(ids) == len(split) else [str(i) for i in self.kept]
+
+    def __len__(self) -> int:
+        return len(self.kept)
+
+    @property
+    def ids(self) -> list[str]:
+        return list(self._ids)
+
+    def load(self, index: int) -> Sample:
+        return self.base.load(self.kept[index])
+
+    def __repr__(self) -> str:
+        return (f"<{type(self).__name__} {self.info.name}/{self.name}: {len(self)} samples, "
+                f"{len(self.skipped)} skipped>")

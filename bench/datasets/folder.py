@@ -172,6 +172,13 @@ class FolderDataset(Dataset):
                 if vals[0] < 0:
                     raise DatasetError(f"{p}: negative label value {int(vals[0])}")
                 top = max(top, int(vals[-1]))
+                if ignore_index is not None and top > ignore_index:
+                    # the class count would include the ignore index: name the file, not the folder
+                    raise DatasetError(
+                        f"{p}: label value {top} is above the ignore index {ignore_index}, so the number of "
+                        "classes cannot be taken from the masks; give the options num_classes and "
+                        "ignore_index, or a class file"
+                    )
         if top < 0:
             raise DatasetError(f"{self.masks_dir}: every mask is entirely ignore_index={ignore_index}")
         return top + 1

@@ -1,0 +1,59 @@
+"""Test-only methods for tests/test_ray_executor.py whose fit() kills its own process.
+
+They live in a module of their own, not in the test file, because a Ray worker looks a
+job's method up by name in its own registry: the worker must import this module to know
+them. The tests put this folder on the workers' PYTHONPATH (``runtime_env``) and pass
+``setup_modules=("ray_methods",)`` to :func:`bench.executors.run_with_ray`, which imports
+it in the worker before the job runs. The driver imports it too (to plan the jobs).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+from pathlib import Path
+
+import numpy as np
+
+from bench.methods import Method, register_method
+
+
+@dataclasses.dataclass
+class MarkerSettings:
+    #: a file in the test's tmp_path: one line is appended per fit() attempt
+    marker: str = ""
+
+
+class _KillsItsWorker(Method):
+    Settings = MarkerSettings
+
+    def _attempt(self) -> int:
+        """Count this attempt in the marker file; the number of attempts so far."""
+        marker = Path(self.settings.marker)
+        with marker.open("a") as f:
+            f.write(f"{os.getpid()}\n")
+        return len(marker.read_text().splitlines())
+
+    def predict(self, image):
+        self._require_fitted()
+        return np.zeros(image.shape[:2], np.int32)
+
+
+@register_method("test-ray-kill-once")
+class KillOnce(_KillsItsWorker):
+    """SIGKILLs its own worker on the first attempt, fits on the next."""
+
+    def fit(self, train):
+        if self._attempt() == 1:
+            os.kill(os.getpid(), signal.SIGKILL)
+        self.info = train.info
+
+
+@register_method("test-ray-kill-always")
+class KillAlways(_KillsItsWorker):
+    """SIGKILLs its own worker on every attempt."""
+
+    def fit(self, train):
+        self._attempt()
+        os.kill(os.getpid(), signal.SIGKILL)
