@@ -114,8 +114,17 @@ def plan_jobs(
         for sj in suite.jobs:
             if only_set and sj.method not in only_set:
                 continue
-            cls = method_class(sj.method)
-            settings = dataclasses.asdict(make_settings(cls, sj.settings))  # full, defaults filled in
+            try:
+                cls = method_class(sj.method)
+                settings = dataclasses.asdict(make_settings(cls, sj.settings))  # full, defaults filled in
+            except SegbenchError as e:  # name the suite file and line of the job
+                if not sj.where:
+                    raise
+                try:
+                    located = type(e)(f"{sj.where}: {e}")
+                except TypeError:  # an error class with another constructor
+                    raise e from None
+                raise located from None
             jobs.append(Job(suite.name, sj.method, dataset, data_root, eval_split, int(seed), device, settings, miou_convention,
                             skip_bad_samples=bool(skip_bad_samples)))
     return jobs

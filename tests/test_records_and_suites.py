@@ -68,8 +68,8 @@ def test_builtin_suites_load_and_name_real_methods():
         ("jobs: [", r"bad.yaml:\d+: not valid YAML"),
         ("- just a list", "a suite is a mapping"),
         ("jobs: []", "suite has no jobs"),
-        ("jobs:\n  - settings: {a: 1}", "job 1: needs a 'method'"),
-        ("jobs:\n  - method: majority\n    setings: {}", r"job 1 \(majority\): unknown key\(s\) setings"),
+        ("jobs:\n  - settings: {a: 1}", r"bad.yaml:2: job 1: needs a 'method'"),
+        ("jobs:\n  - majority\n\n  - method: majority\n    setings: {}", r"bad.yaml:4: job 2 \(majority\): unknown key\(s\) setings"),
         ("jobz: []", r"unknown key\(s\) jobz"),
     ],
 )
@@ -78,6 +78,19 @@ def test_malformed_suite_files_name_the_file_and_job(tmp_path, text, message):
     path.write_text(text)
     with pytest.raises(SuiteError, match=message):
         load_suite(str(path))
+
+
+@pytest.mark.parametrize(
+    "job, message",
+    [("method: nosuch", "unknown method 'nosuch'"), ("method: sobel\n    settings: {nope: 3}", "unknown setting")],
+)
+def test_bad_methods_and_settings_name_the_suite_line(tmp_path, job, message):
+    from bench.runner import plan_jobs
+
+    path = tmp_path / "mine.yaml"
+    path.write_text(f"description: two jobs\njobs:\n  - majority\n  - {job}\n")
+    with pytest.raises(Exception, match=rf"mine.yaml:4: .*{message}"):
+        plan_jobs(load_suite(str(path)), None)
 
 
 def test_a_suite_that_includes_itself_is_an_error(tmp_path):

@@ -35,6 +35,7 @@ class SuiteError(SegbenchError, ValueError):
 class SuiteJob:
     method: str
     settings: dict[str, Any] = field(default_factory=dict)
+    where: str = ""  # "file:line" of the job in its suite file, for error messages
 
 
 @dataclass
@@ -60,6 +61,15 @@ def _suite_path(name_or_path: str) -> Path:
     raise SuiteError(f"unknown suite '{name_or_path}'; known: {', '.join(suite_names())} (or a path to a .yaml file)")
 
 
+def _job_lines(path: Path) -> list[int]:
+    """1-based line of each item of the suite's ``jobs`` list (the file already parsed)."""
+    root = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+    for key, value in getattr(root, "value", []):
+        if getattr(key, "value", None) == "jobs" and isinstance(value, yaml.SequenceNode):
+            return [item.start_mark.line + 1 for item in value.value]
+    return []
+
+
 def load_suite(name_or_path: str, _seen: tuple[str, ...] = ()) -> Suite:
     path = _suite_path(name_or_path)
     if str(path) in _seen:
@@ -81,18 +91,20 @@ def load_suite(name_or_path: str, _seen: tuple[str, ...] = ()) -> Suite:
     raw_jobs = doc.get("jobs") or []
     if not isinstance(raw_jobs, list):
         raise SuiteError(f"{path}: 'jobs' must be a list")
+    lines = _job_lines(path)
     for i, raw in enumerate(raw_jobs, 1):
+        where = f"{path}:{lines[i - 1]}" if i <= len(lines) else str(path)
         if isinstance(raw, str):
             raw = {"method": raw}
         if not isinstance(raw, dict) or "method" not in raw:
-            raise SuiteError(f"{path}: job {i}: needs a 'method'")
+            raise SuiteError(f"{where}: job {i}: needs a 'method'")
         extra = set(raw) - {"method", "settings"}
         if extra:
-            raise SuiteError(f"{path}: job {i} ({raw['method']}): unknown key(s) {', '.join(sorted(extra))}")
+            raise SuiteError(f"{where}: job {i} ({raw['method']}): unknown key(s) {', '.join(sorted(extra))}")
         settings = raw.get("settings") or {}
         if not isinstance(settings, dict):
-            raise SuiteError(f"{path}: job {i} ({raw['method']}): 'settings' must be a mapping")
-        jobs.append(SuiteJob(str(raw["method"]), dict(settings)))
+            raise SuiteError(f"{where}: job {i} ({raw['method']}): 'settings' must be a mapping")
+        jobs.append(SuiteJob(str(raw["method"]), dict(settings), where))
     if not jobs:
         raise SuiteError(f"{path}: suite has no jobs")
     return Suite(
