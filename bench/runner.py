@@ -34,7 +34,7 @@ from bench.errors import SegbenchError
 from bench.methods import Method, create_method, method_class
 from bench.metrics import Scorer
 from bench.records import RECORDS_FILE, SCHEMA, read_records, upsert_record
-from bench.suites import Suite
+from bench.suites import Suite, SuiteError
 from bench.timing import timed
 
 #: how many evaluation images get their predictions saved for the report's image grid
@@ -118,13 +118,9 @@ def plan_jobs(
                 cls = method_class(sj.method)
                 settings = dataclasses.asdict(make_settings(cls, sj.settings))  # full, defaults filled in
             except SegbenchError as e:  # name the suite file and line of the job
-                if not sj.where:
-                    raise
-                try:
-                    located = type(e)(f"{sj.where}: {e}")
-                except TypeError:  # an error class with another constructor
-                    raise e from None
-                raise located from None
+                if sj.where:
+                    raise SuiteError(f"{sj.where}: {e}") from None
+                raise
             jobs.append(Job(suite.name, sj.method, dataset, data_root, eval_split, int(seed), device, settings, miou_convention,
                             skip_bad_samples=bool(skip_bad_samples)))
     return jobs

@@ -37,7 +37,6 @@ from bench.methods import Method, MethodError, register_method
 from deep import transforms as T
 from deep.train import (
     CHECKPOINT_FORMAT,
-    _save_atomic,
     CheckpointError,
     TrainConfig,
     TrainResult,
@@ -45,6 +44,7 @@ from deep.train import (
     load_checkpoint,
     min_input_size,
     predict_logits,
+    save_atomic,
     train,
 )
 
@@ -182,7 +182,7 @@ class DeepMethod(Method):
         assert self.run_dir is not None and self.result is not None
         epoch = self.result.best_epoch if self.kept_weights == "best" else (
             self.result.history[-1]["epoch"] if self.result.history else 0)
-        _save_atomic({"format": CHECKPOINT_FORMAT, "model_name": self.network, "num_classes": num_classes,
+        save_atomic({"format": CHECKPOINT_FORMAT, "model_name": self.network, "num_classes": num_classes,
                       "epoch": epoch, "kept": self.kept_weights, "settings": self.settings_dict(),
                       "model": {k: v.detach().cpu() for k, v in model.state_dict().items()}},
                      self.run_dir / self.WEIGHTS_FILE)

@@ -323,7 +323,7 @@ def load_checkpoint(path: str | os.PathLike, *, model_name: str, num_classes: in
     return ckpt
 
 
-def _save_atomic(obj: Any, path: Path) -> None:
+def save_atomic(obj: Any, path: Path) -> None:
     """Write a checkpoint so that a crash or kill leaves the old file or the new one, never half
     of one: a temporary file in the same folder, flushed and fsynced, renamed over ``path``,
     then the folder fsynced so that the rename itself is on disk."""
@@ -746,12 +746,12 @@ def _train(model, train_split, val_split, cfg, out_dir, progress, model_name, on
             best_epoch, best_miou = epoch, val_miou
             best_state = state_to_cpu(model)
             if parallel.is_writer:
-                _save_atomic({"format": CHECKPOINT_FORMAT, "model_name": model_name, "num_classes": num_classes,
+                save_atomic({"format": CHECKPOINT_FORMAT, "model_name": model_name, "num_classes": num_classes,
                               "epoch": epoch, "val_miou": val_miou, "model": best_state}, best_path)
 
         # checkpoint, then the files a person looks at
         if parallel.is_writer:
-            _save_atomic({
+            save_atomic({
                 "format": CHECKPOINT_FORMAT, "model_name": model_name, "num_classes": num_classes,
                 "dataset": info.name, "epoch": epoch, "config": dataclasses.asdict(cfg),
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),

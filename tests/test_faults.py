@@ -281,7 +281,7 @@ def test_save_atomic_fsyncs_before_the_rename(tmp_path, monkeypatch):
     real_fsync, real_replace = os.fsync, os.replace
     monkeypatch.setattr(dt.os, "fsync", lambda fd: (events.append("fsync"), real_fsync(fd))[1])
     monkeypatch.setattr(dt.os, "replace", lambda a, b: (events.append("replace"), real_replace(a, b))[1])
-    dt._save_atomic({"w": torch.ones(2)}, tmp_path / "last.pt")
+    dt.save_atomic({"w": torch.ones(2)}, tmp_path / "last.pt")
     assert events[:2] == ["fsync", "replace"]
     assert torch.equal(torch.load(tmp_path / "last.pt", weights_only=True)["w"], torch.ones(2))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
