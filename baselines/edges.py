@@ -244,8 +244,10 @@ class EdgeWatershed(RegionLabeller):
 
     def partition(self, image: np.ndarray) -> np.ndarray:
         s = self.settings
+        with self.stage("edge map"):
+            strength = self.edge_strength(image)
         return watershed_partition(
-            self.edge_strength(image),
+            strength,
             smooth_sigma=s.smooth_sigma,
             low_quantile=s.low_quantile,
             local_ratio=s.local_ratio,

@@ -12,6 +12,8 @@ to cut an image into regions (:meth:`RegionLabeller.partition`). Everything else
   (mIoU weighs every class alike); with ``context`` each region's features are followed
   by the boundary-weighted mean features of its neighbours;
 * ``predict`` = partition -> features -> classifier -> paint each region with its class;
+  :meth:`RegionLabeller.predict_with_stages` also returns the seconds each stage took
+  (what ``bench speed --method`` reports next to the whole ``predict``);
 * :meth:`RegionLabeller.partition_oracle` gives the best labelling the partition allows
   (each region takes its majority ground-truth class): the runner scores it with the
   metric code to separate partition errors from classifier errors;
@@ -20,9 +22,11 @@ to cut an image into regions (:meth:`RegionLabeller.partition`). Everything else
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import time
 from abc import abstractmethod
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -193,6 +197,34 @@ class RegionLabeller(Method):
         self.classifier: RegionClassifier | None = None
         self._regions_seen: list[int] = []
         self.train_regions_per_image: float | None = None
+        self._stage_seconds: dict[str, float] | None = None  # set only inside predict_with_stages
+
+    # -- stage timing ---------------------------------------------------------------------
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        """Time the block as stage ``name`` when :meth:`predict_with_stages` runs; else nothing."""
+        if self._stage_seconds is None:
+            yield
+            return
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._stage_seconds[name] = self._stage_seconds.get(name, 0.0) + time.perf_counter() - t0
+
+    def predict_with_stages(self, image: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
+        """``predict`` plus the seconds of each stage, ``{"partition": ..., "features": ...,
+        "classifier": ..., "total": ...}`` (a stage may hold a named sub-stage, e.g. the edge
+        map inside ``partition``; ``total`` is the whole ``predict``)."""
+        self._stage_seconds = {}
+        try:
+            t0 = time.perf_counter()
+            labels = self.predict(image)
+            total = time.perf_counter() - t0
+            seconds = self._stage_seconds
+        finally:
+            self._stage_seconds = None
+        return labels, {**seconds, "total": total}
 
     # -- stage (a) ----------------------------------------------------------------------
     @abstractmethod
@@ -201,7 +233,8 @@ class RegionLabeller(Method):
 
     def _partition(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         rgb = as_rgb(image)
-        regions = np.asarray(self.partition(rgb))
+        with self.stage("partition"):
+            regions = np.asarray(self.partition(rgb))
         if regions.shape != rgb.shape[:2]:
             raise RuntimeError(f"{self.name}: partition has shape {regions.shape}, image {rgb.shape[:2]}")
         return rgb, relabel_contiguous(regions)
@@ -288,8 +321,10 @@ class RegionLabeller(Method):
     # -- predict --------------------------------------------------------------------------
     def label_regions(self, rgb: np.ndarray, regions: np.ndarray) -> np.ndarray:
         """Per-region class for one partitioned image."""
-        feats, _ = self.describe(rgb, regions)
-        return self.classifier.predict(feats)
+        with self.stage("features"):
+            feats, _ = self.describe(rgb, regions)
+        with self.stage("classifier"):
+            return self.classifier.predict(feats)
 
     def predict(self, image: np.ndarray) -> np.ndarray:
         self._require_fitted()

@@ -197,9 +197,12 @@ class SuperpixelCRF(RegionLabeller):
 
     # -- inference ------------------------------------------------------------------------
     def label_regions(self, rgb: np.ndarray, regions: np.ndarray) -> np.ndarray:
-        feats, extra = self.describe(rgb, regions)
-        unary = unary_costs(self.classifier.predict_proba(feats))
-        return self.crf.inference(self._graph(unary, extra), self.weights)
+        with self.stage("features"):
+            feats, extra = self.describe(rgb, regions)
+        with self.stage("classifier"):
+            unary = unary_costs(self.classifier.predict_proba(feats))
+        with self.stage("crf inference"):
+            return self.crf.inference(self._graph(unary, extra), self.weights)
 
     def extra_metrics(self) -> dict[str, Any]:
         out = super().extra_metrics()

@@ -165,7 +165,7 @@ def cmd_speed(args: argparse.Namespace) -> int:
     if args.method is not None:
         processes = [int(n) for n in args.processes.split(",")] if args.processes else None
         res = classical_speed_on_dataset(args.method, args.dataset, args.data_root, args.input, args.images,
-                                         processes, progress=not args.no_progress)
+                                         processes, progress=not args.no_progress, threads=args.threads)
         print(format_speed(res, args.format))
         return 0
     _check_device(args.device)
@@ -265,6 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--dataset", default="ccp-mini", help="with --method: data to fit on and time (default ccp-mini)")
     sp.add_argument("--data-root", help="with --method: folder that holds the dataset")
     sp.add_argument("--images", type=int, default=16, help="with --method: images timed (default 16)")
+    sp.add_argument("--threads", type=int, help="with --method: threads for the one-process row (1 = one core; "
+                    "default: the libraries' own)")
     sp.add_argument("--no-progress", action="store_true", help="with --method: no progress bars while fitting")
     sp.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
     sp.add_argument("--width", type=float, default=1.0)

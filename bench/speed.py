@@ -890,6 +890,26 @@ def _pool_init(method_or_factory) -> None:
     _WORKER_METHOD = _resolve_method(method_or_factory)
 
 
+@contextlib.contextmanager
+def _thread_limit(threads: int | None) -> Iterator[None]:
+    """At most ``threads`` threads in BLAS/OpenMP (threadpoolctl), OpenCV and torch; None: unchanged."""
+    if threads is None:
+        yield
+        return
+    import cv2
+    from threadpoolctl import threadpool_limits
+
+    before_cv, before_torch = cv2.getNumThreads(), torch.get_num_threads()
+    cv2.setNumThreads(int(threads))
+    torch.set_num_threads(int(threads))
+    try:
+        with threadpool_limits(limits=int(threads)):
+            yield
+    finally:
+        cv2.setNumThreads(before_cv)
+        torch.set_num_threads(before_torch)
+
+
 def _pool_predict(image: np.ndarray) -> float:
     t = time.perf_counter()
     _WORKER_METHOD.predict(image)
@@ -903,6 +923,7 @@ def classical_speed(
     *,
     warmup: int = 1,
     mp_context: str | None = None,
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """Per-image time of a (fitted) method's ``predict`` in one process and in a Pool of N.
 
@@ -911,11 +932,17 @@ def classical_speed(
     process, every image is timed by itself; with N > 1 processes each worker is limited to
     one torch/OpenCV thread, the pool is started and warmed up untimed, and images/s is the
     whole list over the wall time of ``pool.map`` (pickling the images included).
+    ``threads``: limit the one-process row to this many threads (BLAS/OpenMP pools,
+    OpenCV, torch), e.g. 1 for per-image figures on one core; None leaves the libraries
+    their defaults. A method with ``predict_with_stages`` (the region labellers) also gets
+    the median milliseconds of each stage in the one-process row (``<stage>_ms_p50``).
     Returns ``{"method", "num_images", "input_hw", "device_name", "rows": [...]}`` with one
     row per process count.
     """
     if not images:
         raise ValueError("classical_speed needs at least one image")
+    if threads is not None and int(threads) < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
     processes = list(processes or (1, os.cpu_count() or 1))
     local = _resolve_method(method)
     name = getattr(local, "name", "") or type(local).__name__
@@ -934,16 +961,24 @@ def classical_speed(
         n = int(n)
         if n < 1:
             raise ValueError(f"process counts must be >= 1, got {n}")
+        stage_cols: dict[str, float] = {}
         if n == 1:
-            for im in images[:warmup]:
-                local.predict(im)
-            t0 = time.perf_counter()
-            per = []
-            for im in images:
-                t = time.perf_counter()
-                local.predict(im)
-                per.append(time.perf_counter() - t)
-            wall = time.perf_counter() - t0
+            with _thread_limit(threads):
+                for im in images[:warmup]:
+                    local.predict(im)
+                staged = hasattr(local, "predict_with_stages")
+                t0 = time.perf_counter()
+                per, stages = [], []
+                for im in images:
+                    t = time.perf_counter()
+                    if staged:
+                        stages.append(local.predict_with_stages(im)[1])
+                    else:
+                        local.predict(im)
+                    per.append(time.perf_counter() - t)
+                wall = time.perf_counter() - t0
+            for name in dict.fromkeys(k for st in stages for k in st if k != "total"):
+                stage_cols[f"{name.replace(' ', '_')}_ms_p50"] = float(np.median([st.get(name, 0.0) for st in stages])) * 1e3
         else:
             with ctx.Pool(n, initializer=_pool_init, initargs=(method,)) as pool:
                 # untimed: the workers start, unpickle the method and predict once each
@@ -954,9 +989,10 @@ def classical_speed(
                 wall = time.perf_counter() - t0
         timing = Timing(list(per))
         rows.append({
-            **common, "processes": n, "images_per_s": len(images) / wall,
+            **common, "processes": n, "threads": (threads or "default") if n == 1 else 1,
+            "images_per_s": len(images) / wall,
             "ms_per_image_p50": timing.median * 1e3, "ms_per_image_p95": timing.percentile(95) * 1e3,
-            "wall_s": wall,
+            **stage_cols, "wall_s": wall,
         })
     return {**common, "rows": rows}
 
@@ -970,6 +1006,7 @@ def classical_speed_on_dataset(
     processes: Sequence[int] | None = None,
     settings: dict[str, Any] | None = None,
     progress: bool = False,
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """``bench speed --method NAME``: fit a method on a dataset's train split, then time it.
 
@@ -995,7 +1032,7 @@ def classical_speed_on_dataset(
         if input_hw is not None and tuple(im.shape[:2]) != tuple(input_hw):
             im = cv2.resize(im, (int(input_hw[1]), int(input_hw[0])), interpolation=cv2.INTER_AREA)
         images.append(im)
-    res = classical_speed(method, images, processes)
+    res = classical_speed(method, images, processes, threads=threads)
     for row in res["rows"]:
         row.update({"method": name, "dataset": dataset, "fit_s": fit_s})
     res.update({"method": name, "dataset": dataset, "fit_s": fit_s})
@@ -1008,7 +1045,8 @@ _MD_COLUMNS = [
     "latency_p50_ms", "latency_p95_ms", "speedup_vs_eager_fp32", "e2e_images_per_s", "loader_images_per_s",
     "limited_by", "peak_mem_mib", "achieved_tflops", "fraction_of_peak", "note",
     # classical_speed rows
-    "method", "processes", "num_images", "ms_per_image_p50", "ms_per_image_p95",
+    "method", "processes", "threads", "num_images", "ms_per_image_p50", "ms_per_image_p95",
+    "edge_map_ms_p50", "partition_ms_p50", "features_ms_p50", "classifier_ms_p50", "crf_inference_ms_p50",
 ]
 _MD_HEADER = ["dataset", "device_name", "torch", "torchvision", "cuda", "cudnn", "driver", "python", "git_commit",
               "gflops_per_image", "peak_tflops", "num_workers"]

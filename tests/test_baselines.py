@@ -116,6 +116,23 @@ def test_all_registered():
         assert method_class(name).kind == "classical"
 
 
+def test_predict_with_stages_times_each_stage_and_predicts_the_same(fitted, test_split):
+    image = test_split[0].image
+    labels, seconds = fitted.predict_with_stages(image)
+    np.testing.assert_array_equal(labels, fitted.predict(image))
+    expected = {"partition", "features", "classifier", "total"}
+    if fitted.name in ("sobel", "laplacian", "log"):
+        expected.add("edge map")  # timed inside the partition
+        assert seconds["edge map"] <= seconds["partition"]
+    if fitted.name.startswith("superpixel"):  # the unaries-only variant runs the same inference, no pairwise
+        expected.add("crf inference")
+    assert set(seconds) == expected, fitted.name
+    assert all(v >= 0 for v in seconds.values())
+    top = seconds["partition"] + seconds["features"] + seconds["classifier"] + seconds.get("crf inference", 0.0)
+    assert top <= seconds["total"]
+    assert fitted._stage_seconds is None  # timing is off again for plain predict
+
+
 def test_beats_majority(fitted, train_split, test_split):
     majority = MajorityClass(progress=False)
     majority.fit(train_split)

@@ -327,6 +327,33 @@ def test_classical_speed_one_and_two_processes():
     assert "| method |" in md and "majority" in md
 
 
+def test_classical_speed_on_one_thread_reports_the_stages_and_restores_threads():
+    import cv2
+
+    from tests.test_baselines import textured_split
+
+    method = create_method("sobel", progress=False)
+    method.fit(textured_split(6, 0))
+    images = [s.image for s in textured_split(3, 1, "val")]
+    cv_before, torch_before = cv2.getNumThreads(), torch.get_num_threads()
+    res = speed.classical_speed(method, images, processes=(1,), threads=1)
+    (row,) = res["rows"]
+    assert row["threads"] == 1
+    for stage in ("edge_map", "partition", "features", "classifier"):
+        assert row[f"{stage}_ms_p50"] >= 0
+    assert row["edge_map_ms_p50"] <= row["partition_ms_p50"]
+    assert "crf_inference_ms_p50" not in row
+    assert (cv2.getNumThreads(), torch.get_num_threads()) == (cv_before, torch_before)
+    md = speed.format_speed(res, "md")
+    assert "edge_map_ms_p50" in md and "| threads |" not in md.split("\n")[0]
+    with pytest.raises(ValueError, match="threads must be >= 1"):
+        speed.classical_speed(method, images, processes=(1,), threads=0)
+    # a method without stages (majority) gets no stage columns
+    majority, small = _majority_and_images()
+    (row,) = speed.classical_speed(majority, small, processes=(1,))["rows"]
+    assert row["threads"] == "default" and not any(k.endswith("_ms_p50") and k != "ms_per_image_p50" for k in row)
+
+
 def test_cli_speed_of_a_classical_method(capsys):
     from bench.cli import main
 
