@@ -72,7 +72,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     progress = not args.no_progress
     print(f"segbench: suite '{suite.name}' ({len(jobs)} jobs) on {jobs[0].dataset if jobs else '-'}"
           f"/{args.eval_split}, device {args.device}; records in {out / 'records.jsonl'}", file=sys.stderr)
-    runner = Runner(out, force=args.force, progress=progress)
+    runner = Runner(out, force=args.force, progress=progress, resume=not args.no_resume)
     if executor == "ray":
         from bench.executors import DEFAULT_MAX_RETRIES, DEFAULT_NUM_CPUS, run_with_ray
 
@@ -215,6 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="mmseg (default: absent classes left out), smp (absent = 1.0), per-image (Keras-style)")
     r.add_argument("--out", default="results", help="output folder (default results/)")
     r.add_argument("--force", action="store_true", help="redo jobs that already have a record")
+    r.add_argument("--no-resume", action="store_true", help="start interrupted trainings over instead of "
+                   "continuing them from the last checkpoint in their run folder")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
     r.add_argument("--executor", default="local", metavar="{local,ray}",
                    help="local (default): jobs one after the other here; ray: each job a Ray task (needs "

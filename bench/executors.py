@@ -70,10 +70,11 @@ def import_ray():
 # -- in the worker ------------------------------------------------------------------------
 #: one Runner per (working dir, output folder) in each worker process: Ray reuses workers,
 #: so datasets are opened once per worker rather than once per job
-_WORKER_RUNNERS: dict[tuple[str, str], Runner] = {}
+_WORKER_RUNNERS: dict[tuple[str, str, bool], Runner] = {}
 
 
-def run_job_task(job: Job, out_dir: str, cwd: str, setup_modules: Sequence[str] = ()) -> dict[str, Any]:
+def run_job_task(job: Job, out_dir: str, cwd: str, setup_modules: Sequence[str] = (), resume: bool = True
+                 ) -> dict[str, Any]:
     """The body of a Ray task: one job's record, computed in a worker process.
 
     ``setup_modules`` are imported first. The task receives the job by value but the worker
@@ -91,9 +92,9 @@ def run_job_task(job: Job, out_dir: str, cwd: str, setup_modules: Sequence[str] 
     before = os.getcwd()
     os.chdir(cwd)  # a Ray worker runs one task at a time: changing its working directory is safe
     try:
-        key = (cwd, out_dir)
+        key = (cwd, out_dir, resume)
         if key not in _WORKER_RUNNERS:
-            _WORKER_RUNNERS[key] = Runner(out_dir, progress=False)  # no bars from workers
+            _WORKER_RUNNERS[key] = Runner(out_dir, progress=False, resume=resume)  # no bars from workers
         return _WORKER_RUNNERS[key].run_job(job)
     finally:
         os.chdir(before)
@@ -133,7 +134,8 @@ def run_with_ray(runner: Runner, jobs: list[Job], *, address: str | None = None,
         for job in todo:
             options = dict(num_cpus=num_cpus, num_gpus=1 if job.device.startswith("cuda") else 0,
                            max_retries=max_retries, retry_exceptions=False, name=f"segbench:{job.job_id}")
-            ref = task.options(**options).remote(job, str(runner.out_dir), os.getcwd(), tuple(setup_modules))
+            ref = task.options(**options).remote(job, str(runner.out_dir), os.getcwd(), tuple(setup_modules),
+                                                 runner.resume)
             refs[ref] = job
         return runner.collect(_finished(ray, runner, refs, max_retries), total=len(jobs), skipped=skipped)
     finally:

@@ -38,6 +38,9 @@ class Method(ABC):
     kind: ClassVar[str] = "classical"
     #: dataclass of the settings that define the method; every field goes into the record
     Settings: ClassVar[type] = NoSettings
+    #: set by the runner before ``fit``: the job's ``run_dir`` may hold what an interrupted
+    #: earlier attempt of this same job left (a training checkpoint); continue from it
+    resume_interrupted: bool = False
 
     def __init__(self, settings: Any = None, *, seed: int = 0, device: str = "cpu", progress: bool = True):
         self.settings = settings if settings is not None else self.Settings()

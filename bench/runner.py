@@ -207,10 +207,14 @@ class Runner:
     """Runs jobs locally, one after the other, and keeps the records file up to date."""
 
     def __init__(self, out_dir: str | Path, force: bool = False, progress: bool = True,
-                 on_event: Callable[[str], None] | None = None):
+                 on_event: Callable[[str], None] | None = None, resume: bool = True):
         self.out_dir = Path(out_dir)
         self.records_path = self.out_dir / RECORDS_FILE
         self.force = force
+        #: a job whose earlier attempt was interrupted continues from what it left in its run
+        #: folder (out/runs/<job_id>: the id covers settings, data and seed, so it is the same
+        #: job's); off with ``resume=False`` and always off with ``force`` (redo means redo)
+        self.resume = resume and not force
         self.progress = progress
         self.log = on_event or (lambda msg: tqdm.write(msg))
         self._datasets: dict[tuple, Dataset] = {}
@@ -337,6 +341,7 @@ class Runner:
         seed_everything(job.seed)
         method: Method = create_method(job.method, job.settings, seed=job.seed, device=job.device, progress=self.progress)
         method.run_dir = self.out_dir / "runs" / job.job_id  # where methods may keep curves/checkpoints
+        method.resume_interrupted = self.resume
         if hasattr(method, "set_validation") and "val" in dataset.split_names():
             used.append(self._split(job, "val"))
             method.set_validation(used[-1])

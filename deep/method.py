@@ -83,7 +83,7 @@ class DeepSettings:
     channels_last: bool = False
     compile: bool = False  # torch.compile for training
     deterministic: bool = False  # torch.use_deterministic_algorithms(True, warn_only=True)
-    resume: bool = False  # continue from run_dir/last.pt when it exists
+    resume: bool = False  # continue from run_dir/last.pt when it exists (the runner does so anyway; see Runner)
     keep_checkpoints: bool = False  # after training keep last.pt/best.pt (with optimiser state); default: model.pt only
 
     def __post_init__(self) -> None:
@@ -158,7 +158,8 @@ class DeepMethod(Method):
 
         torch.manual_seed(self.seed)  # the initial weights depend on the seed only
         model = self._create_model(info.num_classes)
-        cfg = s.train_config(device=str(self._device), seed=self.seed, checkpoint_dir=str(self.run_dir))
+        cfg = s.train_config(device=str(self._device), seed=self.seed, checkpoint_dir=str(self.run_dir),
+                             resume=s.resume or self.resume_interrupted)
         try:
             result = train(model, train_split, val, cfg, self.run_dir, progress=self.progress,
                            model_name=self.network)

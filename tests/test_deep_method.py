@@ -156,6 +156,31 @@ def test_checkpoint_of_another_class_count_or_network_is_a_clear_error(fitted_un
         method.fit(four)
 
 
+def test_an_interrupted_fit_continues_when_the_runner_says_so(splits, tmp_path):
+    """resume_interrupted (set by the runner) continues from the run folder's last.pt without
+    the resume setting; without it the same folder's training starts over."""
+    train_split, val_split = splits
+    first = create_method("unet", {**TINY, "epochs": 1, "keep_checkpoints": True}, progress=False)
+    first.run_dir = tmp_path
+    first.set_validation(val_split)
+    first.fit(train_split)  # stands for a training killed after its first epoch's checkpoint
+    epoch1 = first.result.history[0]
+
+    def two_epochs(resume_interrupted: bool):
+        method = create_method("unet", {**TINY, "epochs": 2, "keep_checkpoints": True}, progress=False)
+        method.run_dir, method.resume_interrupted = tmp_path, resume_interrupted
+        method.set_validation(val_split)
+        method.fit(train_split)
+        return method.result.history
+
+    continued = two_epochs(True)
+    assert [r["epoch"] for r in continued] == [1, 2]
+    assert continued[0] == epoch1  # epoch 1 was not trained again: its row (timings too) is the old one
+    started_over = two_epochs(False)
+    assert [r["epoch"] for r in started_over] == [1, 2]
+    assert started_over[0]["train_time_s"] != epoch1["train_time_s"]
+
+
 def test_fine_tunes_from_its_own_checkpoint(fitted_unet, splits, tmp_path):
     weights = fitted_unet.run_dir / "model.pt"
     method = create_method("unet", {**TINY, "epochs": 1, "lr": 1e-12, "pretrained": str(weights)}, progress=False)

@@ -51,7 +51,8 @@ class FitSpy(Method):
 
     def fit(self, train):
         ids = [s.id for s in train]
-        FIT_CALLS.append({"method": self.name, "ids": ids, "len": len(train), "split_ids": list(train.ids)})
+        FIT_CALLS.append({"method": self.name, "ids": ids, "len": len(train), "split_ids": list(train.ids),
+                          "resume_interrupted": self.resume_interrupted})
         self.info = train.info
 
     def predict(self, image):
@@ -92,8 +93,8 @@ def _write_suite(path: Path, jobs: list[dict], dataset: str | None = None) -> Pa
 KILL_SUITE = [
     {"method": "majority"},
     {"method": "sobel", "settings": {"max_train_images": 4, "n_estimators": 20}},
-    # resume: a rerun continues the killed training from last.pt
-    {"method": "unet", "settings": {"width": 0.125, "scale": 0.25, "epochs": 4, "batch_size": 16, "resume": True}},
+    # no resume setting: the rerun (the runner) continues the killed training from last.pt
+    {"method": "unet", "settings": {"width": 0.125, "scale": 0.25, "epochs": 4, "batch_size": 16}},
 ]
 N_RANDOM_KILLS = 3
 
@@ -218,6 +219,16 @@ def test_kill9_at_random_points_then_rerun_gives_the_uninterrupted_leaderboard(t
     for row, before in zip(rows, history_at_kill):
         for col in ("train_loss", "val_miou", "train_time_s", "val_time_s"):
             assert float(row[col]) == before[col], (row["epoch"], col)
+
+
+@pytest.mark.parametrize("flags, resumes", [((), True), (("--no-resume",), False), (("--force",), False)])
+def test_the_runner_lets_interrupted_jobs_continue_unless_told_otherwise(tmp_path, flags, resumes):
+    from bench.cli import main
+
+    suite = _write_suite(tmp_path / "spy.yaml", [{"method": "faults-spy"}], dataset="shapes")
+    FIT_CALLS.clear()
+    assert main(["run", "--suite", str(suite), "--out", str(tmp_path / "out"), "--no-progress", *flags]) == 0
+    assert [c["resume_interrupted"] for c in FIT_CALLS] == [resumes]
 
 
 def test_checkpoint_write_is_atomic_and_a_torn_temp_file_does_not_stop_resume(tmp_path, monkeypatch):
