@@ -330,11 +330,19 @@ def test_classical_speed_one_and_two_processes():
 def test_classical_speed_on_one_thread_reports_the_stages_and_restores_threads():
     import cv2
 
-    from tests.test_baselines import textured_split
+    info = DatasetInfo("halves", ("dark", "light"), np.array([[0, 0, 0], [255, 255, 255]], np.uint8))
+    rng = np.random.default_rng(0)
 
-    method = create_method("sobel", progress=False)
-    method.fit(textured_split(6, 0))
-    images = [s.image for s in textured_split(3, 1, "val")]
+    def halves(i: int) -> Sample:  # a dark and a light noisy half, split at a random column
+        cut = int(rng.integers(16, 48))
+        label = np.zeros((48, 64), np.uint8)
+        label[:, cut:] = 1
+        image = np.clip(60 + 120 * label[..., None] + rng.normal(0, 8, (48, 64, 3)), 0, 255).astype(np.uint8)
+        return Sample(image, label, f"h{i}")
+
+    method = create_method("sobel", {"max_train_images": 6, "n_estimators": 10}, progress=False)
+    method.fit(InMemorySplit(info, "train", [halves(i) for i in range(6)]))
+    images = [halves(i).image for i in range(3)]
     cv_before, torch_before = cv2.getNumThreads(), torch.get_num_threads()
     res = speed.classical_speed(method, images, processes=(1,), threads=1)
     (row,) = res["rows"]
