@@ -163,6 +163,8 @@ def cmd_speed(args: argparse.Namespace) -> int:
     if (args.model is None) == (args.method is None):
         raise CliError("give one of --model NETWORK (a network, see `models`) or --method NAME (a classical method)")
     if args.method is not None:
+        if args.threads is not None and args.threads < 1:
+            raise CliError(f"--threads must be >= 1, got {args.threads}")
         processes = [int(n) for n in args.processes.split(",")] if args.processes else None
         res = classical_speed_on_dataset(args.method, args.dataset, args.data_root, args.input, args.images,
                                          processes, progress=not args.no_progress, threads=args.threads)

@@ -376,3 +376,6 @@ def test_cli_speed_of_a_classical_method(capsys):
     assert main(["speed", "--method", "majority", "--model", "unet"]) == 2
     assert "one of --model" in capsys.readouterr().err
     assert main(["speed"]) == 2
+    capsys.readouterr()
+    assert main(["speed", "--method", "majority", "--threads", "0"]) == 2  # before any fitting
+    assert "--threads must be >= 1" in capsys.readouterr().err
