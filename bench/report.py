@@ -427,6 +427,7 @@ def leaderboard_frame(sections: list[Section]) -> pd.DataFrame:
 
 def _display_table(s: Section) -> pd.DataFrame:
     oracle = _has_oracle(r for g in s.ranked for r in g.ok)
+    regions = any(_finite(_num((r.get("extra") or {}).get("regions_per_image"))) for g in s.ranked for r in g.ok)
     skipping = any(g.skips_bad_samples for g in s.ranked)
     rows = []
     for rank, g in enumerate(s.ranked, 1):
@@ -435,6 +436,9 @@ def _display_table(s: Section) -> pd.DataFrame:
             row[title] = fmt_pct(*g.stat(k))
         if oracle:
             row["oracle mIoU"] = fmt_pct(*g.extra_stat("oracle_miou"))
+        if regions:  # the partition's size next to its quality (classical methods)
+            mean = g.extra_stat("regions_per_image")[0]
+            row["regions/image"] = f"{mean:.0f}" if _finite(mean) else DASH
         speed, sstd, n = g.stat("images_per_s")
         row["images/s"] = fmt_speed(speed) + (f" ± {fmt_speed(sstd)}" if n > 1 and _finite(sstd) else "")
         row["params"] = fmt_params(g.stat("params")[0])

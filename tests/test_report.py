@@ -226,17 +226,18 @@ def test_md_sections_failed_list_and_reproduce(full):
     assert "abc123def456" in cam and "numpy 1.26.4" in cam and "cuda:0" in cam
     # table header and oracle column (camvid only)
     for col in ("rank", "method", "kind", "mIoU", "pixel acc", "class acc", "fwIoU", "BF", "images/s",
-                "params", "device", "seeds (n)", "oracle mIoU"):
+                "params", "device", "seeds (n)", "oracle mIoU", "regions/image"):
         assert col in cam, col
     ctx = md[md.index("## pascal_context / val"):]
-    assert "oracle mIoU" not in ctx
+    assert "oracle mIoU" not in ctx and "regions/image" not in ctx
     # settings tell the two slic rows apart; percentages with one decimal; params humanised
     assert "slic (n_segments=200)" in cam and "slic (n_segments=400)" in cam
     assert _row(cam, "slic (n_segments=200)")[3] == "31.0"
     unet = _row(cam, "unet")
     assert unet[0] == "1" and unet[3] == "52.0 ± 2.8" and "7.80M" in unet
     # NaN metric (no oracle for unet, no params for slic) -> dash
-    assert unet[8] == "–" and _row(cam, "slic (n_segments=200)")[10] == "–"
+    assert unet[8] == "–" and unet[9] == "–" and _row(cam, "slic (n_segments=200)")[11] == "–"
+    assert _row(cam, "slic (n_segments=200)")[9] == "180" and _row(cam, "slic (n_segments=400)")[9] == "–"
     assert "![mIoU vs speed](miou_vs_speed_camvid.png)" in cam
     assert "![predictions](predictions_grid_camvid.png)" in cam
 
