@@ -145,8 +145,14 @@ def write_records(path: str | Path, records: Iterable[dict]) -> None:
     except BaseException:
         _remove_quietly(tmp)
         raise
-    with contextlib.suppress(OSError):  # not every file system can fsync a folder
-        dir_fd = os.open(path.parent, os.O_RDONLY)
+    fsync_folder(path.parent)
+
+
+def fsync_folder(folder: str | Path) -> None:
+    """Put a rename inside ``folder`` on disk (fsync the folder); a no-op where the platform
+    or file system cannot fsync a folder."""
+    with contextlib.suppress(OSError):
+        dir_fd = os.open(folder, os.O_RDONLY)
         try:
             os.fsync(dir_fd)
         finally:

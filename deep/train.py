@@ -51,6 +51,7 @@ from bench.datasets.base import Split
 from deep import transforms as T
 
 from bench.errors import SegbenchError
+from bench.records import fsync_folder
 
 #: bumped when the layout of ``last.pt`` changes
 CHECKPOINT_FORMAT = "segbench-train-v1"
@@ -338,12 +339,7 @@ def save_atomic(obj: Any, path: Path) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    with contextlib.suppress(OSError):  # not every platform/file system can fsync a folder
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+    fsync_folder(path.parent)
 
 
 # ---------------------------------------------------------------------------------------
@@ -403,28 +399,6 @@ def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_ite
 # ---------------------------------------------------------------------------------------
 # evaluation
 # ---------------------------------------------------------------------------------------
-def evaluate(
-    net: Callable[[torch.Tensor], torch.Tensor],
-    loader: Iterable,
-    num_classes: int,
-    ignore_index: int | None,
-    *,
-    device: torch.device,
-    amp: str = "none",
-    channels_last: bool = False,
-    min_size: int = 1,
-    keep: int = 0,
-    progress: bool = False,
-) -> tuple[float, list[np.ndarray]]:
-    """mIoU over a loader of (image, label) pairs of batch size 1, scored at the labels'
-    original size; also returns the predicted maps of the first ``keep`` images."""
-    from bench.metrics import summarize
-
-    cm, kept = validation_confusion(net, loader, num_classes, ignore_index, device=device, amp=amp,
-                                    channels_last=channels_last, min_size=min_size, keep=keep, progress=progress)
-    return float(summarize(cm)["miou"]), kept
-
-
 def validation_confusion(
     net: Callable[[torch.Tensor], torch.Tensor],
     loader: Iterable,
@@ -438,9 +412,9 @@ def validation_confusion(
     keep: int = 0,
     progress: bool = False,
 ) -> tuple[np.ndarray, list[np.ndarray]]:
-    """(K, K) int64 confusion matrix over a loader of (image, label) pairs of batch size 1
-    (see :func:`evaluate`); matrices of disjoint loaders add up to the matrix of their
-    union. Also returns the predicted maps of the first ``keep`` images."""
+    """(K, K) int64 confusion matrix over a loader of (image, label) pairs of batch size 1,
+    each scored at its label's original size; matrices of disjoint loaders add up to the
+    matrix of their union. Also returns the predicted maps of the first ``keep`` images."""
     from bench.metrics import ConfusionMatrix
 
     cm = ConfusionMatrix(num_classes, ignore_index)
@@ -789,8 +763,7 @@ def write_history_csv(history: Sequence[dict[str, float]], path: Path) -> None:
 
 
 __all__ = [
-    "TrainConfig", "TrainResult", "CheckpointError", "SingleProcess", "train", "evaluate",
-    "validation_confusion", "predict_logits",
-    "median_frequency_weights", "load_checkpoint", "check_state_compatible", "SplitDataset",
+    "TrainConfig", "TrainResult", "CheckpointError", "SingleProcess", "train", "validation_confusion",
+    "predict_logits", "median_frequency_weights", "load_checkpoint", "check_state_compatible", "SplitDataset",
     "snapshot_epochs", "HISTORY_COLUMNS",
 ]
