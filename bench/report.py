@@ -343,8 +343,9 @@ def group_records(records: Iterable[dict]) -> list[Section]:
 # ---------------------------------------------------------------------------------------
 # tables
 # ---------------------------------------------------------------------------------------
-def _has_oracle(records: Iterable[dict]) -> bool:
-    return any(_finite(_num((r.get("extra") or {}).get("oracle_miou"))) for r in records)
+def _has_extra(records: Iterable[dict], key: str) -> bool:
+    """Whether any record has a finite number under ``extra[key]``."""
+    return any(_finite(_num((r.get("extra") or {}).get(key))) for r in records)
 
 
 def _extra_keys(sections: list[Section]) -> list[str]:
@@ -426,8 +427,8 @@ def leaderboard_frame(sections: list[Section]) -> pd.DataFrame:
 
 
 def _display_table(s: Section) -> pd.DataFrame:
-    oracle = _has_oracle(r for g in s.ranked for r in g.ok)
-    regions = any(_finite(_num((r.get("extra") or {}).get("regions_per_image"))) for g in s.ranked for r in g.ok)
+    ok = [r for g in s.ranked for r in g.ok]
+    oracle, regions = _has_extra(ok, "oracle_miou"), _has_extra(ok, "regions_per_image")
     skipping = any(g.skips_bad_samples for g in s.ranked)
     rows = []
     for rank, g in enumerate(s.ranked, 1):
