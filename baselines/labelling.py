@@ -40,7 +40,7 @@ from baselines.features import (
     region_label_histogram,
     relabel_contiguous,
 )
-from bench.datasets.base import DatasetInfo, Split
+from bench.datasets.types import DatasetInfo, Split
 from bench.methods import Method
 
 CLASSIFIERS = ("et", "rf", "hgb", "logreg")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from tqdm.auto import tqdm
 
-from bench.datasets.base import Split
+from bench.datasets.types import Split
 from bench.methods import Method, register_method
 
 

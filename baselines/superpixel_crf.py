@@ -43,7 +43,7 @@ from tqdm.auto import tqdm
 from baselines.features import relabel_contiguous
 from baselines.labelling import RegionClassifier, RegionData, RegionLabeller, RegionSettings
 from baselines.ssvm import CRFGraph, PottsCRF, train_ssvm
-from bench.datasets.base import DatasetInfo
+from bench.datasets.types import DatasetInfo
 from bench.methods import register_method
 
 

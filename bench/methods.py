@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
-from bench.datasets.base import DatasetInfo, Split
+from bench.datasets.types import DatasetInfo, Split
 from bench.errors import SegbenchError
 from bench.registry import Registry
 

@@ -32,7 +32,7 @@ from typing import Any, ClassVar, Sequence
 import numpy as np
 import torch
 
-from bench.datasets.base import Split
+from bench.datasets.types import Split
 from bench.methods import Method, MethodError, register_method
 from deep import transforms as T
 from deep.train import (

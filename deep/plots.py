@@ -15,7 +15,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from bench.datasets.base import DatasetInfo, Sample
+from bench.datasets.types import DatasetInfo, Sample
 
 
 def _save(fig: Figure, path: Path) -> None:

@@ -1,7 +1,7 @@
 """The one trainer of segbench: every network is trained by :func:`train`.
 
 Plain PyTorch in the style of torchvision's ``references/segmentation``: a dataset that
-wraps a segbench :class:`~bench.datasets.base.Split`, a DataLoader, and a readable loop
+wraps a segbench :class:`~bench.datasets.types.Split`, a DataLoader, and a readable loop
 (forward, cross-entropy, backward, step, schedule), validation mIoU after each epoch and
 a checkpoint after each epoch.
 
@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from bench.datasets.base import Split
+from bench.datasets.types import Split
 from deep import transforms as T
 
 from bench.errors import SegbenchError

@@ -28,7 +28,7 @@ from baselines.features import (
 )
 from baselines.labelling import RegionLabeller
 from baselines.majority import MajorityClass
-from bench.datasets.base import DatasetInfo, InMemorySplit, Sample
+from bench.datasets.types import DatasetInfo, InMemorySplit, Sample
 from bench.methods import MethodError, create_method
 
 METHODS = ["sobel", "laplacian", "log", "region-growing", "mser", "superpixel-unary", "superpixel-crf"]

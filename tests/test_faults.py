@@ -25,7 +25,7 @@ from conftest import make_camvid
 
 from bench.cli import build_parser, main
 from bench.datasets import DatasetError, InMemorySplit, Sample, SkippingSplit
-from bench.datasets.base import DatasetInfo
+from bench.datasets.types import DatasetInfo
 from bench.methods import Method, register_method
 from bench.records import RecordsError, RecordsWriteError, read_records, upsert_record
 from bench.runner import (

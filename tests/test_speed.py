@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from bench import gpu_peaks, speed
-from bench.datasets.base import DatasetInfo, InMemorySplit, Sample
+from bench.datasets.types import DatasetInfo, InMemorySplit, Sample
 from bench.methods import create_method
 
 HW = (32, 32)

@@ -10,7 +10,7 @@ import pytest
 from scipy import ndimage
 
 from baselines.ssvm import CRFGraph, PottsCRF, potts_inference, ssvm_objective, train_ssvm
-from bench.datasets.base import DatasetInfo, InMemorySplit, Sample
+from bench.datasets.types import DatasetInfo, InMemorySplit, Sample
 
 
 # ------------------------------------------------------------------------- helpers

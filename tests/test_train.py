@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from bench.datasets.base import DatasetInfo, InMemorySplit, Sample
+from bench.datasets.types import DatasetInfo, InMemorySplit, Sample
 from deep import transforms as T
 from deep.train import (
     CheckpointError,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.datasets.base import (
+from bench.datasets.types import (
     Dataset, DatasetError, DatasetInfo, FileSplit, InMemorySplit, Sample, SkippedSample, SkippingSplit, Split,
 )
 from bench.registry import Registry

@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 
 from bench.datasets import register_dataset
-from bench.datasets.base import Dataset, DatasetError, DatasetInfo
+from bench.datasets.types import Dataset, DatasetError, DatasetInfo
 from bench.datasets.io import (
     ScaledFileSplit,
     check_scale,

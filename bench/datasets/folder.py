@@ -51,7 +51,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.datasets import register_dataset
-from bench.datasets.base import Dataset, DatasetError, DatasetInfo
+from bench.datasets.types import Dataset, DatasetError, DatasetInfo
 from bench.datasets.io import (
     IMAGE_EXTS,
     ScaledFileSplit,

@@ -1,6 +1,6 @@
 """File reading and validation shared by every dataset reader.
 
-Every function here raises :class:`~bench.datasets.base.DatasetError` naming the file or
+Every function here raises :class:`~bench.datasets.types.DatasetError` naming the file or
 folder at fault; nothing is skipped or repaired silently.
 
 Decoding is done with Pillow, which (with ``PIL.ImageFile.LOAD_TRUNCATED_IMAGES`` left at
@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
-from bench.datasets.base import DatasetError, DatasetInfo, FileSplit, Sample
+from bench.datasets.types import DatasetError, DatasetInfo, FileSplit, Sample
 
 __all__ = [
     "IMAGE_EXTS", "MASK_EXTS",

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.datasets import register_dataset
-from bench.datasets.base import Dataset, DatasetError, DatasetInfo
+from bench.datasets.types import Dataset, DatasetError, DatasetInfo
 from bench.datasets.io import ScaledFileSplit, check_scale, pair_files, read_index_mask, split_ids
 
 CLASS_NAMES = ("membrane", "interior")

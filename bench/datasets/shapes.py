@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 
 from bench.datasets import register_dataset
-from bench.datasets.base import Dataset, DatasetError, DatasetInfo, Sample, Split
+from bench.datasets.types import Dataset, DatasetError, DatasetInfo, Sample, Split
 
 CLASS_NAMES = ("background", "hstripes", "vstripes", "checker", "dots", "gradient")
 PALETTE = np.array(

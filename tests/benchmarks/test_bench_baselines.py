@@ -15,7 +15,7 @@ import baselines.edges  # noqa: F401  (registers the methods)
 import baselines.mser  # noqa: F401
 import baselines.region_growing  # noqa: F401
 import baselines.superpixel_crf  # noqa: F401
-from bench.datasets.base import DatasetInfo, InMemorySplit, Sample
+from bench.datasets.types import DatasetInfo, InMemorySplit, Sample
 from bench.methods import create_method
 
 METHODS = ["sobel", "laplacian", "log", "region-growing", "mser", "superpixel-unary", "superpixel-crf"]

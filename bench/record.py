@@ -1,0 +1,159 @@
+"""The record of one job: a typed, versioned dataclass, the one way records are written and
+read, and the job id that names it.
+
+Fields (every record has all of them; ``None`` where they do not apply):
+
+- identity: ``schema``, ``job_id``, ``suite``, ``method``, ``kind`` (classical|deep),
+  ``dataset``, ``data_root``, ``eval_split``, ``settings`` (dict, every field), ``seed``
+- outcome: ``status`` ("ok" | "failed"), ``error`` (one line), ``traceback``
+- metrics: ``miou``, ``pixel_acc``, ``mean_acc``, ``fwiou``, ``bf``, ``iou`` (list, None for a
+  NaN class), ``class_names``, ``miou_convention``, ``miou_by_convention`` (dict)
+- cost: ``n_train``, ``n_eval``, ``fit_time_s``, ``predict_time_per_image_s``,
+  ``images_per_s``, ``params``
+- provenance: ``device``, ``device_name``, ``versions`` (dict), ``git_commit``, ``command``,
+  ``started``, ``finished``, ``host``
+- ``extra``: method-specific figures (dict); a job run with ``--skip-bad-samples`` adds
+  ``skip_bad_samples``, ``skipped_samples`` and ``skipped_sample_list`` there
+- ``predictions``: paths of saved prediction PNGs, relative to the results folder
+
+Schema history: 1 (releases up to 0.1.0: ``job_id`` hashed every setting, also those that
+do not change the result); 2 (``job_id`` hashes only result settings, see :func:`job_id`).
+A schema-1 record is read as it was and given its schema-2 id, so a rerun of the same
+suite finds it done.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from bench.errors import SegbenchError
+
+SCHEMA = 2
+
+
+class RecordsError(SegbenchError, ValueError):
+    """A record that cannot be read; the message names the file (and line)."""
+
+
+def job_id(method: str, settings: dict[str, Any], dataset: str, data_root: str | None, eval_split: str,
+           seed: int, device: str, miou_convention: str, skip_bad_samples: bool = False) -> str:
+    """``<method>-<12 hex digits>``: a hash of exactly what defines a job's result.
+
+    ``settings`` are reduced to the fields that change the result (runtime settings such as
+    worker counts are left out, :func:`bench.method.result_settings`); ``data_root`` counts as
+    its absolute path.
+    """
+    key = {
+        "method": method,
+        "settings": _result_settings(method, settings),
+        "dataset": dataset,
+        "data_root": str(Path(data_root).resolve()) if data_root else None,
+        "eval_split": eval_split,
+        "seed": int(seed),
+        "device": device,
+        "miou_convention": miou_convention,
+        "id_schema": 2,
+    }
+    if skip_bad_samples:
+        key["skip_bad_samples"] = True
+    digest = hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return f"{method}-{digest}"
+
+
+def _result_settings(method: str, settings: dict[str, Any]) -> dict[str, Any]:
+    from bench.method import method_class, result_settings  # the registry; imported late: it loads plugins
+
+    try:
+        cls = method_class(method)
+    except SegbenchError:  # a method no longer installed: every setting counts
+        return dict(settings)
+    return result_settings(cls, settings)
+
+
+@dataclasses.dataclass
+class Record:
+    job_id: str
+    method: str
+    dataset: str
+    suite: str = ""
+    kind: str | None = None
+    data_root: str | None = None
+    eval_split: str = "val"
+    settings: dict[str, Any] = dataclasses.field(default_factory=dict)
+    seed: int = 0
+    status: str | None = None
+    error: str | None = None
+    traceback: str | None = None
+    miou: float | None = None
+    pixel_acc: float | None = None
+    mean_acc: float | None = None
+    fwiou: float | None = None
+    bf: float | None = None
+    iou: list[float | None] | None = None
+    class_names: list[str] | None = None
+    miou_convention: str | None = None
+    miou_by_convention: dict[str, float | None] | None = None
+    n_train: int | None = None
+    n_eval: int | None = None
+    fit_time_s: float | None = None
+    predict_time_per_image_s: float | None = None
+    images_per_s: float | None = None
+    params: int | None = None
+    device: str = "cpu"
+    device_name: str | None = None
+    versions: dict[str, Any] = dataclasses.field(default_factory=dict)
+    git_commit: str | None = None
+    command: str | None = None
+    host: str | None = None
+    started: str | None = None
+    finished: str | None = None
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+    predictions: list[str] = dataclasses.field(default_factory=list)
+    schema: int = SCHEMA
+    #: the id a schema-1 record was written under (None for records of this schema)
+    legacy_job_id: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        if d["legacy_job_id"] is None:
+            del d["legacy_job_id"]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str = "<record>") -> "Record":
+        """A record from its JSON object; schema-1 records get their schema-2 ``job_id``.
+
+        Raises :class:`RecordsError` naming ``where`` when ``d`` is not a record.
+        """
+        if not isinstance(d, dict) or not isinstance(d.get("job_id"), str):
+            raise RecordsError(f"{where}: a record must be a JSON object with a job_id (a string)")
+        missing = [k for k in ("method", "dataset") if not isinstance(d.get(k), str)]
+        if missing:
+            raise RecordsError(f"{where}: record {d['job_id']} has no {' or '.join(missing)}")
+        schema = d.get("schema", 1)
+        if not isinstance(schema, int) or schema > SCHEMA:
+            raise RecordsError(f"{where}: record {d['job_id']} has schema {schema!r}; this segbench reads "
+                               f"schemas 1 to {SCHEMA} (upgrade segbench)")
+        names = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in d.items() if k in names}
+        values["extra"] = values.get("extra") or {}
+        values["predictions"] = values.get("predictions") or []
+        values["settings"] = values.get("settings") or {}
+        values["versions"] = values.get("versions") or {}
+        record = cls(**values)
+        if schema == 1:
+            record.legacy_job_id = record.job_id
+            record.job_id = job_id(record.method, record.settings, record.dataset, record.data_root,
+                                   record.eval_split, record.seed, record.device,
+                                   record.miou_convention or "mmseg",
+                                   bool(record.extra.get("skip_bad_samples")))
+            record.schema = SCHEMA
+        return record
