@@ -1,1 +1,1 @@
-"""Classical segmentation methods. Each module registers its methods in bench.methods."""
+"""Classical segmentation methods; each is registered by an entry point in pyproject.toml."""

@@ -1,13 +1,13 @@
-"""Edge-based methods: ``sobel``, ``laplacian`` and ``log`` (Laplacian of Gaussian).
+"""Edge-based methods: ``sobel``, ``laplacian``, ``log`` (Laplacian of Gaussian) and ``canny``.
 
 Each method computes an edge-strength map on the Lab colour image, partitions the image by
 marker-based watershed on that map and labels the regions with the shared region
 classifier (:mod:`baselines.labelling`).
 
-Edge strength (module functions, also :meth:`EdgeWatershed.edge_strength` with the
-method's settings) is an HxW float32 map in [0, 1], divided by its per-image maximum (an
-image without any edge above a tiny noise floor, e.g. a flat one, gives all zeros), so
-that boundary benchmarks can sweep one threshold:
+Edge strength (the module functions; :meth:`EdgeWatershed.edge_strength` is the method's
+own with its ``sigma`` setting) is an HxW float32 map in [0, 1], divided by its per-image
+maximum (an image without any edge above a tiny noise floor, e.g. a flat one, gives all
+zeros), so that boundary benchmarks can sweep one threshold:
 
 * :func:`sobel_strength` - Gaussian pre-smoothing, 3x3 Sobel per Lab channel, gradient
   magnitude over the three channels;
@@ -17,27 +17,28 @@ that boundary benchmarks can sweep one threshold:
   |LoG(p) - LoG(q)|, max over channels;
 * :func:`canny_strength` - OpenCV's Canny on the lightness swept over its thresholds: each
   pixel's strength is the highest threshold at which Canny still keeps it (a reference
-  point for boundary benchmarks; :func:`canny_edges` is one binary Canny map).
+  point for boundary benchmarks).
 
 Partition (:func:`watershed_partition`): the strength is smoothed; "low-edge" pixels are
 those below a global quantile or below the local mean strength (Gaussian of half a grid
-cell; so that textured areas, whose strength is high everywhere, still get markers); markers are the connected
-components of low-edge pixels cut by a coarse grid (no marker spans more than one cell)
-with tiny ones dropped; scikit-image's watershed floods the strength map from them.
+cell; so that textured areas, whose strength is high everywhere, still get markers);
+markers are the connected components of low-edge pixels cut by a coarse grid (no marker
+spans more than one cell) with tiny ones dropped; scikit-image's watershed floods the
+strength map from them.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from typing import Callable, ClassVar
 
 import cv2
 import numpy as np
-from skimage.feature import canny
 from skimage.segmentation import watershed
 
-from baselines.features import as_rgb, relabel_contiguous, rgb_to_lab
 from baselines.labelling import RegionLabeller, RegionSettings
-from bench.methods import register_method
+from baselines.preprocess import gaussian_blur, grid_components, relabel_contiguous, sobel_xy, working_lab
+from bench.method import Capabilities
 
 
 #: strengths below this (Lab units per pixel) are rounding noise, not edges
@@ -53,25 +54,21 @@ def _normalise(strength: np.ndarray) -> np.ndarray:
     return np.clip(strength / top, 0.0, 1.0).astype(np.float32)
 
 
-def _smoothed_lab(image: np.ndarray, sigma: float) -> np.ndarray:
-    lab = rgb_to_lab(as_rgb(image))
-    if sigma > 0:
-        lab = cv2.GaussianBlur(lab, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
-    return lab
+def _lab_laplacian(image: np.ndarray, sigma: float) -> np.ndarray:
+    """3x3 Laplacian of each channel of the Gaussian-smoothed Lab image, HxWx3."""
+    lab = gaussian_blur(working_lab(image), sigma)
+    return cv2.Laplacian(lab, cv2.CV_32F, ksize=3, borderType=cv2.BORDER_REFLECT).reshape(lab.shape)
 
 
 def sobel_strength(image: np.ndarray, sigma: float = 1.0) -> np.ndarray:
     """Sobel gradient magnitude over the Lab channels, in [0, 1]."""
-    lab = _smoothed_lab(image, sigma)
-    gx = cv2.Sobel(lab, cv2.CV_32F, 1, 0, ksize=3, borderType=cv2.BORDER_REFLECT)
-    gy = cv2.Sobel(lab, cv2.CV_32F, 0, 1, ksize=3, borderType=cv2.BORDER_REFLECT)
-    return _normalise(np.sqrt((gx * gx + gy * gy).reshape(lab.shape).sum(axis=2)))
+    gx, gy = sobel_xy(gaussian_blur(working_lab(image), sigma))
+    return _normalise(np.sqrt((gx * gx + gy * gy).sum(axis=2)))
 
 
 def laplacian_strength(image: np.ndarray, sigma: float = 1.0) -> np.ndarray:
     """Absolute 3x3 Laplacian over the Lab channels (root of the sum of squares), in [0, 1]."""
-    lab = _smoothed_lab(image, sigma)
-    lap = cv2.Laplacian(lab, cv2.CV_32F, ksize=3, borderType=cv2.BORDER_REFLECT).reshape(lab.shape)
+    lap = _lab_laplacian(image, sigma)
     return _normalise(np.sqrt((lap * lap).sum(axis=2)))
 
 
@@ -82,8 +79,7 @@ def log_strength(image: np.ndarray, sigma: float = 2.0) -> np.ndarray:
     marks the pixel of the pair nearer to zero with weight |LoG(p) - LoG(q)|; the strength
     is the maximum over the Lab channels and the two directions.
     """
-    lab = _smoothed_lab(image, sigma)
-    lap = cv2.Laplacian(lab, cv2.CV_32F, ksize=3, borderType=cv2.BORDER_REFLECT).reshape(lab.shape)
+    lap = _lab_laplacian(image, sigma)
     out = np.zeros(lap.shape, np.float32)
     for axis in (0, 1):
         a = lap[:-1] if axis == 0 else lap[:, :-1]
@@ -95,15 +91,6 @@ def log_strength(image: np.ndarray, sigma: float = 2.0) -> np.ndarray:
         np.maximum(first, np.where(a_nearer, weight, 0.0), out=first)
         np.maximum(second, np.where(a_nearer, 0.0, weight), out=second)
     return _normalise(out.max(axis=2))
-
-
-def canny_edges(image: np.ndarray, sigma: float = 1.5, low: float = 0.05, high: float = 0.15) -> np.ndarray:
-    """Canny edges of the lightness (scaled to [0, 1]) at one threshold pair, a float32 {0, 1} map."""
-    lab = rgb_to_lab(as_rgb(image))
-    light = lab[:, :, 0] / 100.0
-    if min(light.shape) < 3:
-        return np.zeros(light.shape, np.float32)
-    return canny(light, sigma=sigma, low_threshold=low, high_threshold=high).astype(np.float32)
 
 
 #: gradients are scaled so that the largest is this many int16 units (cv2.Canny takes int16 dx, dy)
@@ -122,13 +109,10 @@ def canny_strength(image: np.ndarray, sigma: float = 2.0, ratio: float = 0.4, le
     threshold pair. This is the sweep of Canny's thresholds that the published BSDS
     figures for Canny are made from.
     """
-    light = rgb_to_lab(as_rgb(image))[:, :, 0]
+    light = working_lab(image)[:, :, 0]
     if min(light.shape) < 3:
         return np.zeros(light.shape, np.float32)
-    if sigma > 0:
-        light = cv2.GaussianBlur(light, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
-    gx = cv2.Sobel(light, cv2.CV_32F, 1, 0, ksize=3, borderType=cv2.BORDER_REFLECT)
-    gy = cv2.Sobel(light, cv2.CV_32F, 0, 1, ksize=3, borderType=cv2.BORDER_REFLECT)
+    gx, gy = sobel_xy(gaussian_blur(light, sigma))
     top = float(np.sqrt(gx * gx + gy * gy).max())
     if top < NOISE_FLOOR:
         return np.zeros(light.shape, np.float32)
@@ -143,31 +127,6 @@ def canny_strength(image: np.ndarray, sigma: float = 2.0, ratio: float = 0.4, le
     return strength
 
 
-EDGE_FUNCTIONS = {
-    "sobel": sobel_strength,
-    "laplacian": laplacian_strength,
-    "log": log_strength,
-    "canny": canny_strength,
-}
-
-
-def edge_strength(image: np.ndarray, method: str = "sobel", **kwargs) -> np.ndarray:
-    """Edge strength in [0, 1] by name: ``sobel``, ``laplacian``, ``log`` or ``canny``."""
-    try:
-        fn = EDGE_FUNCTIONS[method]
-    except KeyError:
-        raise ValueError(f"unknown edge method {method!r}; known: {', '.join(EDGE_FUNCTIONS)}") from None
-    return fn(image, **kwargs)
-
-
-def _grid_cells(h: int, w: int, cells: int) -> np.ndarray:
-    """HxW id of the coarse grid cell of every pixel, ``cells`` cells along the longer side."""
-    step = max(max(h, w) / max(cells, 1), 1.0)
-    ys = (np.arange(h) / step).astype(np.int64)
-    xs = (np.arange(w) / step).astype(np.int64)
-    return ys[:, None] * (int(xs.max()) + 1) + xs[None, :]
-
-
 def watershed_partition(
     strength: np.ndarray,
     smooth_sigma: float = 1.0,
@@ -178,19 +137,12 @@ def watershed_partition(
     min_marker_frac: float = 2e-4,
 ) -> np.ndarray:
     """Marker-based watershed of an edge-strength map -> HxW int32 regions 0..n-1."""
-    s = np.asarray(strength, np.float32)
+    s = gaussian_blur(np.asarray(strength, np.float32), smooth_sigma)
     h, w = s.shape
-    if smooth_sigma > 0:
-        s = cv2.GaussianBlur(s, (0, 0), smooth_sigma, borderType=cv2.BORDER_REFLECT)
     low = s <= np.quantile(s, low_quantile)
     if local_ratio > 0:
-        local = cv2.GaussianBlur(s, (0, 0), local_sigma, borderType=cv2.BORDER_REFLECT)
-        low |= s <= local_ratio * local
-    n_cc, cc = cv2.connectedComponents(low.astype(np.uint8), connectivity=4, ltype=cv2.CV_32S)
-    cells = _grid_cells(h, w, grid_cells)
-    ids = cc.astype(np.int64) * (int(cells.max()) + 1) + cells
-    markers = np.zeros((h, w), np.int32)  # 0 = not a marker pixel, 1.. = markers
-    markers[low] = relabel_contiguous(ids[low]) + 1
+        low |= s <= local_ratio * gaussian_blur(s, local_sigma)
+    markers = grid_components(low, grid_cells)  # 0 = not a marker pixel, 1.. = markers
     sizes = np.bincount(markers.ravel())
     small = sizes < max(min_marker_frac * h * w, 1)
     small[0] = False
@@ -233,14 +185,16 @@ class EdgeSettings(RegionSettings):
 
 
 class EdgeWatershed(RegionLabeller):
-    """Edge strength -> marker watershed -> region classifier."""
+    """Edge strength -> marker watershed -> region classifier; subclasses name the operator."""
 
     Settings = EdgeSettings
-    operator = "sobel"
+    capabilities = Capabilities(partition_oracle=True, edge_map=True, stages=True)
+    #: the edge operator: (image, sigma=) -> HxW float32 strength in [0, 1]
+    operator: ClassVar[Callable[..., np.ndarray]]
 
     def edge_strength(self, image: np.ndarray) -> np.ndarray:
-        """HxW float32 edge strength in [0, 1] with this method's settings."""
-        return EDGE_FUNCTIONS[self.operator](image, sigma=self.settings.sigma)
+        """HxW float32 edge strength in [0, 1] of this method's operator with its ``sigma``."""
+        return self.operator(image, sigma=self.settings.sigma)
 
     def partition(self, image: np.ndarray) -> np.ndarray:
         s = self.settings
@@ -257,22 +211,28 @@ class EdgeWatershed(RegionLabeller):
         )
 
 
-@register_method("sobel")
 class SobelWatershed(EdgeWatershed):
-    operator = "sobel"
+    operator = staticmethod(sobel_strength)
 
 
-@register_method("laplacian")
 class LaplacianWatershed(EdgeWatershed):
-    operator = "laplacian"
+    operator = staticmethod(laplacian_strength)
 
 
 @dataclasses.dataclass
-class LogSettings(EdgeSettings):
+class WideEdgeSettings(EdgeSettings):
+    """The wider pre-smoothing (sigma 2) of the second-derivative and Canny operators."""
+
     sigma: float = 2.0
 
 
-@register_method("log")
 class LogWatershed(EdgeWatershed):
-    operator = "log"
-    Settings = LogSettings
+    Settings = WideEdgeSettings
+    operator = staticmethod(log_strength)
+
+
+class CannyWatershed(EdgeWatershed):
+    """Watershed of the swept Canny map (:func:`canny_strength`, its ratio and levels fixed)."""
+
+    Settings = WideEdgeSettings
+    operator = staticmethod(canny_strength)

@@ -4,11 +4,11 @@ Stage (a) of every classical method partitions an image into regions (an HxW map
 region ids 0..n-1); stage (b) describes each region by a fixed-length vector and labels
 it with a classifier. This module holds the shared, fully vectorised pieces of stage (b):
 
-* :func:`as_rgb` - the one input check/conversion (grey, RGBA -> RGB uint8; else ValueError);
-* :func:`relabel_contiguous` - any integer map -> ids 0..n-1 with every id used;
-* :func:`region_features` - per-region colour (Lab), texture (LBP histograms at two radii,
-  gradient and band-pass energies), position and size, all via ``np.bincount`` over the
-  flat region map (no per-region or per-pixel Python loop);
+* :func:`region_features` - per-region colour (Lab), texture (LBP histograms at two scales,
+  :func:`lbp_histograms`; gradient and band-pass energies), position and size, all via
+  ``np.bincount`` over the flat region map (no per-region or per-pixel Python loop);
+* :func:`region_adjacency` / :func:`context_features` - the region graph and each region's
+  neighbours' mean features;
 * :func:`region_label_histogram` / :func:`region_majority_labels` - per-region class counts
   and the majority ground-truth label (training targets and the "oracle" labelling).
 """
@@ -19,6 +19,8 @@ import cv2
 import numpy as np
 from skimage.feature import local_binary_pattern
 
+from baselines.preprocess import as_rgb, gaussian_blur, rgb_to_lab, sobel_xy
+
 #: LBP settings: uniform patterns with P neighbours give P + 2 codes; radius 1 at full
 #: resolution and radius 1 on the image downscaled by 2 (a coarser texture scale at a
 #: quarter of the cost of a larger radius)
@@ -26,46 +28,6 @@ LBP_POINTS = 8
 LBP_RADIUS = 1.0
 LBP_SCALES = (1, 2)
 LBP_BINS = LBP_POINTS + 2
-
-
-def as_rgb(image: np.ndarray) -> np.ndarray:
-    """Validate an input image and return it as a contiguous HxWx3 uint8 RGB array.
-
-    Accepts HxWx3 RGB, HxW or HxWx1 grey (replicated) and HxWx4 RGBA (alpha dropped).
-    Anything else (wrong dtype, wrong number of channels, an empty image) is a ValueError
-    that says what was received.
-    """
-    image = np.asarray(image)
-    if image.dtype != np.uint8:
-        raise ValueError(f"expected a uint8 image, got dtype {image.dtype}")
-    if image.ndim == 2:
-        image = image[:, :, None]
-    if image.ndim != 3 or image.shape[2] not in (1, 3, 4):
-        raise ValueError(f"expected an HxW, HxWx3 or HxWx4 image, got shape {image.shape}")
-    if image.shape[0] == 0 or image.shape[1] == 0:
-        raise ValueError(f"empty image of shape {image.shape}")
-    if image.shape[2] == 1:
-        image = np.repeat(image, 3, axis=2)
-    elif image.shape[2] == 4:
-        image = image[:, :, :3]
-    return np.ascontiguousarray(image)
-
-
-def relabel_contiguous(regions: np.ndarray) -> np.ndarray:
-    """Map the ids of an integer region map (ids >= 0) onto 0..n-1, keeping their order."""
-    regions = np.asarray(regions)
-    if regions.size == 0:
-        return regions.astype(np.int32)
-    if regions.min() < 0:
-        raise ValueError("region ids must be non-negative")
-    present = np.bincount(regions.ravel()) > 0
-    lut = (np.cumsum(present) - 1).astype(np.int32)
-    return lut[regions]
-
-
-def rgb_to_lab(image: np.ndarray) -> np.ndarray:
-    """uint8 RGB -> float32 Lab (L in 0..100, a and b roughly in -127..127)."""
-    return cv2.cvtColor(image.astype(np.float32) * (1.0 / 255.0), cv2.COLOR_RGB2Lab)
 
 
 def feature_names() -> list[str]:
@@ -111,32 +73,17 @@ def region_features(image: np.ndarray, regions: np.ndarray, n_regions: int | Non
         sq = mean(lab[:, :, c].astype(np.float64) ** 2)
         cols.append(np.sqrt(np.maximum(sq - lab_means[c] ** 2, 0.0)))
 
-    gx = cv2.Sobel(L, cv2.CV_32F, 1, 0, ksize=3, borderType=cv2.BORDER_REFLECT)
-    gy = cv2.Sobel(L, cv2.CV_32F, 0, 1, ksize=3, borderType=cv2.BORDER_REFLECT)
+    gx, gy = sobel_xy(L)
     mag = np.sqrt(gx * gx + gy * gy)
     g_mean = mean(mag)
     g_sq = mean(mag.astype(np.float64) ** 2)
     cols += [g_mean, np.sqrt(np.maximum(g_sq - g_mean**2, 0.0)), mean(np.abs(gx)), mean(np.abs(gy))]
-    blur1 = cv2.GaussianBlur(L, (0, 0), 1.0, borderType=cv2.BORDER_REFLECT)
-    blur3 = cv2.GaussianBlur(L, (0, 0), 3.0, borderType=cv2.BORDER_REFLECT)
+    blur1, blur3 = gaussian_blur(L, 1.0), gaussian_blur(L, 3.0)
     cols += [mean(np.abs(L - blur1)), mean(np.abs(blur1 - blur3))]
 
-    # Uniform LBP histograms; a scale whose image is under 3 pixels gets a flat histogram.
     grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
     for scale in LBP_SCALES:
-        g, r = grey, regions
-        if scale > 1:
-            g = cv2.resize(grey, (max(w // scale, 1), max(h // scale, 1)), interpolation=cv2.INTER_AREA)
-            r = cv2.resize(regions.astype(np.int32), (g.shape[1], g.shape[0]), interpolation=cv2.INTER_NEAREST)
-        sub = r.ravel().astype(np.intp)
-        hist = np.zeros((n, LBP_BINS))
-        if min(g.shape) >= 3:
-            codes = local_binary_pattern(g, LBP_POINTS, LBP_RADIUS, method="uniform").astype(np.intp)
-            hist = np.bincount(sub * LBP_BINS + codes.ravel(), minlength=n * LBP_BINS).reshape(n, LBP_BINS)
-        sub_area = hist.sum(axis=1)
-        # regions too small to survive the downscaling (or a tiny image): flat histogram
-        hist = np.where(sub_area[:, None] > 0, hist / np.maximum(sub_area, 1)[:, None], 1.0 / LBP_BINS)
-        cols += list(hist.T)
+        cols += list(lbp_histograms(grey, regions, n, scale).T)
 
     yy, xx = np.indices((h, w), dtype=np.float64)
     cols += [mean(yy) / max(h - 1, 1), mean(xx) / max(w - 1, 1)]
@@ -144,6 +91,24 @@ def region_features(image: np.ndarray, regions: np.ndarray, n_regions: int | Non
     out = np.stack(cols, axis=1).astype(np.float32)
     out[area == 0] = 0.0
     return out
+
+
+def lbp_histograms(grey: np.ndarray, regions: np.ndarray, n: int, scale: int = 1) -> np.ndarray:
+    """(n, LBP_BINS) normalised uniform-LBP histogram of each region, on the grey image
+    downscaled by ``scale``; a region too small to survive the downscaling (or an image
+    under 3 pixels) gets a flat histogram."""
+    g, r = grey, regions
+    if scale > 1:
+        h, w = grey.shape
+        g = cv2.resize(grey, (max(w // scale, 1), max(h // scale, 1)), interpolation=cv2.INTER_AREA)
+        r = cv2.resize(regions.astype(np.int32), (g.shape[1], g.shape[0]), interpolation=cv2.INTER_NEAREST)
+    sub = r.ravel().astype(np.intp)
+    hist = np.zeros((n, LBP_BINS))
+    if min(g.shape) >= 3:
+        codes = local_binary_pattern(g, LBP_POINTS, LBP_RADIUS, method="uniform").astype(np.intp)
+        hist = np.bincount(sub * LBP_BINS + codes.ravel(), minlength=n * LBP_BINS).reshape(n, LBP_BINS)
+    sub_area = hist.sum(axis=1)
+    return np.where(sub_area[:, None] > 0, hist / np.maximum(sub_area, 1)[:, None], 1.0 / LBP_BINS)
 
 
 def region_adjacency(regions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -195,15 +160,13 @@ def region_label_histogram(regions: np.ndarray, label: np.ndarray, num_classes: 
     return counts.reshape(n, num_classes)
 
 
-def region_majority_labels(
-    regions: np.ndarray, label: np.ndarray, num_classes: int, ignore_index: int | None = None
-) -> np.ndarray:
-    """Majority ground-truth class of each region; -1 for regions whose pixels are all ignored.
+def region_majority_labels(regions: np.ndarray, label: np.ndarray, num_classes: int, empty: int = -1) -> np.ndarray:
+    """Majority ground-truth class of each region; ``empty`` for regions without a valid pixel.
 
-    Pixels equal to ``ignore_index`` or outside 0..num_classes-1 do not vote. Ties go to the
-    smaller class index.
+    Pixels outside 0..num_classes-1 (such as an ignore index of 255) do not vote. Ties go to
+    the smaller class index.
     """
     counts = region_label_histogram(regions, label, num_classes)
     majority = counts.argmax(axis=1).astype(np.int64)
-    majority[counts.sum(axis=1) == 0] = -1
+    majority[counts.sum(axis=1) == 0] = empty
     return majority

@@ -1,6 +1,6 @@
 """Stage (b) shared by the classical methods: label the regions of a partition.
 
-A :class:`RegionLabeller` is a :class:`~bench.methods.Method` whose subclasses only say how
+A :class:`RegionLabeller` is a :class:`~bench.method.Method` whose subclasses only say how
 to cut an image into regions (:meth:`RegionLabeller.partition`). Everything else is here:
 
 * ``fit`` partitions (a capped, seeded subset of) the training images, describes every
@@ -32,16 +32,10 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
-from baselines.features import (
-    as_rgb,
-    context_features,
-    region_adjacency,
-    region_features,
-    region_label_histogram,
-    relabel_contiguous,
-)
+from baselines.features import context_features, region_adjacency, region_features, region_majority_labels
+from baselines.preprocess import as_rgb, relabel_contiguous
 from bench.datasets.types import DatasetInfo, Split
-from bench.methods import Method
+from bench.method import Capabilities, Method
 
 CLASSIFIERS = ("et", "rf", "hgb", "logreg")
 SAMPLE_WEIGHTS = ("area", "sqrt_area", "none")
@@ -79,6 +73,24 @@ class RegionSettings:
         for name in ("max_train_images", "max_train_regions", "n_estimators"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, not {getattr(self, name)}")
+
+
+@dataclasses.dataclass
+class WorkingCopySettings(RegionSettings):
+    """Knobs of partitions computed on a downscaled, smoothed Lab copy of the image
+    (:func:`baselines.preprocess.working_lab`), whose regions are scaled back."""
+
+    #: the partition is computed on a copy whose longer side is at most this (pixels)
+    work_size: int = 160
+    #: Gaussian smoothing of the working Lab image (working pixels)
+    smooth_sigma: float = 1.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.work_size < 8:
+            raise ValueError(f"work_size must be >= 8, not {self.work_size}")
+        if self.smooth_sigma < 0:
+            raise ValueError(f"smooth_sigma must be >= 0, not {self.smooth_sigma}")
 
 
 class RegionClassifier:
@@ -182,7 +194,6 @@ class RegionData:
     features: np.ndarray  # (n, d) float32
     targets: np.ndarray  # (n,) majority class, -1 when all ignore
     area: np.ndarray  # (n,) pixels
-    counts: np.ndarray  # (n, K) ground-truth pixel counts per region
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
@@ -191,9 +202,10 @@ class RegionLabeller(Method):
 
     kind = "classical"
     Settings = RegionSettings
+    capabilities = Capabilities(partition_oracle=True, stages=True)
 
-    def __init__(self, settings: Any = None, **kwargs):
-        super().__init__(settings, **kwargs)
+    def __init__(self, settings: Any = None):
+        super().__init__(settings)
         self.classifier: RegionClassifier | None = None
         self._regions_seen: list[int] = []
         self.train_regions_per_image: float | None = None
@@ -258,24 +270,22 @@ class RegionLabeller(Method):
         cap = self.settings.max_train_images if cap is None else cap
         if n <= cap:
             return np.arange(n)
-        return np.sort(np.random.default_rng(self.seed).choice(n, cap, replace=False))
+        return np.sort(np.random.default_rng(self.context.seed).choice(n, cap, replace=False))
 
     def collect(self, train: Split) -> list[RegionData]:
         """Partition and describe the (capped) training images."""
         info = train.info
         idx = self.training_indices(len(train))
         data = []
-        for i in tqdm(idx, desc=f"{self.name}: partition train", disable=not self.progress, leave=False):
+        for i in tqdm(idx, desc=f"{self.name}: partition train", disable=not self.context.progress, leave=False):
             sample = train[int(i)]
             rgb, regions = self._partition(sample.image)
             if sample.label.shape != rgb.shape[:2]:
                 raise ValueError(f"sample {sample.id}: label {sample.label.shape} vs image {rgb.shape[:2]}")
             feats, extra = self.describe(rgb, regions)
-            counts = region_label_histogram(regions, sample.label, info.num_classes)
-            targets = counts.argmax(axis=1).astype(np.int64)
-            targets[counts.sum(axis=1) == 0] = -1
+            targets = region_majority_labels(regions, sample.label, info.num_classes)
             area = np.bincount(regions.ravel(), minlength=len(feats)).astype(np.float64)
-            data.append(RegionData(feats, targets, area, counts, extra))
+            data.append(RegionData(feats, targets, area, extra))
         return data
 
     def sample_regions(self, data: list[RegionData]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -286,7 +296,7 @@ class RegionLabeller(Method):
         keep = np.flatnonzero(y >= 0)
         cap = self.settings.max_train_regions
         if len(keep) > cap:
-            keep = np.sort(np.random.default_rng(self.seed + 1).choice(keep, cap, replace=False))
+            keep = np.sort(np.random.default_rng(self.context.seed + 1).choice(keep, cap, replace=False))
         X, y, area = X[keep], y[keep], area[keep]
         return X, y, self.sample_weights(y, area)
 
@@ -303,17 +313,15 @@ class RegionLabeller(Method):
 
     def fit_classifier(self, X: np.ndarray, y: np.ndarray, w: np.ndarray, num_classes: int) -> RegionClassifier:
         s = self.settings
-        return RegionClassifier(s.classifier, num_classes, s.n_estimators, self.seed).fit(X, y, w)
+        return RegionClassifier(s.classifier, num_classes, s.n_estimators, self.context.seed).fit(X, y, w)
 
-    def fit(self, train: Split) -> None:
-        info = train.info
+    def _fit(self, train: Split, val: Split | None) -> None:
         data = self.collect(train)
         X, y, w = self.sample_regions(data)
-        self.classifier = self.fit_classifier(X, y, w, info.num_classes)
+        self.classifier = self.fit_classifier(X, y, w, train.info.num_classes)
         self.train_regions_per_image = float(np.mean([len(d.targets) for d in data]))
-        self.fit_extra(data, info)
+        self.fit_extra(data, train.info)
         self._regions_seen = []
-        self.info = info
 
     def fit_extra(self, data: list[RegionData], info: DatasetInfo) -> None:
         """Hook for learning more after the classifier (the CRF weights)."""
@@ -345,12 +353,8 @@ class RegionLabeller(Method):
         label = np.asarray(label)
         if label.shape != rgb.shape[:2]:
             raise ValueError(f"label map {label.shape} and image {rgb.shape[:2]} differ in size")
-        counts = region_label_histogram(regions, label, info.num_classes)
-        majority = counts.argmax(axis=1).astype(np.int64)
-        majority[counts.sum(axis=1) == 0] = info.ignore_index if info.ignore_index is not None else 0
-        return majority[regions]
-
-    oracle_labels = partition_oracle
+        empty = info.ignore_index if info.ignore_index is not None else 0
+        return region_majority_labels(regions, label, info.num_classes, empty)[regions]
 
     def extra_metrics(self) -> dict[str, Any]:
         out: dict[str, Any] = {}

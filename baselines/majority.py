@@ -6,25 +6,23 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from bench.datasets.types import Split
-from bench.methods import Method, register_method
+from bench.method import Method
 
 
-@register_method("majority")
 class MajorityClass(Method):
     """Predicts the most frequent training class everywhere (the floor to beat)."""
 
     kind = "classical"
 
-    def fit(self, train: Split) -> None:
-        info = train.info
-        counts = np.zeros(info.num_classes, np.int64)
-        for sample in tqdm(train, desc="majority: count classes", disable=not self.progress, leave=False):
+    def _fit(self, train: Split, val: Split | None) -> None:
+        k = train.info.num_classes
+        counts = np.zeros(k, np.int64)
+        for sample in tqdm(train, desc="majority: count classes", disable=not self.context.progress, leave=False):
             lab = sample.label.ravel()
-            lab = lab[(lab >= 0) & (lab < info.num_classes)]
-            counts += np.bincount(lab, minlength=info.num_classes)[: info.num_classes]
+            lab = lab[(lab >= 0) & (lab < k)]
+            counts += np.bincount(lab, minlength=k)[:k]
         self.class_counts = counts
         self.majority = int(np.argmax(counts))
-        self.info = info
 
     def predict(self, image: np.ndarray) -> np.ndarray:
         self._require_fitted()

@@ -23,9 +23,8 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
-from baselines.features import relabel_contiguous, rgb_to_lab
-from baselines.labelling import RegionLabeller, RegionSettings
-from bench.methods import register_method
+from baselines.labelling import RegionLabeller, WorkingCopySettings
+from baselines.preprocess import gaussian_blur, grid_components, relabel_contiguous, upscale_labels, working_lab
 
 
 def _to_uint8(channel: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -87,14 +86,8 @@ def mser_partition(
     min_diversity: float = 0.0,
 ) -> np.ndarray:
     """MSER partition of an RGB uint8 image -> HxW int32 region ids 0..n-1."""
-    h, w = image.shape[:2]
-    scale = min(1.0, work_size / max(h, w))
-    wh, ww = max(int(round(h * scale)), 1), max(int(round(w * scale)), 1)
-    lab = rgb_to_lab(image)
-    if (wh, ww) != (h, w):
-        lab = cv2.resize(lab, (ww, wh), interpolation=cv2.INTER_AREA).reshape(wh, ww, 3)
-    if smooth_sigma > 0:
-        lab = cv2.GaussianBlur(lab, (0, 0), smooth_sigma, borderType=cv2.BORDER_REFLECT).reshape(wh, ww, 3)
+    lab = gaussian_blur(working_lab(image, work_size), smooth_sigma)
+    wh, ww = lab.shape[:2]
     channels = [_to_uint8(lab[:, :, 0], 0.0, 100.0)]
     if colour:
         channels += [_to_uint8(lab[:, :, 1], -100.0, 100.0), _to_uint8(lab[:, :, 2], -100.0, 100.0)]
@@ -117,13 +110,7 @@ def mser_partition(
     # grid so that one leftover cannot span the image); smaller ones go to the nearest region
     free = ids < 0
     if free.any():
-        step = max(max(wh, ww) / fallback_cells, 1.0)
-        ys = (np.arange(wh) / step).astype(np.int64)
-        xs = (np.arange(ww) / step).astype(np.int64)
-        cells = ys[:, None] * (int(xs.max()) + 1) + xs[None, :]
-        _, cc = cv2.connectedComponents(free.astype(np.uint8), connectivity=4, ltype=cv2.CV_32S)
-        key = np.zeros((wh, ww), np.int64)
-        key[free] = relabel_contiguous(cc[free].astype(np.int64) * (int(cells.max()) + 1) + cells[free]) + 1
+        key = grid_components(free, fallback_cells)
         sizes = np.bincount(key.ravel())
         big = sizes >= max(min_area_frac * area, 1)
         big[0] = False
@@ -131,18 +118,12 @@ def mser_partition(
             big[1 + np.argmax(sizes[1:])] = True
         keep = big[key]
         ids[keep] = int(ids.max()) + 1 + key[keep]
-    ids = relabel_contiguous(fill_nearest(ids))
-    if (wh, ww) != (h, w):
-        ids = cv2.resize(ids.astype(np.int32), (w, h), interpolation=cv2.INTER_NEAREST)
-    return relabel_contiguous(ids)
+    return upscale_labels(relabel_contiguous(fill_nearest(ids)), image.shape[:2])
 
 
 @dataclasses.dataclass
-class MserSettings(RegionSettings):
-    #: MSER runs on a copy whose longer side is at most this (pixels)
+class MserSettings(WorkingCopySettings):
     work_size: int = 240
-    #: Gaussian smoothing of the working Lab image (working pixels)
-    smooth_sigma: float = 1.0
     #: MSER threshold step (grey levels)
     delta: int = 4
     #: smallest and largest region, as fractions of the image area
@@ -160,8 +141,6 @@ class MserSettings(RegionSettings):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.work_size < 8:
-            raise ValueError(f"work_size must be >= 8, not {self.work_size}")
         if self.delta < 1:
             raise ValueError(f"delta must be >= 1, not {self.delta}")
         if not 0.0 < self.min_area_frac < self.max_area_frac <= 1.0:
@@ -170,15 +149,12 @@ class MserSettings(RegionSettings):
             )
         if self.max_variation <= 0:
             raise ValueError(f"max_variation must be > 0, not {self.max_variation}")
-        if self.smooth_sigma < 0:
-            raise ValueError(f"smooth_sigma must be >= 0, not {self.smooth_sigma}")
         if not 0.0 <= self.min_visible_frac <= 1.0:
             raise ValueError(f"min_visible_frac must be in [0, 1], not {self.min_visible_frac}")
         if not 0.0 <= self.min_diversity < 1.0:
             raise ValueError(f"min_diversity must be in [0, 1), not {self.min_diversity}")
 
 
-@register_method("mser")
 class Mser(RegionLabeller):
     Settings = MserSettings
 

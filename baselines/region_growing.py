@@ -30,9 +30,9 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from baselines.features import relabel_contiguous, rgb_to_lab
-from baselines.labelling import RegionLabeller, RegionSettings
-from bench.methods import register_method
+from baselines.features import region_adjacency
+from baselines.labelling import RegionLabeller, WorkingCopySettings
+from baselines.preprocess import gaussian_blur, relabel_contiguous, sobel_xy, upscale_labels, working_lab
 
 _SHIFTS = ((-1, 0), (1, 0), (0, -1), (0, 1))
 
@@ -107,17 +107,6 @@ def grow(colour: np.ndarray, labels: np.ndarray, threshold: float, max_iter: int
     return labels
 
 
-def adjacent_pairs(labels: np.ndarray) -> np.ndarray:
-    """(m, 2) unique pairs (a < b) of region ids that touch horizontally or vertically."""
-    a = np.concatenate([labels[:, :-1].ravel(), labels[:-1, :].ravel()]).astype(np.int64)
-    b = np.concatenate([labels[:, 1:].ravel(), labels[1:, :].ravel()]).astype(np.int64)
-    diff = a != b
-    lo, hi = np.minimum(a[diff], b[diff]), np.maximum(a[diff], b[diff])
-    n = int(labels.max()) + 1
-    codes = np.unique(lo * n + hi)
-    return np.stack([codes // n, codes % n], axis=1)
-
-
 def region_stats(colour: np.ndarray, raw: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """(n, 2C) per-region mean of ``colour`` and standard deviation of ``raw`` (texture)."""
     n = int(labels.max()) + 1
@@ -136,7 +125,7 @@ def region_stats(colour: np.ndarray, raw: np.ndarray, labels: np.ndarray) -> np.
 def merge_similar(stats: np.ndarray, labels: np.ndarray, threshold: float) -> np.ndarray:
     """Merge adjacent regions whose statistics (rows of ``stats``) are closer than ``threshold``."""
     n = int(labels.max()) + 1
-    pairs = adjacent_pairs(labels)
+    pairs, _ = region_adjacency(labels)
     if n < 2 or threshold <= 0 or len(pairs) == 0:
         return labels
     d = np.sqrt(((stats[pairs[:, 0]] - stats[pairs[:, 1]]) ** 2).sum(axis=1))
@@ -156,17 +145,10 @@ def region_growing_partition(
     min_region_frac: float = 0.002,
 ) -> np.ndarray:
     """Seeded region growing partition of an RGB uint8 image -> HxW int32 regions 0..n-1."""
-    h, w = image.shape[:2]
-    scale = min(1.0, work_size / max(h, w))
-    wh, ww = max(int(round(h * scale)), 1), max(int(round(w * scale)), 1)
-    lab = rgb_to_lab(image)
-    if (wh, ww) != (h, w):
-        lab = cv2.resize(lab, (ww, wh), interpolation=cv2.INTER_AREA).reshape(wh, ww, 3)
-    raw = lab
-    if smooth_sigma > 0:
-        lab = cv2.GaussianBlur(lab, (0, 0), smooth_sigma, borderType=cv2.BORDER_REFLECT).reshape(wh, ww, 3)
-    gx = cv2.Sobel(lab, cv2.CV_32F, 1, 0, ksize=3, borderType=cv2.BORDER_REFLECT).reshape(wh, ww, 3)
-    gy = cv2.Sobel(lab, cv2.CV_32F, 0, 1, ksize=3, borderType=cv2.BORDER_REFLECT).reshape(wh, ww, 3)
+    raw = working_lab(image, work_size)
+    lab = gaussian_blur(raw, smooth_sigma)
+    wh, ww = lab.shape[:2]
+    gx, gy = sobel_xy(lab)
     gradient = (gx * gx + gy * gy).sum(axis=2)
 
     labels = np.full((wh, ww), -1, np.int64)
@@ -186,17 +168,11 @@ def region_growing_partition(
         grow(lab, labels, np.inf)
     labels = relabel_contiguous(labels)
     labels = relabel_contiguous(merge_similar(region_stats(lab, raw, labels), labels, merge_threshold))
-    if (wh, ww) != (h, w):
-        labels = cv2.resize(labels.astype(np.int32), (w, h), interpolation=cv2.INTER_NEAREST)
-    return relabel_contiguous(labels)
+    return upscale_labels(labels, image.shape[:2])
 
 
 @dataclasses.dataclass
-class RegionGrowingSettings(RegionSettings):
-    #: the partition is computed on a copy whose longer side is at most this (pixels)
-    work_size: int = 160
-    #: Gaussian smoothing of the working Lab image (working pixels)
-    smooth_sigma: float = 1.0
+class RegionGrowingSettings(WorkingCopySettings):
     #: seeds: one per cell, this many cells along the longer side
     seed_cells: int = 16
     #: a pixel joins a region when its Lab distance to the region mean is below this
@@ -208,19 +184,16 @@ class RegionGrowingSettings(RegionSettings):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.work_size < 8:
-            raise ValueError(f"work_size must be >= 8, not {self.work_size}")
         if self.seed_cells < 1:
             raise ValueError(f"seed_cells must be >= 1, not {self.seed_cells}")
         if self.threshold <= 0:
             raise ValueError(f"threshold must be > 0, not {self.threshold}")
-        if self.smooth_sigma < 0 or self.merge_threshold < 0:
-            raise ValueError("smooth_sigma and merge_threshold must be >= 0")
+        if self.merge_threshold < 0:
+            raise ValueError(f"merge_threshold must be >= 0, not {self.merge_threshold}")
         if not 0.0 <= self.min_region_frac < 0.5:
             raise ValueError(f"min_region_frac must be in [0, 0.5), not {self.min_region_frac}")
 
 
-@register_method("region-growing")
 class RegionGrowing(RegionLabeller):
     Settings = RegionGrowingSettings
 

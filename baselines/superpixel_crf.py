@@ -11,8 +11,8 @@ Pipeline for one image:
    small floor so that no cost is infinite).
 3. Region adjacency graph (:func:`baselines.features.region_adjacency`): horizontally or
    vertically adjacent pixel pairs with different superpixel ids (``np.unique`` on the
-   pair codes, whose counts are the shared boundary lengths l_ij). Two edge features, both in units of a superpixel's side
-   (l_ij / sqrt(mean area)): the contrast-weighted length
+   pair codes, whose counts are the shared boundary lengths l_ij). Two edge features,
+   both in units of a superpixel's side (l_ij / sqrt(mean area)): the contrast-weighted length
    l_ij * exp(-||mu_i - mu_j||^2 / (2 sigma^2)) with mu the mean Lab colour and
    2 sigma^2 = the image's mean squared colour difference over edges (Boykov-Jolly), and
    the plain length.
@@ -40,11 +40,10 @@ import numpy as np
 from skimage.segmentation import slic
 from tqdm.auto import tqdm
 
-from baselines.features import relabel_contiguous
 from baselines.labelling import RegionClassifier, RegionData, RegionLabeller, RegionSettings
+from baselines.preprocess import relabel_contiguous
 from baselines.ssvm import CRFGraph, PottsCRF, train_ssvm
 from bench.datasets.types import DatasetInfo
-from bench.methods import register_method
 
 
 def superpixel_partition(
@@ -130,14 +129,13 @@ class SuperpixelSettings(RegionSettings):
             raise ValueError("ssvm_reg must be >= 0 and ssvm_lr > 0")
 
 
-@register_method("superpixel-crf")
 class SuperpixelCRF(RegionLabeller):
     Settings = SuperpixelSettings
     #: False for the unaries-only variant
     pairwise = True
 
-    def __init__(self, settings: Any = None, **kwargs):
-        super().__init__(settings, **kwargs)
+    def __init__(self, settings: Any = None):
+        super().__init__(settings)
         self.crf: PottsCRF | None = None
         self.weights: np.ndarray | None = None
         self.ssvm_objective: tuple[float, float] | None = None
@@ -164,14 +162,14 @@ class SuperpixelCRF(RegionLabeller):
         s = self.settings
         k = info.num_classes
         self.crf = PottsCRF(k, 2 if self.pairwise else 0, class_bias=s.class_bias)
-        rng = np.random.default_rng(self.seed + 2)
+        rng = np.random.default_rng(self.context.seed + 2)
         n_img = len(data)
         ssvm_idx = np.sort(rng.permutation(n_img)[: s.max_ssvm_images])
         proba: dict[int, np.ndarray] = {}
         if n_img >= 2:
             folds = rng.permutation(n_img) % min(s.unary_folds, n_img)
             for f in tqdm(range(int(folds.max()) + 1), desc=f"{self.name}: out-of-fold unaries",
-                          disable=not self.progress, leave=False):
+                          disable=not self.context.progress, leave=False):
                 held = [i for i in ssvm_idx if folds[i] == f]
                 if not held:
                     continue
@@ -180,13 +178,13 @@ class SuperpixelCRF(RegionLabeller):
                 if len(y) == 0:
                     clf = self.classifier
                 else:
-                    clf = RegionClassifier(s.classifier, k, s.n_estimators, self.seed).fit(X, y, w)
+                    clf = RegionClassifier(s.classifier, k, s.n_estimators, self.context.seed).fit(X, y, w)
                 for i in held:
                     proba[i] = clf.predict_proba(data[i].features)
         else:
             proba = {int(i): self.classifier.predict_proba(data[i].features) for i in ssvm_idx}
         graphs = [self._graph(unary_costs(proba[int(i)]), data[i].extra, data[i].targets) for i in ssvm_idx]
-        bar = tqdm(total=s.ssvm_epochs, desc=f"{self.name}: SSVM", disable=not self.progress, leave=False)
+        bar = tqdm(total=s.ssvm_epochs, desc=f"{self.name}: SSVM", disable=not self.context.progress, leave=False)
         result = train_ssvm(
             self.crf, graphs, epochs=s.ssvm_epochs, reg=s.ssvm_reg, lr=s.ssvm_lr,
             progress=lambda t, obj: (bar.update(1), bar.set_postfix(objective=f"{obj:.4f}")),
@@ -221,7 +219,6 @@ class SuperpixelCRF(RegionLabeller):
         return None if n is None else n + (0 if self.crf is None else self.crf.size)
 
 
-@register_method("superpixel-unary")
 class SuperpixelUnary(SuperpixelCRF):
     """The same pipeline without the Potts term: unaries (scaled, class-biased) alone."""
 

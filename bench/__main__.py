@@ -1,3 +1,4 @@
+"""`python -m bench`: the command line (bench.cli)."""
 import sys
 
 from bench.cli import main

@@ -54,7 +54,7 @@ def _check_device(device: str) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from bench.metrics import CONVENTIONS
     from bench.report import build_report, format_leaderboard_text
-    from bench.runner import Runner, plan_jobs
+    from bench.run import Runner, plan_jobs
     from bench.suites import load_suite
 
     executor = _check_executor(args)
@@ -71,10 +71,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     progress = not args.no_progress
     print(f"segbench: suite '{suite.name}' ({len(jobs)} jobs) on {jobs[0].dataset if jobs else '-'}"
-          f"/{args.eval_split}, device {args.device}; records in {out / 'records.jsonl'}", file=sys.stderr)
+          f"/{args.eval_split}, device {args.device}; records in {out / 'records'}", file=sys.stderr)
     runner = Runner(out, force=args.force, progress=progress, resume=not args.no_resume)
     if executor == "ray":
-        from bench.executors import DEFAULT_MAX_RETRIES, DEFAULT_NUM_CPUS, run_with_ray
+        from bench.run.executors import DEFAULT_MAX_RETRIES, DEFAULT_NUM_CPUS, run_with_ray
 
         counts = run_with_ray(runner, jobs, address=args.address,
                               max_retries=DEFAULT_MAX_RETRIES if args.max_retries is None else args.max_retries,
@@ -83,14 +83,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         counts = runner.run(jobs)
     paths = build_report(out)
     print(format_leaderboard_text(out))
-    print(f"\n{counts['ok']} done, {counts['failed']} failed, {counts['skipped']} already done (skipped; --force redoes them)")
+    busy = f", {counts['busy']} run by another process (skipped)" if counts["busy"] else ""
+    print(f"\n{counts['ok']} done, {counts['failed']} failed, {counts['skipped']} already done "
+          f"(skipped; --force redoes them){busy}")
     print("leaderboard: " + ", ".join(str(p) for p in paths.values() if str(p).endswith((".md", ".csv"))))
     return 1 if counts["failed"] else 0
 
 
 def _check_executor(args: argparse.Namespace) -> str:
     """The --executor name, checked (with its options) before any work."""
-    from bench.executors import check_executor, import_ray
+    from bench.run.executors import check_executor, import_ray
 
     check_executor(args.executor)
     if args.executor == "ray":
@@ -105,7 +107,7 @@ def _check_executor(args: argparse.Namespace) -> str:
 
 def cmd_list(args: argparse.Namespace) -> int:
     from bench.datasets import DEFAULT_DATASET, dataset_class, dataset_names
-    from bench.methods import method_class, method_names
+    from bench.method import method_class, method_names
     from bench.suites import load_suite, suite_names
 
     print("methods:")
@@ -127,12 +129,15 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from bench.records import RECORDS_FILE
     from bench.report import build_report, format_leaderboard_text
+    from bench.store import RecordStore
 
     out = Path(args.out)
-    if not (out / RECORDS_FILE).exists():
-        raise CliError(f"{out / RECORDS_FILE}: no records to report (run `python -m bench run` first)")
+    store = RecordStore(out)
+    if not store.records():
+        raise CliError(f"{out}: no records to report (run `python -m bench run` first)")
+    if store.records_dir.is_dir():  # bring the export up to date (a killed run leaves it behind)
+        store.export()
     paths = build_report(out)
     print(format_leaderboard_text(out))
     print("\nwritten: " + ", ".join(str(p) for p in paths.values()))
@@ -150,7 +155,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from deep.summary import format_table, model_table
+    from bench.speed.model_table import format_table, model_table
 
     table = model_table(input_hw=args.input, num_classes=args.num_classes, width=args.width)
     print(format_table(table, args.format))
@@ -183,19 +188,18 @@ def cmd_speed(args: argparse.Namespace) -> int:
 
 
 def cmd_boundaries(args: argparse.Namespace) -> int:
-    from bench.boundary_bench import METHODS, format_boundary_table, run_boundary_benchmark
-    from baselines.edges import EDGE_FUNCTIONS
+    from bench.boundaries import format_boundary_table, run_boundary_benchmark
+    from bench.metrics.boundary_matching import MATCHINGS
 
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    unknown = [m for m in methods if m not in EDGE_FUNCTIONS]
-    if unknown or not methods:
-        raise CliError(f"--methods: unknown {', '.join(unknown) or '(none given)'}; known: {', '.join(EDGE_FUNCTIONS)}")
-    if args.matching not in METHODS:
-        raise CliError(f"--matching must be one of {', '.join(METHODS)}")
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods is not None else None
+    if methods == []:
+        raise CliError("--methods: no method given")
+    if args.matching not in MATCHINGS:
+        raise CliError(f"--matching must be one of {', '.join(MATCHINGS)}")
     if args.thresholds < 1 or (args.limit is not None and args.limit < 1):
         raise CliError("--thresholds and --limit must be >= 1")
     df = run_boundary_benchmark(args.data_root, args.split, methods, thresholds=args.thresholds, limit=args.limit,
-                                progress=not args.no_progress, method=args.matching)
+                                progress=not args.no_progress, matching=args.matching)
     print(format_boundary_table(df, args.format))
     return 0
 
@@ -293,7 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
     bd = sub.add_parser("boundaries", help="BSDS500 boundary benchmark of the edge detectors: ODS, OIS, AP")
     bd.add_argument("--data-root", required=True, help="the BSDS500 folder (e.g. ../shared/datasets/bsds500)")
     bd.add_argument("--split", default="val", choices=["train", "val", "test"], help="default val")
-    bd.add_argument("--methods", default="sobel,laplacian,log,canny", help="comma-separated edge detectors")
+    bd.add_argument("--methods", default=None,
+                    help="comma-separated edge methods (default: every registered method with an edge map)")
     bd.add_argument("--thresholds", type=int, default=33, help="thresholds swept (default 33; the reference uses 99)")
     bd.add_argument("--limit", type=int, default=None, help="only the first N images")
     bd.add_argument("--matching", default="maximum",

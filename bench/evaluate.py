@@ -2,21 +2,20 @@
 
 Both folders hold single-channel PNGs whose pixel values are class indices (8- or
 16-bit grey, or palette images whose palette indices are the classes); files are paired
-by name. A 3-channel PNG whose three channels are equal is accepted as grey. Everything
-is scored by :class:`bench.metrics.Scorer`, the same code the runner uses.
+by name. Masks are read by :func:`bench.datasets.decoding.read_index_mask`, the reader of
+every dataset (a 3-channel PNG whose three channels are equal is accepted as grey), and
+scored by :class:`bench.metrics.Scorer`, the same code the runner uses.
 """
 
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
-from PIL import Image
-
+from bench.datasets.decoding import read_index_mask
 from bench.errors import SegbenchError
+from bench.files import dumps
+from bench.formatting import fmt_value
 from bench.metrics import CONVENTIONS, Scorer
 
 
@@ -40,40 +39,15 @@ def _listing(names: Sequence[str], limit: int = 5) -> str:
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
-def read_index_png(path: Path) -> np.ndarray:
-    """An index PNG as an HxW integer array; raises EvaluateError naming the file."""
-    try:
-        with Image.open(path) as im:
-            im.load()
-            mode = im.mode
-            arr = np.asarray(im)
-    except (OSError, ValueError) as e:
-        raise EvaluateError(f"{path}: cannot read PNG ({e})") from None
-    if mode == "1":
-        arr = arr.astype(np.uint8)
-    if arr.ndim == 3:
-        if arr.shape[2] == 3 and np.array_equal(arr[..., 0], arr[..., 1]) and np.array_equal(arr[..., 0], arr[..., 2]):
-            arr = arr[..., 0]
-        else:
-            raise EvaluateError(
-                f"{path}: mask has {arr.shape[2]} channels (mode {mode}); expected a single-channel "
-                f"index PNG (grey or palette), or 3 equal channels"
-            )
-    if arr.ndim != 2:
-        raise EvaluateError(f"{path}: expected a 2-D index image, got shape {arr.shape}")
-    if arr.dtype.kind not in "iu":
-        raise EvaluateError(f"{path}: pixel type {arr.dtype} is not an integer index")
-    return np.ascontiguousarray(arr)
-
-
 def evaluate_folders(pred_dir: str | Path, gt_dir: str | Path, num_classes: int, ignore_index: int | None = None,
                      convention: str = "mmseg", boundary: bool = True, progress: bool = True) -> dict:
     """Score predicted index PNGs against GT index PNGs of the same names.
 
     Returns :meth:`bench.metrics.Scorer.result` plus ``pred_dir``, ``gt_dir``,
     ``num_classes`` and ``ignore_index``. Raises :class:`EvaluateError` for a missing
-    folder, a folder without PNGs, file names that differ, sizes that differ, a mask that
-    is not single-channel or labels outside the class range.
+    folder, a folder without PNGs, file names that differ, sizes that differ or labels
+    outside the class range, and the reader's :class:`~bench.datasets.types.DatasetError`
+    for an unreadable file or a mask that is not single-channel; each names the file.
     """
     if convention not in CONVENTIONS:
         raise EvaluateError(f"unknown mIoU convention {convention!r}; choose one of {', '.join(CONVENTIONS)}")
@@ -100,8 +74,8 @@ def evaluate_folders(pred_dir: str | Path, gt_dir: str | Path, num_classes: int,
 
         names = tqdm(gt_names, desc="evaluate", unit="img", leave=False)
     for name in names:
-        pred = read_index_png(pred_dir / name)
-        gt = read_index_png(gt_dir / name)
+        pred = read_index_mask(pred_dir / name)
+        gt = read_index_mask(gt_dir / name)
         if pred.shape != gt.shape:
             raise EvaluateError(
                 f"{name}: prediction is {pred.shape[1]}x{pred.shape[0]} but ground truth is "
@@ -119,25 +93,8 @@ def evaluate_folders(pred_dir: str | Path, gt_dir: str | Path, num_classes: int,
 # ---------------------------------------------------------------------------------------
 # output
 # ---------------------------------------------------------------------------------------
-def _clean(value: Any) -> Any:
-    """NaN/inf -> None (JSON null), numpy scalars -> Python numbers."""
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def _fmt(value: Any, digits: int = 4) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
+def _fmt4(value: Any) -> str:
+    return fmt_value(value, digits=4)
 
 
 _SUMMARY = (("mIoU", "miou"), ("pixel acc", "pixel_acc"), ("mean acc", "mean_acc"), ("fwIoU", "fwiou"),
@@ -152,7 +109,7 @@ def format_result(result: dict, fmt: str = "text", class_names: Sequence[str] | 
                 "confusion_matrix")
         out = {k: result[k] for k in keys if k in result}
         out.update({k: v for k, v in result.items() if k not in out})
-        return json.dumps(_clean(out), allow_nan=False)
+        return dumps(out, sort_keys=False, allow_nan=False)
     if fmt not in ("md", "text"):
         raise ValueError(f"unknown format {fmt!r}; choose json, md or text")
 
@@ -160,11 +117,11 @@ def format_result(result: dict, fmt: str = "text", class_names: Sequence[str] | 
     acc = result.get("acc") or []
     names = list(class_names) if class_names is not None else [str(i) for i in range(len(iou))]
     conv = result.get("miou_convention", "mmseg")
-    summary = [(f"{label} ({conv})" if key == "miou" else label, _fmt(result.get(key))) for label, key in _SUMMARY]
+    summary = [(f"{label} ({conv})" if key == "miou" else label, _fmt4(result.get(key))) for label, key in _SUMMARY]
     by = result.get("miou_by_convention") or {}
-    summary += [(f"mIoU ({c})", _fmt(v)) for c, v in by.items() if c != conv]
-    summary.append(("images", _fmt(result.get("n_images"))))
-    per_class = [(names[i] if i < len(names) else str(i), _fmt(iou[i]), _fmt(acc[i] if i < len(acc) else None))
+    summary += [(f"mIoU ({c})", _fmt4(v)) for c, v in by.items() if c != conv]
+    summary.append(("images", _fmt4(result.get("n_images"))))
+    per_class = [(names[i] if i < len(names) else str(i), _fmt4(iou[i]), _fmt4(acc[i] if i < len(acc) else None))
                  for i in range(len(iou))]
 
     if fmt == "md":

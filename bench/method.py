@@ -77,6 +77,8 @@ class Capabilities:
     network: bool = False
     #: ``edge_strength(image)``: an HxW boundary strength map (the BSDS500 benchmark)
     edge_map: bool = False
+    #: ``predict_with_stages(image)``: (labels, seconds by stage) for per-stage timing
+    stages: bool = False
 
 
 class Method(ABC):

@@ -3,7 +3,7 @@
 This machine is offline, so nothing is ever downloaded implicitly:
 
 * :func:`load_vgg16_weights` maps a torchvision VGG16 (``features.N.*``,
-  ``classifier.0`` / ``classifier.3``) or VGG16-BN state_dict onto a network's VGG body
+  ``classifier.0`` / ``classifier.3``) or VGG16-BN state_dict onto a network's VGG encoder
   (13 convs, optional BN, fc6 / fc7 reshaped to 7x7 / 1x1 convolutions). ``source`` is a
   state_dict, a path to a saved one, or ``"imagenet"`` -- torchvision's file in the torch
   hub cache (``torch.hub.get_dir()/checkpoints/vgg16-397923af.pth`` or
@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from bench.errors import SegbenchError
+from deep.models.vgg import VGGEncoder
 
 VGG16_URL = "https://download.pytorch.org/models/vgg16-397923af.pth"
 VGG16_BN_URL = "https://download.pytorch.org/models/vgg16_bn-6c64b313.pth"
@@ -107,15 +108,23 @@ def _copy(dst: torch.Tensor, src: torch.Tensor, what: str) -> None:
         dst.copy_(src.to(dtype=dst.dtype, device=dst.device))
 
 
+def vgg_encoder(model: nn.Module) -> VGGEncoder:
+    """The VGG16 encoder of a network (or the encoder itself); TypeError when it has none."""
+    encoder = model if isinstance(model, VGGEncoder) else getattr(model, "encoder", None)
+    if not isinstance(encoder, VGGEncoder):
+        raise TypeError(f"{type(model).__name__} has no VGG16 body (no VGGEncoder)")
+    return encoder
+
+
 def load_vgg16_weights(
-    model_encoder: nn.Module,
+    model: nn.Module,
     source: str | os.PathLike | Mapping[str, Any],
     batch_norm: bool,
 ) -> list[str]:
-    """Copy torchvision VGG16(-BN) weights into the VGG body of ``model_encoder``.
+    """Copy torchvision VGG16(-BN) weights into the VGG encoder of ``model``.
 
-    ``model_encoder``: a network of :mod:`deep.models` with a VGG16 body (anything with
-    ``vgg16_layers()``). ``batch_norm``: whether the body (and so the file) is VGG16-BN.
+    ``model``: a network of :mod:`deep.models` with a :class:`VGGEncoder` (or the encoder).
+    ``batch_norm``: whether the body (and so the file) is VGG16-BN.
     fc6 / fc7 are loaded when the body has them (the Linear weights of ``classifier.0`` /
     ``classifier.3`` reshaped to 7x7 / 1x1 convolutions; BN after them, where the network
     has it, keeps its fresh init). Returns the state_dict keys that were used.
@@ -124,36 +133,9 @@ def load_vgg16_weights(
     (with / without BN) is not the one asked for, and :class:`WeightsUnavailable` when the
     file is missing or unreadable.
     """
-    if not hasattr(model_encoder, "vgg16_layers"):
-        raise TypeError(
-            f"{type(model_encoder).__name__} has no VGG16 body (no vgg16_layers())"
-        )
-    layers = model_encoder.vgg16_layers()
-    name = getattr(model_encoder, "name", type(model_encoder).__name__)
-    if layers["batch_norm"] != batch_norm:
-        raise ValueError(
-            f"{name}: its VGG16 body {'has' if layers['batch_norm'] else 'has no'} batch norm, "
-            f"but batch_norm={batch_norm} was asked for"
-        )
-    width = getattr(model_encoder, "width", 1.0)
-    if width != 1.0:
-        raise ValueError(
-            f"{name}: ImageNet VGG16 weights exist only at width=1 (got width={width:g}); "
-            "use pretrained=None for a narrower network"
-        )
-    state = resolve_source(source, batch_norm)
-    has_bn = _layout_has_bn(state)
-    if "features.0.weight" not in state:
-        raise ValueError("not a torchvision VGG16 state_dict (no features.0.weight)")
-    if has_bn != batch_norm:
-        raise ValueError(
-            f"{name}: needs a {'VGG16-BN' if batch_norm else 'VGG16'} state_dict "
-            f"({vgg16_filename(batch_norm)}), got a {'VGG16-BN' if has_bn else 'VGG16'} one"
-        )
-    indices = VGG16_BN_CONV_INDICES if batch_norm else VGG16_CONV_INDICES
-    convs = layers["convs"]
-    if len(convs) != len(indices):
-        raise ValueError(f"{name}: expected 13 VGG16 convolutions, found {len(convs)}")
+    encoder = vgg_encoder(model)
+    name = getattr(model, "name", "") or type(model).__name__
+    state = _checked_state(encoder, name, source, batch_norm)
     used: list[str] = []
 
     def take(key: str) -> torch.Tensor:
@@ -162,7 +144,8 @@ def load_vgg16_weights(
         used.append(key)
         return state[key]
 
-    for block, i in zip(convs, indices):
+    indices = VGG16_BN_CONV_INDICES if batch_norm else VGG16_CONV_INDICES
+    for block, i in zip(encoder.convs(), indices):
         _copy(block.conv.weight, take(f"features.{i}.weight"), f"features.{i}.weight")
         _copy(block.conv.bias, take(f"features.{i}.bias"), f"features.{i}.bias")
         if batch_norm:
@@ -171,7 +154,7 @@ def load_vgg16_weights(
                 _copy(getattr(bn, attr), take(f"features.{j}.{attr}"), f"features.{j}.{attr}")
             if f"features.{j}.num_batches_tracked" in state:
                 _copy(bn.num_batches_tracked, take(f"features.{j}.num_batches_tracked"), "num_batches_tracked")
-    for fc, key in ((layers["fc6"], "classifier.0"), (layers["fc7"], "classifier.3")):
+    for fc, key in ((encoder.fc6, "classifier.0"), (encoder.fc7, "classifier.3")):
         if fc is None:
             continue
         w = take(f"{key}.weight")
@@ -185,6 +168,33 @@ def load_vgg16_weights(
         _copy(conv.weight, w.reshape(conv.weight.shape), f"{key}.weight")
         _copy(conv.bias, take(f"{key}.bias"), f"{key}.bias")
     return used
+
+
+def _checked_state(encoder: VGGEncoder, name: str, source: str | os.PathLike | Mapping[str, Any],
+                   batch_norm: bool) -> dict:
+    """The state_dict of ``source`` once the encoder and the file are known to fit."""
+    if encoder.batch_norm != batch_norm:
+        raise ValueError(
+            f"{name}: its VGG16 body {'has' if encoder.batch_norm else 'has no'} batch norm, "
+            f"but batch_norm={batch_norm} was asked for"
+        )
+    if encoder.width != 1.0:
+        raise ValueError(
+            f"{name}: ImageNet VGG16 weights exist only at width=1 (got width={encoder.width:g}); "
+            "use pretrained=None for a narrower network"
+        )
+    state = resolve_source(source, batch_norm)
+    if "features.0.weight" not in state:
+        raise ValueError("not a torchvision VGG16 state_dict (no features.0.weight)")
+    has_bn = _layout_has_bn(state)
+    if has_bn != batch_norm:
+        raise ValueError(
+            f"{name}: needs a {'VGG16-BN' if batch_norm else 'VGG16'} state_dict "
+            f"({vgg16_filename(batch_norm)}), got a {'VGG16-BN' if has_bn else 'VGG16'} one"
+        )
+    if len(encoder.convs()) != len(VGG16_CONV_INDICES):
+        raise ValueError(f"{name}: expected 13 VGG16 convolutions, found {len(encoder.convs())}")
+    return state
 
 
 def download_vgg16(
@@ -209,3 +219,26 @@ def download_vgg16(
             f"machine with internet and put it at {dest}; pretrained=None trains from scratch"
         ) from e
     return dest
+
+
+def check_pretrained(name: str, pretrained: str | None, width: float, *, batch_norm: bool) -> None:
+    """Fail before building a large network when the weights cannot be loaded anyway."""
+    if pretrained is None:
+        return
+    if not isinstance(pretrained, (str, os.PathLike)):
+        raise ValueError(
+            f"{name}: pretrained must be None, 'imagenet' or a path, got {pretrained!r}"
+        )
+    if width != 1:
+        raise ValueError(
+            f"{name}: ImageNet VGG16 weights exist only at width=1 (got width={width:g}); "
+            "use pretrained=None for a narrower network"
+        )
+    source_path(pretrained, batch_norm)
+
+
+def load_pretrained(model: nn.Module, pretrained: str | None, *, batch_norm: bool) -> None:
+    """Load ImageNet VGG16(-BN) weights into ``model``'s encoder when ``pretrained`` is given."""
+    if pretrained is None:
+        return
+    load_vgg16_weights(model, pretrained, batch_norm=batch_norm)

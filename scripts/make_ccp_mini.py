@@ -31,7 +31,8 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.datasets.ccp import decode_ccp_mat, read_label_list  # noqa: E402
-from bench.datasets.io import read_rgb  # noqa: E402
+from bench.datasets.decoding import read_rgb  # noqa: E402
+from bench.datasets.file_split import resize_label  # noqa: E402
 
 MAX_ID = 800
 
@@ -46,13 +47,6 @@ def crop_23(a: np.ndarray) -> np.ndarray:
     nw = int(round(h / 1.5))
     left = (w - nw) // 2
     return a[:, left : left + nw]
-
-
-def nearest(label: np.ndarray, w: int, h: int) -> np.ndarray:
-    H, W = label.shape
-    rows = np.minimum(((np.arange(h) + 0.5) * H / h).astype(np.int64), H - 1)
-    cols = np.minimum(((np.arange(w) + 0.5) * W / w).astype(np.int64), W - 1)
-    return label[rows[:, None], cols[None, :]]
 
 
 def main(argv=None) -> int:
@@ -99,7 +93,7 @@ def main(argv=None) -> int:
         if img.shape[:2] != lab.shape:
             raise SystemExit(f"{sid}: photo {img.shape[:2]} and annotation {lab.shape} differ in size")
         img_s = cv2.resize(crop_23(img), (w, h), interpolation=cv2.INTER_AREA)
-        lab_s = nearest(crop_23(lab), w, h)
+        lab_s = resize_label(crop_23(lab), (h, w))
         Image.fromarray(img_s).save(out / "images" / f"{sid}.jpg", quality=args.quality, optimize=True)
         Image.fromarray(lab_s.astype(np.uint8), mode="L").save(out / "masks" / f"{sid}.png", optimize=True)
 

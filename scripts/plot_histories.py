@@ -2,7 +2,7 @@
 
     python scripts/plot_histories.py OUT.png NAME-history.csv [...]
 
-Each CSV is a trainer ``history.csv`` (deep/train.py); the network name is the file name
+Each CSV is a trainer ``history.csv`` (deep/engine/loop.py); the network name is the file name
 up to ``-history``. Used for docs/camvid-deep/curves.png.
 """
 

@@ -2,12 +2,12 @@
 
 Each ``fake_*`` fixture writes a tiny tree in the real on-disk layout of one dataset
 family under ``tmp_path`` and returns its root; tests may damage the files freely.
-The ``write_*`` helpers are plain functions so that other tests can build their own.
+The ``write_*`` and ``make_*`` helpers are plain functions (``from conftest import ...``) so
+that other tests can build their own.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +43,16 @@ def cell(items) -> np.ndarray:
     for j, v in enumerate(items):
         c[0, j] = v
     return c
+
+
+def write_label_list(path: Path, names) -> Path:
+    """CCP's ``label_list.mat``: the class names as a 1xK cell of strings."""
+    return write_mat(path, label_list=cell([np.array([n]) for n in names]))
+
+
+def write_bsds_gt(path: Path, annotators) -> Path:
+    """A BSDS ``groundTruth`` .mat: one (Segmentation, Boundaries) struct per annotator."""
+    return write_mat(path, groundTruth=cell([{"Segmentation": s, "Boundaries": b} for s, b in annotators]))
 
 
 def make_camvid(root: Path, splits=None, size=(36, 48), seed=0) -> Path:
@@ -141,7 +151,7 @@ def fake_ccp(tmp_path) -> Path:
     """CCP layout with 12 annotated photos (ids 0001-0012) and 2 photos without annotation."""
     root = tmp_path / "ccp"
     rng = np.random.default_rng(4)
-    write_mat(root / "label_list.mat", label_list=cell([np.array([n]) for n in CCP_NAMES]))
+    write_label_list(root / "label_list.mat", CCP_NAMES)
     for j in range(1, 15):
         sid = f"{j:04d}"
         write_image(root / "photos" / f"{sid}.jpg", rand_image(rng, 30, 20), quality=90)
@@ -158,12 +168,9 @@ def fake_bsds(tmp_path) -> Path:
     for j, (h, w) in enumerate([(21, 31), (31, 21), (21, 31)]):
         sid = str(100075 + j)
         write_image(root / "images" / "val" / f"{sid}.jpg", rand_image(rng, h, w), quality=90)
-        annot = []
-        for _ in range(3 + j):
-            seg = rng.integers(1, 4, (h, w)).astype(np.uint16)
-            bnd = (rng.random((h, w)) < 0.1).astype(np.uint8)
-            annot.append({"Segmentation": seg, "Boundaries": bnd})
-        write_mat(root / "groundTruth" / "val" / f"{sid}.mat", groundTruth=cell(annot))
+        annotators = [(rng.integers(1, 4, (h, w)).astype(np.uint16), (rng.random((h, w)) < 0.1).astype(np.uint8))
+                      for _ in range(3 + j)]
+        write_bsds_gt(root / "groundTruth" / "val" / f"{sid}.mat", annotators)
     return root
 
 
@@ -186,18 +193,8 @@ def real_data() -> Path:
     return REAL_DATA
 
 
-def write_json(path: Path, obj) -> Path:
-    path.write_text(json.dumps(obj))
-    return path
+def read_records(out_dir) -> list[dict]:
+    """Every record of a results folder as plain dicts (oldest first), read through the store."""
+    from bench.store import RecordStore
 
-
-@pytest.fixture(scope="session")
-def ds_writers():
-    """The writer helpers of this file, for tests that build their own trees:
-    ``write_image``, ``rand_image``, ``write_mat``, ``cell``, ``make_camvid``, ``write_json``."""
-    from types import SimpleNamespace
-
-    return SimpleNamespace(
-        write_image=write_image, rand_image=rand_image, write_mat=write_mat, cell=cell,
-        make_camvid=make_camvid, write_json=write_json,
-    )
+    return [r.to_dict() for r in RecordStore(out_dir).records()]

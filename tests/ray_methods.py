@@ -3,7 +3,7 @@
 They live in a module of their own, not in the test file, because a Ray worker looks a
 job's method up by name in its own registry: the worker must import this module to know
 them. The tests put this folder on the workers' PYTHONPATH (``runtime_env``) and pass
-``setup_modules=("ray_methods",)`` to :func:`bench.executors.run_with_ray`, which imports
+``setup_modules=("ray_methods",)`` to :func:`bench.run.executors.run_with_ray`, which imports
 it in the worker before the job runs. The driver imports it too (to plan the jobs).
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.methods import Method, register_method
+from bench.method import Method, register_method
 
 
 @dataclasses.dataclass
@@ -44,7 +44,7 @@ class _KillsItsWorker(Method):
 class KillOnce(_KillsItsWorker):
     """SIGKILLs its own worker on the first attempt, fits on the next."""
 
-    def fit(self, train):
+    def _fit(self, train, val):
         if self._attempt() == 1:
             os.kill(os.getpid(), signal.SIGKILL)
         self.info = train.info
@@ -54,6 +54,6 @@ class KillOnce(_KillsItsWorker):
 class KillAlways(_KillsItsWorker):
     """SIGKILLs its own worker on every attempt."""
 
-    def fit(self, train):
+    def _fit(self, train, val):
         self._attempt()
         os.kill(os.getpid(), signal.SIGKILL)

@@ -17,13 +17,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import cell, write_mat
+from conftest import write_bsds_gt, write_label_list, write_mat
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
 from bench.datasets import DatasetError, get_dataset
-from bench.datasets.io import read_index_mask, read_rgb
+from bench.datasets.decoding import read_index_mask, read_rgb
 
 SETTINGS = settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -182,6 +182,12 @@ def check_sample(split, index: int, spec: Spec, image: Path, mask: Path, expect_
         np.testing.assert_array_equal(s.label.astype(np.int64), expect_label, err_msg=str(spec))
 
 
+def check_split(split, written: dict) -> None:
+    """:func:`check_sample` for every sample of ``split``; ``written`` maps its ids to what was written."""
+    for i, sid in enumerate(split.ids):
+        check_sample(split, i, *written[sid])
+
+
 def _write_pair(spec: Spec, image: Path, mask: Path, valid: np.ndarray, encode_label=None):
     rng = np.random.default_rng(spec.seed)
     expect_rgb = write_test_image(image, spec.image_mode, spec.image_fmt, rng, spec.h, spec.w)
@@ -328,8 +334,7 @@ def test_folder_reader_with_colour_masks(samples, unknown):
             lab = np.where(lab == len(colours) - 1, 255, lab)
             written[name] = (spec, image, mask, expect_rgb, lab)
         split = get_dataset("folder", root).split("train")
-        for i, name in enumerate(split.ids):
-            check_sample(split, i, *written[name])
+        check_split(split, written)
 
 
 @SETTINGS
@@ -354,8 +359,7 @@ def test_folder_reader_with_index_masks(samples, k, ignore_kind):
         assert ds.info.num_classes == k and ds.info.ignore_index == ignore
         split = ds.split("train")
         assert sorted(split.ids) == sorted(written)
-        for i, name in enumerate(split.ids):
-            check_sample(split, i, *written[name])
+        check_split(split, written)
 
 
 @SETTINGS
@@ -367,7 +371,7 @@ def test_ccp_reader_with_mat_annotations(samples, k, dtype, negative):
     valid = np.arange(k) if dtype == "int8" else np.append(np.arange(k), 255)  # + the ignore index, where it fits
     with tempfile.TemporaryDirectory() as d:
         root = Path(d) / "ccp"
-        write_mat(root / "label_list.mat", label_list=cell([np.array([n]) for n in names]))
+        write_label_list(root / "label_list.mat", names)
         written = {}
         for j, spec in enumerate(samples):
             sid = f"{j + 1:04d}"
@@ -395,8 +399,7 @@ def test_ccp_reader_with_mat_annotations(samples, k, dtype, negative):
         ds = get_dataset("ccp", root, train_ids=sorted(written))
         split = ds.split("train")
         assert split.ids == sorted(written)
-        for i, sid in enumerate(split.ids):
-            check_sample(split, i, *written[sid])
+        check_split(split, written)
 
 
 @SETTINGS
@@ -414,8 +417,7 @@ def test_isbi2012_reader(samples):
         ds = get_dataset("isbi2012", root, val_fraction=0.5)
         for name in ds.split_names():
             split = ds.split(name)
-            for i, sid in enumerate(split.ids):
-                check_sample(split, i, *written[sid])
+            check_split(split, written)
 
 
 @SETTINGS
@@ -443,8 +445,8 @@ def test_bsds500_reader(samples, annotators, bnd_dtype, disagree):
                     seg = rng.integers(1, 4, shape).astype(np.uint16)
                     bnd = rng.random(shape) < 0.2
                     bnds.append(bnd)
-                    annots.append({"Segmentation": seg, "Boundaries": bnd.astype(bnd_dtype)})
-                write_mat(path, groundTruth=cell(annots))
+                    annots.append((seg, bnd.astype(bnd_dtype)))
+                write_bsds_gt(path, annots)
                 if not bad_shape:
                     boundary["label"] = np.logical_or.reduce(bnds).astype(np.int64)
 
@@ -453,8 +455,7 @@ def test_bsds500_reader(samples, annotators, bnd_dtype, disagree):
                 spec.bad_value = -1  # marks the sample as bad (the .mat file)
             written[sid] = (spec, image, mask, expect_rgb, boundary.get("label"))
         split = get_dataset("bsds500", root).split("val")
-        for i, sid in enumerate(split.ids):
-            check_sample(split, i, *written[sid])
+        check_split(split, written)
 
 
 @SETTINGS

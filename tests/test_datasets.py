@@ -12,16 +12,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from bench.datasets import DEFAULT_DATASET, DatasetError, DatasetInfo, dataset_names, get_dataset
-from bench.datasets.io import (
-    check_label_range,
-    colour_mask_to_index,
-    pair_files,
-    read_index_mask,
-    read_rgb,
-    resize_pair,
-    split_ids,
+from bench.datasets import (
+    DEFAULT_DATASET, Dataset, DatasetError, DatasetInfo, InMemorySplit, Sample, dataset_class, dataset_names,
+    get_dataset, register_dataset,
 )
+from bench.datasets.decoding import check_label_range, colour_mask_to_index, read_index_mask, read_rgb
+from bench.datasets.file_split import resize_pair
+from bench.datasets.pairing import pair_files, split_ids
+from bench.datasets.palettes import colorize
 
 from conftest import CCP_NAMES, LANDCOVER_COLOURS, rand_image, write_image, write_mat
 
@@ -134,6 +132,18 @@ class TestMasks:
         with pytest.raises(DatasetError, match=r"colour.png.*x=2, y=1.*\(200, 10, 10\)"):
             read_index_mask(p)
 
+    def test_index_mask_format_from_content_not_suffix(self, tmp_path):
+        m = np.random.default_rng(0).integers(0, 12, (8, 9), dtype=np.uint8)
+        jpeg = tmp_path / "lossy.png"
+        Image.fromarray(m).save(jpeg, format="JPEG", quality=95)
+        with pytest.raises(DatasetError, match=r"lossy.png: the file is JPEG"):
+            read_index_mask(jpeg)
+        bmp = tmp_path / "mask.png"
+        Image.fromarray(m).save(bmp, format="BMP")
+        np.testing.assert_array_equal(read_index_mask(bmp), m)  # lossless: accepted by default
+        with pytest.raises(DatasetError, match=r"mask.png: the file is BMP, not PNG"):
+            read_index_mask(bmp, formats=("PNG",))
+
     def test_colour_to_index_vectorised(self):
         pal = np.array([[10, 20, 30], [0, 255, 0], [255, 255, 255]], np.uint8)
         idx = np.random.default_rng(0).integers(0, 4, (50, 60))
@@ -226,6 +236,73 @@ def test_registry_lists_all_and_rejects_bad_options(fake_camvid):
     with pytest.raises(DatasetError, match="needs --data-root"):
         get_dataset("camvid")
     assert DEFAULT_DATASET == "ccp-mini"
+
+
+def test_every_entry_point_is_a_dataset_named_by_the_registry():
+    for name in dataset_names():
+        cls = dataset_class(name)
+        assert issubclass(cls, Dataset) and cls.name == name
+
+
+def test_register_dataset_and_import_specs(monkeypatch):
+    import bench.datasets
+
+    registry = bench.datasets._REGISTRY
+    monkeypatch.setattr(registry, "_classes", dict(registry._classes))  # the test's class is gone afterwards
+
+    @register_dataset("test-tiny")
+    class Tiny(Dataset):
+        builtin = True
+        info = DatasetInfo("test-tiny", ("a",), np.zeros((1, 3), np.uint8))
+
+        def split_names(self):
+            return ["train"]
+
+        def split(self, name):
+            return InMemorySplit(self.info, name, [Sample(np.zeros((2, 2, 3), np.uint8), np.zeros((2, 2), np.uint8), "0")])
+
+    assert get_dataset("test-tiny").split("train").ids == ["0"] and Tiny.name == "test-tiny"
+    assert "test-tiny" in dataset_names()
+    with pytest.raises(ValueError, match="camvid' (is already an entry point|registered twice)"):
+        register_dataset("camvid")(Tiny)
+    assert dataset_class("bench.datasets.camvid:CamVidDataset") is dataset_class("camvid")
+    with pytest.raises(DatasetError, match="is not a bench.datasets.Dataset"):
+        dataset_class("bench.datasets.types:DatasetInfo")
+
+
+def test_dataset_info_colorize_is_the_palette_colorize():
+    info = DatasetInfo("t", ("a", "b"), np.array([[10, 20, 30], [40, 50, 60]], np.uint8), ignore_index=255)
+    lab = np.array([[0, 1], [255, 7]], np.uint8)
+    rgb = info.colorize(lab)
+    np.testing.assert_array_equal(rgb, colorize(lab, info.palette, 255))
+    assert rgb[0, 1].tolist() == [40, 50, 60] and rgb[1].tolist() == [[0, 0, 0], [0, 0, 0]]
+
+
+#: trees that cannot be opened at all: (dataset, fixture giving the root, damage, what the error names)
+BROKEN_TREES = [
+    pytest.param("camvid", "tmp_path", lambda root: None, "no CamVid split", id="camvid-empty-root"),
+    pytest.param("folder", "fake_folder_colour",
+                 lambda root: (root / "classes.yaml").write_text(yaml.safe_dump({"classes": [{"name": "x", "color": [1, 2]}]})),
+                 "classes.yaml", id="folder-bad-class-file"),
+    pytest.param("folder", "fake_folder_colour",
+                 lambda root: write_image(root / "images" / "stray.png", np.zeros((4, 4, 3), np.uint8)),
+                 "stray.png", id="folder-mixed-layout"),
+    pytest.param("folder", "tmp_path", lambda root: (root / "masks").mkdir(), "images", id="folder-no-images"),
+    pytest.param("landcover", "fake_landcover", lambda root: (root / "105_mask.png").unlink(), "105_sat.jpg",
+                 id="landcover-image-without-mask"),
+    pytest.param("ccp", "fake_ccp", lambda root: (root / "photos" / "0007.jpg").unlink(),
+                 "0007.mat: annotation without a photo", id="ccp-annotation-without-photo"),
+    pytest.param("ccp", "fake_ccp", lambda root: (root / "label_list.mat").unlink(), "label_list.mat",
+                 id="ccp-no-label-list"),
+]
+
+
+@pytest.mark.parametrize("dataset, fixture, damage, match", BROKEN_TREES)
+def test_broken_tree_named_on_open(dataset, fixture, damage, match, request):
+    root = request.getfixturevalue(fixture)
+    damage(root)
+    with pytest.raises(DatasetError, match=match):
+        get_dataset(dataset, root)
 
 
 # =========================================================================== shapes
@@ -331,10 +408,6 @@ class TestCamVid:
         with pytest.raises(DatasetError, match="valannot"):
             d.split("val")
 
-    def test_no_split_at_all(self, tmp_path):
-        with pytest.raises(DatasetError, match="no CamVid split"):
-            get_dataset("camvid", tmp_path)
-
     def test_empty_split_folder_named(self, tmp_path):
         (tmp_path / "train").mkdir()
         (tmp_path / "trainannot").mkdir()
@@ -415,11 +488,6 @@ class TestFolder:
         with pytest.raises(DatasetError, match=r"val1.png: colour RGB \(9, 9, 9\)"):
             d.split("val")[1]
 
-    def test_bad_class_file_named(self, fake_folder_colour):
-        (fake_folder_colour / "classes.yaml").write_text(yaml.safe_dump({"classes": [{"name": "x", "color": [1, 2]}]}))
-        with pytest.raises(DatasetError, match="classes.yaml"):
-            get_dataset("folder", fake_folder_colour)
-
     def test_missing_mask_split_folder_named(self, fake_folder_colour):
         import shutil
 
@@ -437,16 +505,6 @@ class TestFolder:
         d = get_dataset("folder", fake_folder, num_classes=3, val_fraction=0.0)
         with pytest.raises(DatasetError, match=r"img4.png.*9 \(1 px\)"):
             d.split("train")[4]
-
-    def test_mixed_layout_rejected(self, fake_folder_colour):
-        write_image(fake_folder_colour / "images" / "stray.png", np.zeros((4, 4, 3), np.uint8))
-        with pytest.raises(DatasetError, match="stray.png"):
-            get_dataset("folder", fake_folder_colour)
-
-    def test_missing_images_folder(self, tmp_path):
-        (tmp_path / "masks").mkdir()
-        with pytest.raises(DatasetError, match="images"):
-            get_dataset("folder", tmp_path)
 
 
 # =========================================================================== landcover
@@ -485,11 +543,6 @@ class TestLandCover:
         d = get_dataset("landcover", fake_landcover, val_fraction=0, test_fraction=0)
         with pytest.raises(DatasetError, match=r"103_mask.png: colour RGB \(255, 0, 0\).*4 pixels"):
             d.split("train")[3]
-
-    def test_image_without_mask_named(self, fake_landcover):
-        (fake_landcover / "105_mask.png").unlink()
-        with pytest.raises(DatasetError, match="105_sat.jpg"):
-            get_dataset("landcover", fake_landcover)
 
 
 # =========================================================================== ccp
@@ -543,15 +596,6 @@ class TestCCP:
         with pytest.raises(DatasetError, match=r"0001.mat.*70"):
             d.split("train")[0]
 
-    def test_annotation_without_photo_named(self, fake_ccp):
-        (fake_ccp / "photos" / "0007.jpg").unlink()
-        with pytest.raises(DatasetError, match="0007.mat: annotation without a photo"):
-            get_dataset("ccp", fake_ccp)
-
-    def test_missing_label_list(self, fake_ccp):
-        (fake_ccp / "label_list.mat").unlink()
-        with pytest.raises(DatasetError, match="label_list.mat"):
-            get_dataset("ccp", fake_ccp)
 
 
 class TestCCPMini:
@@ -635,6 +679,14 @@ class TestISBI:
         raw = np.array(Image.open(fake_isbi / "label" / f"{s.id}.png"))
         np.testing.assert_array_equal(s.label, (raw == 255).astype(np.uint8))
 
+    def test_fractions_and_unknown_split_named(self, fake_isbi):
+        with pytest.raises(DatasetError, match=r"isbi2012 .*isbi2012: val_fraction=0.6 and test_fraction=0.5"):
+            get_dataset("isbi2012", fake_isbi, val_fraction=0.6, test_fraction=0.5)
+        d = get_dataset("isbi2012", fake_isbi, val_fraction=0.25, test_fraction=0.25)
+        assert d.split_names() == ["train", "val", "test"] and sum(len(d.split(s)) for s in d.split_names()) == 12
+        with pytest.raises(DatasetError, match=r"isbi2012: no split 'bogus' \(splits: train, val, test\)"):
+            d.split("bogus")
+
     def test_bad_label_value_named(self, fake_isbi):
         m = np.full((32, 32), 255, np.uint8)
         m[0, 0] = 128
@@ -646,13 +698,17 @@ class TestISBI:
 
 
 # =========================================================================== real data
+def real_root(real_data: Path, name: str) -> Path:
+    """The folder of real dataset ``name``; skips the test when it is absent."""
+    root = real_data / name
+    if not root.is_dir():
+        pytest.skip(f"{name} absent")
+    return root
 
 
 @pytest.mark.integration
 def test_real_camvid(real_data):
-    root = real_data / "camvid"
-    if not root.is_dir():
-        pytest.skip("camvid absent")
+    root = real_root(real_data, "camvid")
     d = get_dataset("camvid", root)
     assert {"train", "val"} <= set(d.split_names()) and d.info.num_classes == 11
     for split in ("train", "val"):
@@ -665,9 +721,7 @@ def test_real_camvid(real_data):
 
 @pytest.mark.integration
 def test_real_ccp(real_data):
-    root = real_data / "ccp"
-    if not root.is_dir():
-        pytest.skip("ccp absent")
+    root = real_root(real_data, "ccp")
     d = get_dataset("ccp", root, scale=0.25)
     assert d.info.num_classes == 59 and d.info.class_names[19] == "hair" and d.info.class_names[41] == "skin"
     assert sum(len(d.split(k)) for k in d.split_names()) == len(list((root / "annotations" / "pixel-level").glob("*.mat")))
@@ -677,9 +731,7 @@ def test_real_ccp(real_data):
 
 @pytest.mark.integration
 def test_real_bsds500(real_data):
-    root = real_data / "bsds500"
-    if not root.is_dir():
-        pytest.skip("bsds500 absent")
+    root = real_root(real_data, "bsds500")
     va = get_dataset("bsds500", root).split("val")
     assert len(va) == 100
     s = va[0]
@@ -689,9 +741,7 @@ def test_real_bsds500(real_data):
 
 @pytest.mark.integration
 def test_real_isbi2012(real_data):
-    root = real_data / "isbi2012"
-    if not root.is_dir():
-        pytest.skip("isbi2012 absent")
+    root = real_root(real_data, "isbi2012")
     d = get_dataset("isbi2012", root)
     assert len(d.split("train")) + len(d.split("val")) == 24
     s = d.split("val")[0]

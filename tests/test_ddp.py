@@ -1,7 +1,9 @@
-"""Data-parallel training (deep/ddp.py): two CPU processes with gloo under torchrun."""
+"""Data-parallel training (deep/ddp.py, deep/engine/parallel.py): two CPU processes with gloo
+under torchrun."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import socket
@@ -15,10 +17,16 @@ import pytest
 import torch
 
 from bench.datasets import get_dataset
-from deep import transforms as T
-from deep.ddp import Distributed, main
+from bench.method import FitContext
+from deep.ddp import build_parser, main
+from deep.engine import transforms as T
+from deep.engine.checkpoint import load_checkpoint
+from deep.engine.config import TrainConfig
+from deep.engine.data import SplitDataset
+from deep.engine.loop import evaluate, train
+from deep.engine.parallel import Distributed
+from deep.method import DeepSettings
 from deep.models import create_model
-from deep.train import SplitDataset, TrainConfig, load_checkpoint, train, validation_confusion
 
 torch.set_num_threads(1)
 
@@ -64,8 +72,8 @@ def one_process_confusion(state: dict[str, torch.Tensor]) -> np.ndarray:
     model.eval()
     loader = torch.utils.data.DataLoader(SplitDataset(data.split("val"), T.eval_transform(1.0), keep_label=True),
                                          batch_size=1)
-    cm, _ = validation_confusion(model, loader, data.info.num_classes, data.info.ignore_index,
-                                 device=torch.device("cpu"), min_size=model.min_input_size)
+    cm, _ = evaluate(model, loader, data.info.num_classes, data.info.ignore_index,
+                     device=torch.device("cpu"), min_size=model.min_input_size)
     return cm
 
 
@@ -139,9 +147,9 @@ def test_one_process_without_torchrun_trains_exactly_like_train(tmp_path, monkey
     data = shapes()
     torch.manual_seed(0)
     model = create_model(MODEL, num_classes=6, width=0.0625)
-    cfg = TrainConfig(epochs=1, batch_size=2, lr=0.01, device="cpu")
-    plain = train(model, data.split("train"), data.split("val"), cfg, tmp_path / "plain", progress=False,
-                  model_name=MODEL)
+    cfg = TrainConfig(epochs=1, batch_size=2, lr=0.01)
+    plain = train(model, data.split("train"), data.split("val"), cfg,
+                  FitContext(run_dir=tmp_path / "plain", device="cpu", progress=False), model_name=MODEL)
     assert [r["train_loss"] for r in result.history] == [r["train_loss"] for r in plain.history]
     for key, value in plain.final_state.items():
         assert torch.equal(result.final_state[key], value), key
@@ -161,3 +169,26 @@ def test_sync_bn_on_cpu_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     with pytest.raises(SystemExit, match="--sync-bn needs CUDA"):
         main([*cli_args(), "--sync-bn", "--out", str(tmp_path)])
+
+
+def test_command_line_is_built_from_the_settings_with_their_defaults():
+    """Every setting of the deep methods (but what only the method's fit keeps) is an option,
+    with DeepSettings' defaults: one set of defaults for the runner and for deep.ddp."""
+    args = build_parser().parse_args(["--model", MODEL, "--dataset", "shapes", "--out", "x"])
+    defaults = DeepSettings()
+    for field in dataclasses.fields(DeepSettings):
+        if field.name in ("keep", "keep_checkpoints"):
+            assert not hasattr(args, field.name)
+        else:
+            assert getattr(args, field.name) == getattr(defaults, field.name), field.name
+    args = build_parser().parse_args(["--model", MODEL, "--dataset", "shapes", "--out", "x", "--crop", "24x32",
+                                      "--scale-range", "0.5,1.5", "--no-hflip", "--amp", "bf16", "--seed", "3"])
+    assert (args.crop, args.scale_range, args.hflip, args.amp, args.seed) == ((24, 32), (0.5, 1.5), False, "bf16", 3)
+
+
+def test_bad_settings_are_one_line(tmp_path, monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    with pytest.raises(SystemExit, match="deep.ddp: .*epochs must be >= 1"):
+        main([*cli_args(), "--epochs", "0", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match="deep.ddp: .*unknown method 'nope'"):
+        main([*cli_args(), "--model", "nope", "--out", str(tmp_path)])

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-import deep.method  # noqa: F401  (registers one method per network)
-from bench.methods import MethodError, create_method, method_class, method_names
+import deep.method
+from bench.method import FitContext, MethodError, create_method, method_class, method_names
 from deep.method import DeepMethod, DeepSettings
 from deep.models import model_names
 from test_train import colour_split
@@ -25,13 +25,15 @@ def splits():
     return colour_split(8, seed=1), colour_split(4, seed=2, name="val")
 
 
+def ctx(run_dir, **kw) -> FitContext:
+    return FitContext(run_dir=run_dir, **{"progress": False, **kw})
+
+
 @pytest.fixture(scope="module")
 def fitted_unet(splits, tmp_path_factory):
     train_split, val_split = splits
-    method = create_method("unet", {**TINY, "keep": "best"}, seed=0, progress=False)
-    method.run_dir = tmp_path_factory.mktemp("unet-run")
-    method.set_validation(val_split)
-    method.fit(train_split)
+    method = create_method("unet", {**TINY, "keep": "best"})
+    method.fit(train_split, val_split, ctx(tmp_path_factory.mktemp("unet-run"), seed=0))
     return method
 
 
@@ -42,7 +44,18 @@ def test_every_network_is_a_registered_deep_method():
         cls = method_class(name)
         assert name in method_names()
         assert issubclass(cls, DeepMethod) and cls.kind == "deep" and cls.network == name and cls.name == name
-    assert method_class("segnet-basic").__name__ == "DeepSegnetBasic"
+        assert cls.capabilities.network and cls.capabilities.validation
+    assert method_class("segnet-basic") is deep.method.SegNetBasic
+    assert method_class("fcn8s") is deep.method.FCN8s
+
+
+def test_create_network_is_the_untrained_network_of_the_settings():
+    method = create_method("segnet", {"width": 0.125})
+    with torch.device("meta"):
+        net = method.create_network(5)
+    assert net.num_classes == 5 and net.width == 0.125 and net.name == "segnet"
+    with pytest.raises(MethodError, match="num_classes"):
+        method.create_network(1)
 
 
 def test_fit_and_predict_odd_sizes(fitted_unet):
@@ -59,25 +72,15 @@ def test_fit_and_predict_odd_sizes(fitted_unet):
     assert extra["network"] == "unet" and extra["epochs_trained"] == 2 and len(extra["val_miou"]) == 2
     assert extra["kept_weights"] == "best" and 1 <= extra["best_epoch"] <= 2
     assert math.isfinite(extra["final_train_loss"])
+    run_dir = method.context.run_dir
     for name in ("curves.png", "progress.png", "history.csv", "model.pt"):
-        assert (method.run_dir / name).exists(), name
+        assert (run_dir / name).exists(), name
     for name in ("last.pt", "best.pt"):  # training checkpoints (optimiser state) go once training is done
-        assert not (method.run_dir / name).exists(), name
-    assert extra["run_dir"] == str(method.run_dir)
+        assert not (run_dir / name).exists(), name
+    assert extra["run_dir"] == str(run_dir)
     method.sync()
-
-
-def test_predict_batch_equals_predict(fitted_unet, splits):
-    method = fitted_unet
-    rng = np.random.default_rng(6)
-    images = [rng.integers(0, 256, size, dtype=np.uint8) for size in
-              [(37, 53, 3), (32, 48, 3), (37, 53, 3), (37, 53, 3), (17, 21, 3), (37, 53, 3), (37, 53, 3)]]
-    images[1] = splits[1][0].image
-    batch = method.predict_batch(images)
-    assert len(batch) == len(images)
-    for image, pred in zip(images, batch):
-        np.testing.assert_array_equal(pred, method.predict(image))
-        assert pred.shape == image.shape[:2] and pred.dtype == np.int32
+    with pytest.raises(MethodError, match="HxWx3 uint8"):
+        method.predict(image.astype(np.float32))
 
 
 def test_predictions_score_like_the_trainers_validation(fitted_unet, splits):
@@ -95,10 +98,8 @@ def test_predictions_score_like_the_trainers_validation(fitted_unet, splits):
 
 def test_segnet_basic_with_input_scale_and_no_validation(splits, tmp_path):
     train_split, _ = splits
-    method = create_method("segnet-basic", {**TINY, "epochs": 1, "scale": 0.5, "crop": 0, "amp": "bf16"},
-                           seed=1, progress=False)
-    method.run_dir = tmp_path
-    method.fit(train_split)  # no set_validation: the last epoch's weights
+    method = create_method("segnet-basic", {**TINY, "epochs": 1, "scale": 0.5, "crop": 0, "amp": "bf16"})
+    method.fit(train_split, None, ctx(tmp_path, seed=1))  # no validation: the last epoch's weights
     pred = method.predict(np.zeros((37, 53, 3), np.uint8))
     assert pred.shape == (37, 53) and pred.dtype == np.int32
     assert method.extra_metrics()["kept_weights"] == "last"
@@ -111,8 +112,9 @@ def test_settings_validation():
     bad = [
         {"width": 0.0}, {"width": -1.0}, {"epochs": 0}, {"batch_size": 0}, {"lr": 0.0},
         {"optimizer": "rmsprop"}, {"schedule": "step"}, {"class_weights": "inverse"}, {"amp": "fp8"},
-        {"scale": 0.0}, {"crop": (0, 4)}, {"keep": "first"}, {"batch_eval": 0}, {"num_workers": -1},
+        {"scale": 0.0}, {"crop": (0, 4)}, {"keep": "first"}, {"num_workers": -1},
         {"scale_range": [1.5, 0.5]}, {"no_such_setting": 1}, {"epochs": "ten"},
+        {"batch_eval": 4}, {"resume": True},  # gone: the runner neither batches nor resumes through settings
     ]
     for settings in bad:
         with pytest.raises(MethodError):
@@ -121,56 +123,71 @@ def test_settings_validation():
         DeepSettings(width=0)
     s = DeepSettings()
     assert (s.width, s.scale, s.epochs, s.optimizer, s.pretrained, s.from_scratch) == (0.25, 1.0, 20, "adam", None, False)
+    # settings that change no result stay out of the job id
+    from bench.method import result_settings
+
+    kept = result_settings(DeepMethod, {"num_workers": 2, "keep_checkpoints": True, "epochs": 3})
+    assert kept == {"epochs": 3}
+
+
+def test_bad_device_is_a_method_error(splits, tmp_path):
+    method = create_method("segnet-basic", TINY)
+    with pytest.raises(MethodError, match="bad device 'gpu0'"):
+        method.fit(splits[0], None, FitContext(run_dir=tmp_path, device="gpu0", progress=False))
+    if not torch.cuda.is_available():
+        with pytest.raises(MethodError, match="CUDA is not available"):
+            method.fit(splits[0], None, FitContext(run_dir=tmp_path, device="cuda", progress=False))
 
 
 def test_predict_before_fit_is_an_error():
-    method = create_method("segnet-basic", TINY, progress=False)
+    method = create_method("segnet-basic", TINY)
     with pytest.raises(MethodError, match="before fit"):
         method.predict(np.zeros((8, 8, 3), np.uint8))
-    with pytest.raises(MethodError, match="before fit"):
-        method.predict_batch([np.zeros((8, 8, 3), np.uint8)])
     assert method.num_parameters() is None and method.extra_metrics() == {}
 
 
 def test_checkpoint_of_another_class_count_or_network_is_a_clear_error(fitted_unet, tmp_path):
     four = colour_split(4, seed=3, num_classes=4)
-    best = str(fitted_unet.run_dir / "model.pt")
+    best = str(fitted_unet.context.run_dir / "model.pt")
 
-    method = create_method("unet", {**TINY, "pretrained": best}, progress=False)
-    method.run_dir = tmp_path / "a"
+    method = create_method("unet", {**TINY, "pretrained": best})
     with pytest.raises(MethodError, match="3 classes but the dataset has 4"):
-        method.fit(four)
+        method.fit(four, None, ctx(tmp_path / "a"))
 
-    method = create_method("segnet-basic", {**TINY, "pretrained": best}, progress=False)
-    method.run_dir = tmp_path / "b"
+    method = create_method("segnet-basic", {**TINY, "pretrained": best})
     with pytest.raises(MethodError, match="network 'unet', not 'segnet-basic'"):
-        method.fit(colour_split(4, seed=3))
+        method.fit(colour_split(4, seed=3), None, ctx(tmp_path / "b"))
 
-    three = create_method("unet", {**TINY, "epochs": 1, "keep_checkpoints": True}, progress=False)
-    three.run_dir = tmp_path / "c"
-    three.fit(colour_split(4, seed=3))
-    assert (three.run_dir / "last.pt").exists() and (three.run_dir / "model.pt").exists()
-    method = create_method("unet", {**TINY, "resume": True}, progress=False)
-    method.run_dir = three.run_dir  # its last.pt has 3 classes
-    with pytest.raises(MethodError, match="3 classes but the dataset has 4"):
-        method.fit(four)
+    three = create_method("unet", {**TINY, "epochs": 1, "keep_checkpoints": True})
+    three.fit(colour_split(4, seed=3), None, ctx(tmp_path / "c"))
+    assert (tmp_path / "c" / "last.pt").exists() and (tmp_path / "c" / "model.pt").exists()
+    method = create_method("unet", TINY)
+    with pytest.raises(MethodError, match="3 classes but the dataset has 4"):  # its last.pt has 3 classes
+        method.fit(four, None, ctx(tmp_path / "c", resume=True))
+
+
+def test_unreadable_pretrained_file_says_why(splits, tmp_path):
+    torn = tmp_path / "torn.pt"
+    torn.write_bytes(b"PK\x03\x04 half a checkpoint")
+    method = create_method("unet", {**TINY, "pretrained": str(torn)})
+    with pytest.raises(MethodError, match="torn.pt.*not a readable checkpoint"):
+        method.fit(splits[0], None, ctx(tmp_path / "a"))
+    missing = create_method("fcn8s", {**TINY, "width": 1.0, "pretrained": str(tmp_path / "nope.pt")})
+    with pytest.raises(MethodError, match="nope.pt does not exist"):
+        missing.fit(splits[0], None, ctx(tmp_path / "b"))
 
 
 def test_an_interrupted_fit_continues_when_the_runner_says_so(splits, tmp_path):
-    """resume_interrupted (set by the runner) continues from the run folder's last.pt without
-    the resume setting; without it the same folder's training starts over."""
+    """context.resume (set by the runner) continues from the run folder's last.pt; without
+    it the same folder's training starts over."""
     train_split, val_split = splits
-    first = create_method("unet", {**TINY, "epochs": 1, "keep_checkpoints": True}, progress=False)
-    first.run_dir = tmp_path
-    first.set_validation(val_split)
-    first.fit(train_split)  # stands for a training killed after its first epoch's checkpoint
+    first = create_method("unet", {**TINY, "epochs": 1, "keep_checkpoints": True})
+    first.fit(train_split, val_split, ctx(tmp_path))  # stands for a training killed after its first epoch
     epoch1 = first.result.history[0]
 
-    def two_epochs(resume_interrupted: bool):
-        method = create_method("unet", {**TINY, "epochs": 2, "keep_checkpoints": True}, progress=False)
-        method.run_dir, method.resume_interrupted = tmp_path, resume_interrupted
-        method.set_validation(val_split)
-        method.fit(train_split)
+    def two_epochs(resume: bool):
+        method = create_method("unet", {**TINY, "epochs": 2, "keep_checkpoints": True})
+        method.fit(train_split, val_split, ctx(tmp_path, resume=resume))
         return method.result.history
 
     continued = two_epochs(True)
@@ -182,10 +199,9 @@ def test_an_interrupted_fit_continues_when_the_runner_says_so(splits, tmp_path):
 
 
 def test_fine_tunes_from_its_own_checkpoint(fitted_unet, splits, tmp_path):
-    weights = fitted_unet.run_dir / "model.pt"
-    method = create_method("unet", {**TINY, "epochs": 1, "lr": 1e-12, "pretrained": str(weights)}, progress=False)
-    method.run_dir = tmp_path
-    method.fit(splits[0])
+    weights = fitted_unet.context.run_dir / "model.pt"
+    method = create_method("unet", {**TINY, "epochs": 1, "lr": 1e-12, "pretrained": str(weights)})
+    method.fit(splits[0], None, ctx(tmp_path))
     assert method.extra_metrics()["pretrained_loaded"] is True
     # lr ~0: the fine-tuned model is the saved one, which is the fitted model's kept weights
     # (batch-norm statistics aside, which training updates at any lr)
@@ -208,23 +224,19 @@ def test_missing_imagenet_weights(splits, tmp_path, monkeypatch):
         return real_create(name, num_classes, width=width, pretrained=pretrained, **kw)
 
     monkeypatch.setattr(deep.models, "create_model", create_without_hub)
-    method = create_method("segnet-basic", {**TINY, "pretrained": "imagenet"}, progress=False)
-    method.run_dir = tmp_path / "a"
+    method = create_method("segnet-basic", {**TINY, "pretrained": "imagenet"})
     with pytest.raises(MethodError, match="hub cache.*from_scratch=true"):
-        method.fit(splits[0])
+        method.fit(splits[0], None, ctx(tmp_path / "a"))
 
-    method = create_method("segnet-basic", {**TINY, "epochs": 1, "pretrained": "imagenet", "from_scratch": True},
-                           progress=False)
-    method.run_dir = tmp_path / "b"
+    method = create_method("segnet-basic", {**TINY, "epochs": 1, "pretrained": "imagenet", "from_scratch": True})
     with pytest.warns(UserWarning, match="training from scratch"):
-        method.fit(splits[0])
+        method.fit(splits[0], None, ctx(tmp_path / "b"))
     assert method.extra_metrics()["pretrained_loaded"] is False
     assert method.predict(splits[0][0].image).shape == (32, 48)
 
 
 def test_pretrained_errors_of_the_networks_are_method_errors(splits, tmp_path):
     for network, message in [("unet", "no pretrained encoder"), ("fcn32s", "only at width=1")]:
-        method = create_method(network, {**TINY, "pretrained": "imagenet"}, progress=False)
-        method.run_dir = tmp_path / network
+        method = create_method(network, {**TINY, "pretrained": "imagenet"})
         with pytest.raises(MethodError, match=message):
-            method.fit(splits[0])
+            method.fit(splits[0], None, ctx(tmp_path / network))

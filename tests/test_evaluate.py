@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench.evaluate import EvaluateError, evaluate_folders, format_result, read_index_png
+from bench.datasets.types import DatasetError
+from bench.evaluate import EvaluateError, evaluate_folders, format_result
+from bench.formatting import DASH
 from bench.metrics import boundary_f1
 
 K, IGNORE = 6, 255
@@ -94,7 +96,7 @@ def test_format_result(folders):
     assert obj["iou"][5] is None and obj["miou"] == pytest.approx(res["miou"])
     assert "\n" not in format_result(res, "json")
     md = format_result(res, "md")
-    assert md.startswith("| metric | value |") and "| mIoU (mmseg) |" in md and "| 5 | - |" in md
+    assert md.startswith("| metric | value |") and "| mIoU (mmseg) |" in md and f"| 5 | {DASH} |" in md
     text = format_result(res, "text", class_names=[f"c{i}" for i in range(K)])
     assert "mIoU (mmseg)" in text and "c4" in text and "BF" in text
     with pytest.raises(ValueError, match="unknown format"):
@@ -126,10 +128,10 @@ def test_mismatched_sizes_and_bad_files(folders):
     rgb = np.zeros((17, 23, 3), np.uint8)
     rgb[..., 1] = 1
     Image.fromarray(rgb).save(pred_dir / "img_00.png")
-    with pytest.raises(EvaluateError, match=r"img_00.png: mask has 3 channels"):
+    with pytest.raises(DatasetError, match=r"img_00.png: expected a single-channel index mask"):
         evaluate_folders(pred_dir, gt_dir, K, IGNORE, progress=False)
     (pred_dir / "img_00.png").write_bytes(b"not a png")
-    with pytest.raises(EvaluateError, match="img_00.png: cannot read"):
+    with pytest.raises(DatasetError, match="img_00.png: not a readable image"):
         evaluate_folders(pred_dir, gt_dir, K, IGNORE, progress=False)
 
 
@@ -143,11 +145,3 @@ def test_missing_and_empty_folders(tmp_path, folders):
     with pytest.raises(EvaluateError, match="convention"):
         evaluate_folders(pred_dir, gt_dir, K, convention="keras", progress=False)
     assert issubclass(EvaluateError, ValueError)
-
-
-def test_read_index_png_modes(tmp_path):
-    arr = np.arange(12, dtype=np.uint8).reshape(3, 4)
-    for mode in ("L", "P", "RGB", "I;16"):
-        _write(tmp_path / f"{mode.replace(';', '')}.png", arr, mode)
-        got = read_index_png(tmp_path / f"{mode.replace(';', '')}.png")
-        assert got.shape == (3, 4) and np.array_equal(got, arr), mode

@@ -21,22 +21,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import make_camvid
+from conftest import make_camvid, read_records
 
 from bench.cli import build_parser, main
 from bench.datasets import DatasetError, InMemorySplit, Sample, SkippingSplit
 from bench.datasets.types import DatasetInfo
-from bench.methods import Method, register_method
-from bench.records import RecordsError, RecordsWriteError, read_records, upsert_record
-from bench.runner import (
-    MIN_FREE_MB,
-    Job,
-    RunError,
-    Runner,
-    check_output_dir,
-    min_free_mb,
-    plan_jobs,
-)
+from bench.method import Method, register_method
+from bench.record import Record, RecordsError
+from bench.run import Job, RunError, Runner, plan_jobs
+from bench.run.outputs import MIN_FREE_MB, check_output_dir, min_free_mb
+from bench.store import RecordStore, RecordsWriteError, read_jsonl
 from bench.suites import Suite, SuiteJob
 
 REPO = Path(__file__).resolve().parents[1]
@@ -49,10 +43,10 @@ FIT_CALLS: list[dict] = []
 class FitSpy(Method):
     """Reads every training sample in fit and remembers which ids it saw; predicts class 0."""
 
-    def fit(self, train):
+    def _fit(self, train, val):
         ids = [s.id for s in train]
         FIT_CALLS.append({"method": self.name, "ids": ids, "len": len(train), "split_ids": list(train.ids),
-                          "resume_interrupted": self.resume_interrupted})
+                          "resume_interrupted": self.context.resume})
         self.info = train.info
 
     def predict(self, image):
@@ -63,7 +57,7 @@ class FitSpy(Method):
 class NoFit(Method):
     """Never looks at the training split (stands for a method unaffected by a bad training file)."""
 
-    def fit(self, train):
+    def _fit(self, train, val):
         FIT_CALLS.append({"method": self.name})
         self.info = train.info
 
@@ -104,17 +98,19 @@ def _start(args, cwd) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def _check_records_intact(path: Path) -> list[dict]:
-    """Every line of the records file is one whole JSON record; no job_id twice; all ok."""
-    if not path.exists():
+def _check_records_intact(out: Path) -> list[dict]:
+    """Every file of the records folder is one whole JSON record named by its job_id; all ok."""
+    folder = out / "records"
+    if not folder.exists():
         return []
-    lines = path.read_bytes().split(b"\n")
-    assert lines[-1] == b"", "the records file must end with a newline (a torn last line would not)"
-    recs = [json.loads(line) for line in lines[:-1]]
-    assert all(isinstance(r, dict) and isinstance(r.get("job_id"), str) for r in recs)
-    ids = [r["job_id"] for r in recs]
-    assert len(ids) == len(set(ids)), f"a job_id appears twice: {ids}"
-    assert read_records(path) == recs
+    recs = []
+    for path in sorted(folder.glob("*.json")):
+        text = path.read_bytes()
+        assert text.endswith(b"\n"), f"{path} is not whole"
+        rec = json.loads(text)
+        assert rec["job_id"] == path.stem
+        recs.append(rec)
+    assert sorted(r["job_id"] for r in read_records(out)) == [r["job_id"] for r in recs]
     for r in recs:
         assert r["status"] == "ok", r.get("traceback")
     return recs
@@ -149,11 +145,11 @@ def test_kill9_at_random_points_then_rerun_gives_the_uninterrupted_leaderboard(t
     _, err = proc.communicate(timeout=600)
     full_run_s = time.monotonic() - t0
     assert proc.returncode == 0, err
-    ref_recs = {r["job_id"]: r for r in _check_records_intact(ref / "records.jsonl")}
+    ref_recs = {r["job_id"]: r for r in _check_records_intact(ref)}
     assert len(ref_recs) == len(KILL_SUITE)
 
     out = tmp_path / "out"
-    records = out / "records.jsonl"
+    records = out
     rng = random.Random(20240607)
     kills = []  # (what, was the process still running when killed)
     history_at_kill: list[dict] = []
@@ -232,12 +228,14 @@ def test_the_runner_lets_interrupted_jobs_continue_unless_told_otherwise(tmp_pat
 
 
 def test_checkpoint_write_is_atomic_and_a_torn_temp_file_does_not_stop_resume(tmp_path, monkeypatch):
-    """deep.train writes last.pt/best.pt to a temp file, fsyncs it and renames it: an interrupt
+    """The trainer (deep.engine) writes last.pt/best.pt to a temp file, fsyncs it and renames it: an interrupt
     in the middle of a write leaves the previous checkpoint whole, and resume works."""
     from torch import nn
 
-    import deep.train as dt
-    from deep.train import TrainConfig, load_checkpoint, train
+    from bench.method import FitContext
+    from deep.engine.checkpoint import load_checkpoint
+    from deep.engine.config import TrainConfig
+    from deep.engine.loop import train
 
     info = DatasetInfo("tiny", ("a", "b", "c"), np.array([[0, 0, 0], [255, 0, 0], [0, 255, 0]]), 255)
     rng = np.random.default_rng(0)
@@ -249,8 +247,9 @@ def test_checkpoint_write_is_atomic_and_a_torn_temp_file_does_not_stop_resume(tm
         torch.manual_seed(0)
         return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 3, 1))
 
-    cfg = TrainConfig(epochs=3, batch_size=2, lr=1e-2, seed=0, hflip=False)
-    straight = train(model(), train_split, val_split, cfg, tmp_path / "straight", progress=False, model_name="tiny")
+    cfg = TrainConfig(epochs=3, batch_size=2, lr=1e-2, hflip=False)
+    straight = train(model(), train_split, val_split, cfg, FitContext(run_dir=tmp_path / "straight", progress=False),
+                     model_name="tiny")
 
     # an "interrupt" while the epoch-2 checkpoint is being written: half the bytes, then gone
     run = tmp_path / "killed"
@@ -269,31 +268,31 @@ def test_checkpoint_write_is_atomic_and_a_torn_temp_file_does_not_stop_resume(tm
             raise KeyboardInterrupt  # what SIGINT would raise here
         return real_save(obj, f, *a, **kw)
 
-    monkeypatch.setattr(dt.torch, "save", torn_save)
+    monkeypatch.setattr(torch, "save", torn_save)
     with pytest.raises(KeyboardInterrupt):
-        train(model(), train_split, val_split, cfg, run, progress=False, model_name="tiny")
-    monkeypatch.setattr(dt.torch, "save", real_save)
+        train(model(), train_split, val_split, cfg, FitContext(run_dir=run, progress=False), model_name="tiny")
+    monkeypatch.setattr(torch, "save", real_save)
     assert load_checkpoint(run / "last.pt", model_name="tiny", num_classes=3)["epoch"] == 1  # the old one, whole
     assert not list(run.glob(".*.tmp")), "the torn temp file is removed"
 
     # a torn temp file left by a SIGKILL (no cleanup possible) is ignored by resume
     (run / ".last.pt.999999.tmp").write_bytes(b"PK\x03\x04 half a checkpoint")
-    resumed = train(model(), train_split, val_split, TrainConfig(**{**cfg.__dict__, "resume": True}), run,
-                    progress=False, model_name="tiny")
+    resumed = train(model(), train_split, val_split, cfg, FitContext(run_dir=run, resume=True, progress=False),
+                    model_name="tiny")
     assert [r["epoch"] for r in resumed.history] == [1, 2, 3]
     for key, value in straight.final_state.items():
         assert torch.equal(value, resumed.final_state[key]), key
 
 
-def test_save_atomic_fsyncs_before_the_rename(tmp_path, monkeypatch):
-    import deep.train as dt
+def test_the_atomic_writer_fsyncs_before_the_rename(tmp_path, monkeypatch):
+    import bench.files as files
 
     events = []
     real_fsync, real_replace = os.fsync, os.replace
-    monkeypatch.setattr(dt.os, "fsync", lambda fd: (events.append("fsync"), real_fsync(fd))[1])
-    monkeypatch.setattr(dt.os, "replace", lambda a, b: (events.append("replace"), real_replace(a, b))[1])
-    dt.save_atomic({"w": torch.ones(2)}, tmp_path / "last.pt")
-    assert events[:2] == ["fsync", "replace"]
+    monkeypatch.setattr(files.os, "fsync", lambda fd: (events.append("fsync"), real_fsync(fd))[1])
+    monkeypatch.setattr(files.os, "replace", lambda a, b: (events.append("replace"), real_replace(a, b))[1])
+    files.write_atomic(tmp_path / "last.pt", lambda f: torch.save({"w": torch.ones(2)}, f))
+    assert events[:3] == ["fsync", "replace", "fsync"]  # the file, the rename, the folder
     assert torch.equal(torch.load(tmp_path / "last.pt", weights_only=True)["w"], torch.ones(2))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
 
@@ -342,7 +341,7 @@ def test_read_only_output_folder_is_one_clear_error_before_any_work(tmp_path, re
     assert rc == 2
     assert f"segbench: error: {read_only_dir}: cannot write results there" in err and "Traceback" not in err
     assert FIT_CALLS == []  # nothing was fitted
-    assert not (read_only_dir / "records.jsonl").exists()
+    assert not (read_only_dir / "records").exists()
 
 
 def test_too_little_free_space_is_one_clear_error_before_any_work(tmp_path, monkeypatch, capsys):
@@ -357,7 +356,7 @@ def test_too_little_free_space_is_one_clear_error_before_any_work(tmp_path, monk
     rc = main(["run", "--suite", str(_tiny_suite_file(tmp_path, "faults-spy")), "--out", str(out), "--no-progress"])
     err = capsys.readouterr().err
     assert rc == 2 and "MB free on its file system" in err and str(out) in err and "Traceback" not in err
-    assert FIT_CALLS == [] and not (out / "records.jsonl").exists()
+    assert FIT_CALLS == [] and not (out / "records").exists()
 
     monkeypatch.setenv("SEGBENCH_MIN_FREE_MB", "0")  # off
     check_output_dir(out)
@@ -370,35 +369,36 @@ def test_too_little_free_space_is_one_clear_error_before_any_work(tmp_path, monk
 
 @pytest.fixture
 def records_tmp_on_dev_full(monkeypatch):
-    """Make the records writer's temporary file a link to /dev/full: every write to it fails
-    with ENOSPC, like a full disk, while everything else writes normally."""
+    """Make the temporary file of every record write a link to /dev/full: each write to it
+    fails with ENOSPC, like a full disk, while everything else writes normally."""
     if not os.path.exists("/dev/full"):
         pytest.skip("/dev/full is not available")
-    import bench.records as records_mod
+    import bench.files as files_mod
 
     real_mkstemp = tempfile.mkstemp
     made = []
 
     def mkstemp(*a, prefix=None, dir=None, **kw):
-        if prefix != ".records-":
+        if Path(dir).name != "records":
             return real_mkstemp(*a, prefix=prefix, dir=dir, **kw)
-        link = Path(dir) / f".records-full-{len(made)}.tmp"
+        link = Path(dir) / f"{prefix}full-{len(made)}.tmp"
         link.symlink_to("/dev/full")
         made.append(link)
         return os.open(link, os.O_WRONLY), str(link)
 
-    monkeypatch.setattr(records_mod.tempfile, "mkstemp", mkstemp)
+    monkeypatch.setattr(files_mod.tempfile, "mkstemp", mkstemp)
     return made
 
 
-def test_a_full_disk_while_writing_records_names_the_file_and_keeps_the_old_one(tmp_path, records_tmp_on_dev_full):
-    path = tmp_path / "records.jsonl"
-    path.write_text('{"job_id": "a", "miou": 0.5}\n')
+def test_a_full_disk_while_writing_a_record_names_the_file_and_keeps_the_old_one(tmp_path, records_tmp_on_dev_full):
+    store = RecordStore(tmp_path).open()
+    path = tmp_path / "records" / "a.json"
+    path.write_text('{"job_id": "a", "method": "m", "dataset": "d", "miou": 0.5}\n')
     before = path.read_bytes()
     with pytest.raises(RecordsWriteError) as ei:
-        upsert_record(path, {"job_id": "b", "miou": 0.25})
+        store.write(Record(job_id="a", method="m", dataset="d", miou=0.25))
     msg = str(ei.value)
-    assert msg.startswith(f"{path}: cannot write the records file: ")
+    assert msg.startswith(f"{path}: cannot write the record: ")
     assert os.strerror(errno.ENOSPC) in msg and "is the disk full?" in msg
     assert path.read_bytes() == before  # untouched
     assert records_tmp_on_dev_full and not any(p.is_symlink() or p.exists() for p in records_tmp_on_dev_full)
@@ -410,7 +410,8 @@ def test_a_full_disk_during_a_run_is_one_clear_line_not_a_traceback(tmp_path, re
     rc = main(["run", "--suite", str(_tiny_suite_file(tmp_path, "majority")), "--out", str(out), "--no-progress"])
     err = capsys.readouterr().err
     assert rc == 2, err
-    assert f"segbench: error: {out / 'records.jsonl'}: cannot write the records file: {os.strerror(errno.ENOSPC)}" in err
+    assert f"segbench: error: {out / 'records'}/majority-" in err
+    assert f".json: cannot write the record: {os.strerror(errno.ENOSPC)}" in err
     assert "Traceback" not in err
 
 
@@ -439,8 +440,8 @@ def test_a_corrupt_file_mid_split_fails_its_jobs_naming_it_and_the_others_finish
     FIT_CALLS.clear()
     jobs = plan_jobs(_camvid_suite("majority", "faults-no-fit", "faults-spy"), "camvid", str(root))
     counts = Runner(tmp_path / "out", progress=False).run(jobs)
-    assert counts == {"ok": 1, "failed": 2, "skipped": 0}
-    recs = {r["method"]: r for r in read_records(tmp_path / "out" / "records.jsonl")}
+    assert counts == {"ok": 1, "failed": 2, "skipped": 0, "busy": 0}
+    recs = {r["method"]: r for r in read_records(tmp_path / "out")}
     for m in ("majority", "faults-spy"):
         assert recs[m]["status"] == "failed"
         assert recs[m]["error"].startswith(f"DatasetError: {bad_image}: ")
@@ -459,13 +460,13 @@ def test_skip_bad_samples_leaves_them_out_names_them_and_scores_the_rest(tmp_pat
 
     FIT_CALLS.clear()
     suite = _camvid_suite("majority", "faults-spy", "unet",
-                          unet={"width": 0.125, "epochs": 1, "batch_size": 4, "resume": False})
+                          unet={"width": 0.125, "epochs": 1, "batch_size": 4})
     jobs = plan_jobs(suite, "camvid", str(root), skip_bad_samples=True)
     assert all(j.skip_bad_samples for j in jobs)
     out = tmp_path / "out"
     counts = Runner(out, progress=False).run(jobs)
-    assert counts == {"ok": 3, "failed": 0, "skipped": 0}, [r.get("error") for r in read_records(out / "records.jsonl")]
-    recs = {r["method"]: r for r in read_records(out / "records.jsonl")}
+    assert counts == {"ok": 3, "failed": 0, "skipped": 0, "busy": 0}, [r.get("error") for r in read_records(out)]
+    recs = {r["method"]: r for r in read_records(out)}
 
     # methods' fit got the filtered split
     (spy,) = [c for c in FIT_CALLS if c["method"] == "faults-spy"]
@@ -484,7 +485,7 @@ def test_skip_bad_samples_leaves_them_out_names_them_and_scores_the_rest(tmp_pat
     # the scores are those of the data without the bad samples
     ref_out = tmp_path / "ref"
     Runner(ref_out, progress=False).run(plan_jobs(_camvid_suite("majority"), "camvid", str(clean)))
-    (ref,) = read_records(ref_out / "records.jsonl")
+    (ref,) = read_records(ref_out)
     assert recs["majority"]["miou"] == ref["miou"] and recs["majority"]["iou"] == ref["iou"]
 
     # the reproduce command asks for skipping again
@@ -510,13 +511,12 @@ def test_skipping_is_part_of_the_job_identity():
     skipping = Job("s", "majority", "shapes", skip_bad_samples=True)
     assert skipping.job_id != base.job_id
     assert "--skip-bad-samples" in skipping.command("out") and "--skip-bad-samples" not in base.command("out")
-    # jobs without the option keep the ids they had before it existed
-    import hashlib
-
-    key = {"method": "majority", "settings": {}, "dataset": "shapes", "data_root": None, "eval_split": "val",
-           "seed": 0, "device": "cpu", "miou_convention": "mmseg"}
-    digest = hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
-    assert base.job_id == f"majority-{digest}"
+    # a record of the previous release (schema 1) gets the id today's plan gives its job
+    old = {"schema": 1, "job_id": "majority-0123456789ab", "method": "majority", "dataset": "shapes", "seed": 0,
+           "settings": {}, "device": "cpu", "eval_split": "val", "miou_convention": "mmseg",
+           "extra": {"skip_bad_samples": True}}
+    assert Record.from_dict(old).job_id == skipping.job_id
+    assert Record.from_dict({**old, "extra": {}}).job_id == base.job_id
 
 
 def test_the_cli_flag_reaches_the_jobs(tmp_path, capsys):
@@ -529,7 +529,7 @@ def test_the_cli_flag_reaches_the_jobs(tmp_path, capsys):
     assert str(bad_image) in captured.out
     assert main(base + ["--skip-bad-samples"]) == 0
     captured = capsys.readouterr()
-    recs = read_records(out / "records.jsonl")
+    recs = read_records(out)
     assert sorted(r["status"] for r in recs) == ["failed", "ok"]
     assert "[--skip-bad-samples]" in captured.out
 
@@ -565,11 +565,14 @@ def test_skipping_split_view():
 # ---------------------------------------------------------------------------------------
 # 5. malformed records and suite files: one line naming the file and the line
 # ---------------------------------------------------------------------------------------
+A_RECORD = b'{"job_id": "a", "method": "majority", "dataset": "shapes"}'
+
+
 @pytest.mark.parametrize(
     "content, message",
     [
-        (b'{"job_id": "a"}\n{"job_id": "b", "miou": 0.', r"records.jsonl:2: not a JSON record"),  # torn last line
-        (b'{"job_id": "a"}\n\n{"job_id": "\xff"}\n', r"records.jsonl:3: not a JSON record \(bytes that are not UTF-8"),
+        (A_RECORD + b'\n{"job_id": "b", "miou": 0.', r"records.jsonl:2: not a JSON record"),  # torn last line
+        (A_RECORD + b'\n\n{"job_id": "\xff"}\n', r"records.jsonl:3: not a JSON record \(bytes that are not UTF-8"),
         (b'{"job_id": 7}\n', r"records.jsonl:1: a record must be a JSON object with a job_id"),
         (b'{"miou": 0.5}\n', r"records.jsonl:1: a record must be a JSON object with a job_id"),
     ],
@@ -578,13 +581,13 @@ def test_malformed_records_name_the_line(tmp_path, content, message):
     path = tmp_path / "records.jsonl"
     path.write_bytes(content)
     with pytest.raises(RecordsError, match=message):
-        read_records(path)
+        read_jsonl(path)
 
 
 def test_malformed_records_stop_run_and_report_with_one_line(tmp_path, capsys):
     out = tmp_path / "out"
     out.mkdir()
-    (out / "records.jsonl").write_text('{"job_id": "a", "status": "ok"}\n{"job_id": "b", "stat\n')
+    (out / "records.jsonl").write_text(A_RECORD.decode() + '\n{"job_id": "b", "stat\n')
     FIT_CALLS.clear()
     rc = main(["run", "--suite", str(_tiny_suite_file(tmp_path, "faults-spy")), "--out", str(out), "--no-progress"])
     err = capsys.readouterr().err

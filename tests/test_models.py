@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from deep.models import create_model, model_names, model_options, register_model
 from deep.models.dilated import ContextModule
 from deep.models.fcn import bilinear_kernel, bilinear_upsampler
-from deep.models.vgg import SegmentationNet, scaled
+from deep.models.base import SegmentationNet, scaled
+from deep.models.vgg import VGGEncoder
 
 torch.set_num_threads(1)
 
@@ -34,7 +35,7 @@ def _seed():
 
 # -- registry -------------------------------------------------------------------------
 def test_registry_names():
-    assert model_names() == ALL
+    assert model_names() == sorted(ALL)
 
 
 def test_every_model_has_the_attributes():
@@ -154,7 +155,7 @@ def test_in_channels_option():
 
 def test_deconvnet_resize_mode_is_the_papers_net():
     m = create_model("deconvnet", 3, width=SMALL, fc_mode="resize").eval()
-    assert m.vgg_fc6.conv.padding == (0, 0)
+    assert m.encoder.fc6.conv.padding == (0, 0)
     with torch.no_grad():
         assert m(torch.randn(1, 3, 61, 79)).shape == (1, 3, 61, 79)
         assert m(torch.randn(1, 3, 224, 224)).shape == (1, 3, 224, 224)
@@ -292,8 +293,9 @@ def test_dilated_context_module_is_identity_at_init():
 def test_dilatednet_structure_and_init():
     m = create_model("dilatednet", 5, width=SMALL).eval()
     assert m.output_stride == 8
-    assert [b.conv.dilation[0] for b in m.vgg_stages[4]] == [2, 2, 2]
-    assert m.vgg_fc6.conv.dilation == (4, 4) and m.vgg_fc6.conv.kernel_size == (7, 7)
+    assert [b.conv.dilation[0] for b in m.encoder.stages[4]] == [2, 2, 2]
+    assert m.encoder.fc6.conv.dilation == (4, 4) and m.encoder.fc6.conv.kernel_size == (7, 7)
+    assert m.encoder.pooled == 3  # pool4 and pool5 removed
     x = torch.randn(1, 3, 64, 80)
     with torch.no_grad():
         scores = m.front_end(x)
@@ -329,12 +331,46 @@ def test_segnet_structure():
 def test_deconvnet_structure():
     with torch.device("meta"):
         m = create_model("deconvnet", 21)
-    fc6, fc7 = m.vgg_fc6.conv, m.vgg_fc7.conv
+    fc6, fc7 = m.encoder.fc6.conv, m.encoder.fc7.conv
     assert fc6.weight.shape == (4096, 512, 7, 7) and fc7.weight.shape == (4096, 4096, 1, 1)
     assert m.deconv_fc6[0].weight.shape == (4096, 512, 7, 7)  # ConvTranspose: in, out
-    assert m.vgg_fc6.bn is not None
+    assert m.encoder.fc6.bn is not None
     n_unpool_stages = len(m.decoder)
     assert n_unpool_stages == 5
+
+
+@pytest.mark.parametrize("name, batch_norm, fc", [("fcn8s", False, True), ("segnet", True, False),
+                                                  ("deconvnet", True, True), ("dilatednet", False, True)])
+def test_vgg_networks_share_the_one_encoder(name, batch_norm, fc):
+    with torch.device("meta"):
+        m = create_model(name, 21)
+    enc = m.encoder
+    assert isinstance(enc, VGGEncoder) and enc.batch_norm == batch_norm
+    assert [len(s) for s in enc.stages] == [2, 2, 3, 3, 3] and len(enc.convs()) == 13
+    assert [c.conv.out_channels for c in enc.convs()] == [64, 64, 128, 128, 256, 256, 256] + [512] * 6
+    assert (enc.fc6 is not None) == fc and (enc.fc7 is not None) == fc
+    if fc:
+        assert enc.fc7.conv.weight.shape == (4096, 4096, 1, 1)
+    # the encoder's parameters come first (pretrained loading and optimiser order rely on it)
+    first = next(iter(m.state_dict()))
+    assert first == "encoder.stages.0.0.conv.weight"
+    assert not any(isinstance(x, VGGEncoder) for x in create_model("unet", 2, width=SMALL).modules())
+
+
+def test_encoder_features_pool_as_each_decoder_needs():
+    enc = VGGEncoder(3, SMALL).eval()
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        out, pools = enc.features(x)
+    assert out.shape[-2:] == (2, 3) and [p.shape[-1] for p in pools] == [48, 24, 12, 6, 3]
+    enc = VGGEncoder(3, SMALL, indices=True).eval()
+    with torch.no_grad():
+        out, switches = enc.features(x)
+    assert out.shape[-2:] == (2, 3) and [tuple(size) for _, size in switches][0] == (64, 96)
+    enc = VGGEncoder(3, SMALL, pooled=3).eval()
+    with torch.no_grad():
+        out, pools = enc.features(x)
+    assert out.shape[-2:] == (8, 12) and len(pools) == 3
 
 
 def test_register_model_rejects_duplicates():
@@ -343,15 +379,21 @@ def test_register_model_rejects_duplicates():
 
 
 # -- summary table -------------------------------------------------------------------------
-def test_model_table_small():
-    from deep.summary import COLUMNS, count_flops, format_table, model_table
+NETWORK_METHODS = sorted(ALL)  # the registry lists method names in order
 
-    df = model_table(input_hw=(64, 96), num_classes=5, width=SMALL)
+
+def test_model_table_small():
+    from bench.speed.model_table import COLUMNS, format_table, model_table, network_methods
+
+    # the methods with capabilities.network (tests may register more in the same session)
+    assert set(NETWORK_METHODS) <= set(network_methods())
+    df = model_table(input_hw=(64, 96), num_classes=5, width=SMALL, names=NETWORK_METHODS)
     assert list(df.columns) == COLUMNS
-    assert list(df["name"]) == ALL
+    assert list(df["name"]) == NETWORK_METHODS
     assert (df["params"] > 0).all() and (df["gflops"] > 0).all()
     row = df.set_index("name").loc["unet"]
     assert row["params"] == sum(p.numel() for p in create_model("unet", 5, width=SMALL).parameters())
+    assert row["output_stride"] == 16 and row["min_input_size"] == 16
     md = format_table(df, "md")
     assert md.splitlines()[0].startswith("| name |") and len(md.splitlines()) == 2 + len(ALL)
     assert "n/a" in md  # dilatednet: no paper count
@@ -359,16 +401,15 @@ def test_model_table_small():
     assert csv.splitlines()[0] == ",".join(COLUMNS)
     with pytest.raises(ValueError, match="format"):
         format_table(df, "xml")
-    # FLOPs are 2 x MACs: a single 1x1 conv 3->4 on 8x8 is 2*3*4*64 FLOPs
-    conv = torch.nn.Conv2d(3, 4, 1, bias=False)
-    assert count_flops(conv, (8, 8)) == 2 * 3 * 4 * 64
 
 
 def test_model_table_full_width_vs_paper():
-    from deep.summary import model_table
+    from bench.speed.model_table import model_table
 
     df = model_table(input_hw=(64, 64), num_classes=21, names=["fcn8s", "segnet", "unet"]).set_index("name")
     assert df["params_vs_paper"].abs().max() < 2.0
+    # FLOPs are 2 x MACs: U-Net's first conv alone (3->64, 3x3, 64x64) is 2*3*64*9*64*64 FLOPs
+    assert df.loc["unet", "gflops"] * 1e9 > 2 * 3 * 64 * 9 * 64 * 64
 
 
 def test_fixed_bilinear_upsampling_equals_the_full_transposed_convolution():

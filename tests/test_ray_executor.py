@@ -13,10 +13,10 @@ import pandas as pd
 import pytest
 
 from bench.cli import main
-from bench.executors import RayNotInstalledError, run_with_ray
-from bench.records import read_records
+from bench.run.executors import RayNotInstalledError, run_with_ray
+from conftest import read_records
 from bench.report import build_report
-from bench.runner import Runner, plan_jobs
+from bench.run import Runner, plan_jobs
 from bench.suites import Suite, SuiteJob, load_suite
 
 import ray_methods  # noqa: F401  (registers the test-ray-* methods in this process)
@@ -66,8 +66,8 @@ def test_ray_run_writes_the_records_and_leaderboard_of_a_local_run(ray_cluster, 
     assert "2 done, 0 failed" in capsys.readouterr().out
 
     pd.testing.assert_frame_equal(_leaderboard(remote), _leaderboard(local))
-    by_id = {r["job_id"]: r for r in read_records(local / "records.jsonl")}
-    ray_records = read_records(remote / "records.jsonl")
+    by_id = {r["job_id"]: r for r in read_records(local)}
+    ray_records = read_records(remote)
     assert {r["job_id"] for r in ray_records} == set(by_id)
     for rec in ray_records:
         mine = {k: v for k, v in rec.items() if k not in RUN_FIELDS and k != "command"}
@@ -78,13 +78,13 @@ def test_ray_run_writes_the_records_and_leaderboard_of_a_local_run(ray_cluster, 
             assert (remote / p).is_file()
 
     # a rerun skips both jobs as a local run would (no task at all); --force redoes them
-    before = read_records(remote / "records.jsonl")
+    before = read_records(remote)
     assert main(args) == 0
     assert "0 done, 0 failed, 2 already done" in capsys.readouterr().out
-    assert read_records(remote / "records.jsonl") == before
+    assert read_records(remote) == before
     assert main([*args, "--force", "--only", "majority"]) == 0
     assert "1 done, 0 failed, 0 already done" in capsys.readouterr().out
-    after = {r["job_id"]: r for r in read_records(remote / "records.jsonl")}
+    after = {r["job_id"]: r for r in read_records(remote)}
     assert len(after) == 2 and {r["method"] for r in after.values()} == {"majority", "sobel"}
 
 
@@ -98,9 +98,9 @@ def test_a_killed_worker_is_retried_and_a_job_that_always_kills_it_fails_alone(r
     out = tmp_path / "out"
     counts = run_with_ray(Runner(out, progress=False), plan_jobs(suite, None), max_retries=1,
                           setup_modules=["ray_methods"])
-    assert counts == {"ok": 2, "failed": 1, "skipped": 0}
+    assert counts == {"ok": 2, "failed": 1, "skipped": 0, "busy": 0}
 
-    recs = {r["method"]: r for r in read_records(out / "records.jsonl")}
+    recs = {r["method"]: r for r in read_records(out)}
     assert len(recs) == 3
     assert recs["majority"]["status"] == "ok"
     assert recs["test-ray-kill-once"]["status"] == "ok"

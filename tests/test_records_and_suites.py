@@ -1,53 +1,114 @@
-"""Records are written atomically and read back strictly; suites are parsed strictly."""
+"""Records are typed, written atomically one file a job and read back strictly; records of the
+previous release still read; suites are parsed strictly."""
 
 import json
 import math
 
+import numpy as np
 import pytest
 
-from bench.records import RecordsError, read_records, upsert_record, write_records
+from bench.record import SCHEMA, Record, RecordsError, job_id
+from bench.store import RecordStore, read_jsonl
 from bench.suites import SuiteError, load_suite, suite_names
 
 
-def test_upsert_replaces_by_job_id_and_keeps_order(tmp_path):
-    path = tmp_path / "records.jsonl"
-    upsert_record(path, {"job_id": "a", "miou": 0.5})
-    upsert_record(path, {"job_id": "b", "miou": 0.25})
-    upsert_record(path, {"job_id": "a", "miou": 0.75})
-    recs = read_records(path)
-    assert [r["job_id"] for r in recs] == ["b", "a"]
-    assert recs[1]["miou"] == 0.75
+def _rec(job, **fields):
+    return Record(job_id=job, method="majority", dataset="shapes", status="ok", **fields)
+
+
+def test_a_write_replaces_the_record_of_the_same_job(tmp_path):
+    store = RecordStore(tmp_path)
+    store.write(_rec("a", miou=0.5, started="1"))
+    store.write(_rec("b", miou=0.25, started="2"))
+    store.write(_rec("a", miou=0.75, started="3"))
+    recs = store.records()
+    assert [r.job_id for r in recs] == ["b", "a"]  # oldest first
+    assert recs[1].miou == 0.75
+    assert sorted(p.name for p in (tmp_path / "records").iterdir()) == ["a.json", "b.json"]
 
 
 def test_nan_is_written_as_null_so_any_json_reader_parses_it(tmp_path):
-    import numpy as np
-
-    path = tmp_path / "records.jsonl"
-    write_records(path, [{"job_id": "a", "iou": [0.5, float("nan")], "miou": np.float64(0.5), "x": math.inf}])
-    line = path.read_text().strip()
-    assert "NaN" not in line and "Infinity" not in line
-    assert json.loads(line) == {"job_id": "a", "iou": [0.5, None], "miou": 0.5, "x": None}
+    path = RecordStore(tmp_path).write(_rec("a", iou=[0.5, float("nan")], miou=np.float64(0.5), fwiou=math.inf))
+    text = path.read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    obj = json.loads(text)
+    assert obj["iou"] == [0.5, None] and obj["miou"] == 0.5 and obj["fwiou"] is None
+    assert obj["schema"] == SCHEMA
 
 
 def test_no_temporary_files_are_left_behind(tmp_path):
-    path = tmp_path / "records.jsonl"
+    store = RecordStore(tmp_path)
     for i in range(5):
-        upsert_record(path, {"job_id": str(i)})
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["records.jsonl"]
+        store.write(_rec(str(i)))
+    store.export()
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
+    assert [r.job_id for r in read_jsonl(tmp_path / "records.jsonl")] == [str(i) for i in range(5)]
 
 
 def test_a_malformed_records_file_names_the_line(tmp_path):
     path = tmp_path / "records.jsonl"
-    path.write_text('{"job_id": "a"}\n{"job_id": "b"\n')
+    path.write_text('{"job_id": "a", "method": "m", "dataset": "d"}\n{"job_id": "b"\n')
     with pytest.raises(RecordsError, match=r"records.jsonl:2"):
-        read_records(path)
-    path.write_text('{"job_id": "a"}\n[1, 2]\n')
+        read_jsonl(path)
+    path.write_text('{"job_id": "a", "method": "m", "dataset": "d"}\n[1, 2]\n')
     with pytest.raises(RecordsError, match=r"records.jsonl:2: a record must be a JSON object"):
-        read_records(path)
+        read_jsonl(path)
+
+
+def test_a_malformed_record_file_names_the_file(tmp_path):
+    store = RecordStore(tmp_path)
+    store.write(_rec("a"))
+    (tmp_path / "records" / "b.json").write_text('{"job_id": "b", "method"')
+    with pytest.raises(RecordsError, match=r"b.json: not a JSON record"):
+        store.records()
+
+
+def test_a_record_from_a_newer_segbench_is_refused_with_a_clear_message():
+    with pytest.raises(RecordsError, match="schema 99"):
+        Record.from_dict({"job_id": "a", "method": "m", "dataset": "d", "schema": 99})
+
+
+def test_a_previous_release_folder_is_imported_once_with_schema_2_ids(tmp_path):
+    """A records.jsonl of release 0.1.0 (schema 1: ids over every setting) reads, and its
+    records get the ids today's plan gives the same jobs."""
+    settings = {"max_train_images": 200}
+    old = {"schema": 1, "job_id": "majority-0123456789ab", "method": "majority", "dataset": "shapes",
+           "data_root": None, "eval_split": "val", "settings": settings, "seed": 0, "device": "cpu",
+           "status": "ok", "miou": 0.5, "miou_convention": "mmseg", "unknown_old_field": 1}
+    (tmp_path / "records.jsonl").write_text(json.dumps(old) + "\n")
+    store = RecordStore(tmp_path)
+    [before] = store.records()  # read without writing anything
+    assert not (tmp_path / "records").exists()
+    new_id = job_id("majority", settings, "shapes", None, "val", 0, "cpu", "mmseg")
+    assert before.job_id == new_id and before.legacy_job_id == "majority-0123456789ab"
+    store.open()
+    assert [p.name for p in (tmp_path / "records").iterdir()] == [f"{new_id}.json"]
+    assert store.done_ids() == {new_id}
+
+
+def test_runtime_settings_do_not_enter_the_job_id():
+    from bench.method import result_settings, method_class
+
+    cls = method_class("unet")
+    base = job_id("unet", {"epochs": 3, "num_workers": 0}, "shapes", None, "val", 0, "cpu", "mmseg")
+    assert job_id("unet", {"epochs": 3, "num_workers": 4}, "shapes", None, "val", 0, "cpu", "mmseg") == base
+    assert job_id("unet", {"epochs": 4, "num_workers": 0}, "shapes", None, "val", 0, "cpu", "mmseg") != base
+    assert "num_workers" not in result_settings(cls, {"epochs": 3, "num_workers": 0})
+
+
+def test_claims_exclude_live_holders_and_free_with_them(tmp_path):
+    store = RecordStore(tmp_path)
+    first = store.claim("job")
+    assert first is not None
+    assert store.claim("job") is None  # held (also within one process: flock is per open file)
+    first.release()
+    again = store.claim("job")
+    assert again is not None
+    again.release()
 
 
 def test_builtin_suites_load_and_name_real_methods():
-    from bench.methods import method_names
+    from bench.method import method_names
 
     names = suite_names()
     for required in ("smoke", "classical", "deep", "all"):
@@ -85,7 +146,7 @@ def test_malformed_suite_files_name_the_file_and_job(tmp_path, text, message):
     [("method: nosuch", "unknown method 'nosuch'"), ("method: sobel\n    settings: {nope: 3}", "unknown setting")],
 )
 def test_bad_methods_and_settings_name_the_suite_line(tmp_path, job, message):
-    from bench.runner import plan_jobs
+    from bench.run import plan_jobs
 
     path = tmp_path / "mine.yaml"
     path.write_text(f"description: two jobs\njobs:\n  - majority\n  - {job}\n")
@@ -98,3 +159,25 @@ def test_a_suite_that_includes_itself_is_an_error(tmp_path):
     path.write_text(f"include: [{path}]\njobs: [majority]\n")
     with pytest.raises(SuiteError, match="includes itself"):
         load_suite(str(path))
+
+
+def test_defaults_apply_to_the_jobs_whose_method_has_the_setting(tmp_path):
+    path = tmp_path / "d.yaml"
+    path.write_text("defaults: {epochs: 3, width: 0.5}\njobs:\n  - majority\n  - method: unet\n"
+                    "  - method: fcn8s\n    settings: {epochs: 5}\n")
+    jobs = load_suite(str(path)).jobs
+    assert [j.settings for j in jobs] == [{}, {"epochs": 3, "width": 0.5}, {"epochs": 5, "width": 0.5}]
+
+
+def test_a_default_no_job_can_take_is_an_error(tmp_path):
+    path = tmp_path / "d.yaml"
+    path.write_text("defaults: {epoch: 3}\njobs: [majority, unet]\n")
+    with pytest.raises(SuiteError, match="d.yaml: defaults epoch: no job of this file has such a setting"):
+        load_suite(str(path))
+
+
+def test_the_suites_with_defaults_plan_the_same_jobs_as_before():
+    """deep.yaml's defaults block reproduces the settings every job spelled out before."""
+    jobs = {j.method: j.settings for j in load_suite("deep").jobs}
+    assert jobs["fcn8s"] == {"width": 0.25, "scale": 0.5, "epochs": 12, "batch_size": 8, "lr": 0.002}
+    assert jobs["deconvnet"]["width"] == 0.125 and jobs["segnet-basic"]["width"] == 0.5

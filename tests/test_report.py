@@ -12,7 +12,10 @@ import pytest
 from PIL import Image
 
 from bench import report
-from bench.records import write_records
+from bench.datasets.palettes import colorize
+from bench.record import SCHEMA, Record
+from bench.report import aggregate, grid, plots
+from bench.store import RecordStore
 
 CAMVID = ["sky", "building", "pole", "road", "sidewalk", "tree", "sign", "fence", "car", "pedestrian", "bicyclist"]
 CONTEXT = [f"ctx{i:02d}" for i in range(20)]
@@ -29,10 +32,12 @@ def _iou(n: int, base: float, nan_at=(), null_at=()) -> list:
     return out
 
 
-def rec(job_id, method, dataset="camvid", split="test", kind="classical", seed=0, status="ok", miou=0.4,
-        settings=None, iou=None, class_names=None, speed=10.0, extra=None, predictions=None, error=None, **kw):
+def rec_dict(job_id, method, dataset="camvid", split="test", kind="classical", seed=0, status="ok", miou=0.4,
+             settings=None, iou=None, class_names=None, speed=10.0, extra=None, predictions=None, error=None,
+             **kw) -> dict:
+    """A record as its JSON object (this release's schema)."""
     r = {
-        "schema": 1, "job_id": job_id, "suite": "test", "method": method, "kind": kind, "dataset": dataset,
+        "schema": SCHEMA, "job_id": job_id, "suite": "test", "method": method, "kind": kind, "dataset": dataset,
         "data_root": "/data", "eval_split": split, "settings": settings or {}, "seed": seed, "status": status,
         "error": error, "traceback": None,
         "miou": miou if status == "ok" else None,
@@ -54,7 +59,17 @@ def rec(job_id, method, dataset="camvid", split="test", kind="classical", seed=0
     return r
 
 
-def camvid_records() -> list[dict]:
+def rec(*args, **kw) -> Record:
+    return Record.from_dict(rec_dict(*args, **kw))
+
+
+def write_records(out: Path, records) -> None:
+    store = RecordStore(out)
+    for r in records:
+        store.write(r)
+
+
+def camvid_records() -> list[Record]:
     preds = lambda job: [f"predictions/{job}/{i}.png" for i in CAMVID_IDS]  # noqa: E731
     nan_cls = (10,)  # bicyclist is NaN for every method
     return [
@@ -74,7 +89,7 @@ def camvid_records() -> list[dict]:
     ]
 
 
-def context_records() -> list[dict]:
+def context_records() -> list[Record]:
     return [
         rec("c-maj", "majority", dataset="pascal_context", split="val", miou=0.02,
             iou=_iou(20, 0.0, nan_at=(3, 4, 5)), class_names=CONTEXT, speed=5000.0),
@@ -110,7 +125,7 @@ def write_preds(out: Path, job: str, ids, n_classes: int):
 @pytest.fixture(scope="module")
 def full(tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
-    write_records(out / "records.jsonl", camvid_records() + context_records())
+    write_records(out, camvid_records() + context_records())
     write_samples(out, "camvid", "test", CAMVID_IDS, 11)
     for job in ("j-slic", "j-unet0", "j-unet1"):
         write_preds(out, job, CAMVID_IDS, 11)
@@ -221,8 +236,8 @@ def test_md_sections_failed_list_and_reproduce(full):
     assert "mIoU convention: `mmseg`" in cam
     assert "### How to reproduce" in cam
     for r in camvid_records():
-        if r["status"] == "ok":
-            assert r["command"] in cam
+        if r.ok:
+            assert r.command in cam
     assert "abc123def456" in cam and "numpy 1.26.4" in cam and "cuda:0" in cam
     # table header and oracle column (camvid only)
     for col in ("rank", "method", "kind", "mIoU", "pixel acc", "class acc", "fwIoU", "BF", "images/s",
@@ -274,7 +289,7 @@ def test_grid_panels_and_skipped_method(full):
     with Image.open(paths["predictions_grid_camvid.png"]) as im:
         assert im.info.get("Description") == "segbench predictions grid: 2 rows x 4 columns"
         # 4 columns of GRID_PANEL_IN inches at DPI
-        assert im.size[0] == pytest.approx(4 * report.GRID_PANEL_IN * report.DPI, abs=2)
+        assert im.size[0] == pytest.approx(4 * grid.GRID_PANEL_IN * plots.DPI, abs=2)
     md = (out / "leaderboard.md").read_text()
     assert "kmeans (prediction PNGs missing) left out" in md
     assert "Predictions grid skipped: no saved prediction PNGs found." in md  # pascal_context
@@ -282,11 +297,10 @@ def test_grid_panels_and_skipped_method(full):
 
 
 def test_grid_function_shape_and_colours(tmp_path):
-    write_records(tmp_path / "records.jsonl", camvid_records())
     write_samples(tmp_path, "camvid", "test", CAMVID_IDS, 11)
     write_preds(tmp_path, "j-unet0", CAMVID_IDS[:1], 11)  # one image only, for seed 0
-    [section] = report.group_records(camvid_records())
-    info = report.plot_predictions_grid(section, tmp_path, tmp_path / "g.png")
+    [section] = aggregate.group_records(camvid_records())
+    info = grid.plot_predictions_grid(section, tmp_path, tmp_path / "g.png")
     assert info.shape == (1, 3)
     assert info.columns == ["image", "ground truth", "unet"]
     assert info.image_ids == CAMVID_IDS[:1]
@@ -307,7 +321,7 @@ def test_grid_without_palette_file_uses_default(tmp_path):
 def test_colorize_ignore_black():
     pal = np.array([[255, 0, 0], [0, 255, 0]], np.uint8)
     lab = np.array([[0, 1], [255, 7]], np.uint8)
-    rgb = report.colorize(lab, pal, 255)
+    rgb = colorize(lab, pal, 255)  # as the predictions grid paints label maps
     assert rgb.tolist() == [[[255, 0, 0], [0, 255, 0]], [[0, 0, 0], [0, 0, 0]]]
 
 
@@ -323,7 +337,7 @@ def test_no_records_no_crash(tmp_path):
 def test_only_failed_records(tmp_path):
     recs = [rec("f1", "unet", kind="deep", status="failed", error="ValueError: bad settings"),
             rec("f2", "slic", status="failed", error=None)]
-    write_records(tmp_path / "records.jsonl", recs)
+    write_records(tmp_path, recs)
     paths = report.build_report(tmp_path)
     assert not any(n.endswith(".png") for n in paths)
     md = (tmp_path / "leaderboard.md").read_text()
@@ -357,9 +371,9 @@ def test_latest_record_per_job_wins(tmp_path):
 
 
 def test_heatmap_for_many_classes_bars_for_few(tmp_path):
-    [cam, ctx] = report.group_records(camvid_records() + context_records())
-    assert report.plot_per_class(cam, report.per_class_table(cam), tmp_path / "a.png") == "bars"
-    assert report.plot_per_class(ctx, report.per_class_table(ctx), tmp_path / "b.png") == "heatmap"
+    [cam, ctx] = aggregate.group_records(camvid_records() + context_records())
+    assert plots.plot_per_class(cam, aggregate.per_class_table(cam), tmp_path / "a.png") == "bars"
+    assert plots.plot_per_class(ctx, aggregate.per_class_table(ctx), tmp_path / "b.png") == "heatmap"
 
 
 # -- terminal text ------------------------------------------------------------------------
@@ -378,19 +392,47 @@ def test_format_leaderboard_text(full):
     assert max(len(line) for line in lines if not line.startswith("1 failed")) < 100
 
 
-def test_markdown_without_tabulate(monkeypatch, full):
-    out, _ = full
-    import builtins
+# -- a previous release's results folder ---------------------------------------------------
+def _schema1_line(r: Record) -> str:
+    """``r`` as segbench 0.1.0 wrote it into records.jsonl (schema 1, the id it hashed then)."""
+    d = r.to_dict()
+    d["schema"] = 1
+    return json.dumps(d, sort_keys=True)
 
-    real_import = builtins.__import__
 
-    def no_tabulate(name, *a, **k):
-        if name == "tabulate":
-            raise ImportError(name)
-        return real_import(name, *a, **k)
+def _results_folder(out: Path) -> Path:
+    write_samples(out, "camvid", "test", CAMVID_IDS, 11)
+    for job in ("j-slic", "j-unet0", "j-unet1"):
+        write_preds(out, job, CAMVID_IDS, 11)
+    return out
 
-    monkeypatch.setattr(builtins, "__import__", no_tabulate)
-    txt = report.format_leaderboard_text(out)
-    assert "unet (n=2)" in txt and "52.0 ± 2.8" in txt
-    table = report._to_markdown(pd.DataFrame({"a": ["x|y"], "b": ["1"]}))
-    assert table.splitlines()[0].startswith("| a") and "x\\|y" in table
+
+def test_previous_release_folder_reports_identically(tmp_path):
+    """A folder holding only a schema-1 records.jsonl reports exactly as a folder of this release
+    holding the same records (schema-2 ids; the later of two lines of a job wins)."""
+    rerun = rec("j-unet0", "unet", kind="deep", status="failed", error="RuntimeError: interrupted", device="cuda:0")
+    records = [rerun] + camvid_records() + context_records()
+    old = _results_folder(tmp_path / "old")
+    (old / "records.jsonl").write_text("".join(_schema1_line(r) + "\n" for r in records))
+    new = _results_folder(tmp_path / "new")
+    for line in (old / "records.jsonl").read_text().splitlines():
+        RecordStore(new).write(Record.from_dict(json.loads(line)))
+
+    old_paths, new_paths = report.build_report(old), report.build_report(new)
+    assert not (old / "records").exists()  # reading a folder does not convert it
+    assert sorted(old_paths) == sorted(new_paths) and len(old_paths) == 8
+    for name in old_paths:
+        old_bytes, new_bytes = old_paths[name].read_bytes(), new_paths[name].read_bytes()
+        if name == "leaderboard.md":  # the one difference: where the records were read from
+            assert "records from `records.jsonl`" in old_bytes.decode()
+            old_bytes = old_bytes.replace(b"`records.jsonl`", b"`records/`")
+        assert old_bytes == new_bytes, name
+    assert report.format_leaderboard_text(old) == report.format_leaderboard_text(new)
+
+    df = _lb(old)
+    unet = df[(df.method == "unet") & (df.status == "ok")].iloc[0]
+    assert unet["n_seeds"] == 2 and unet["miou"] == pytest.approx(0.52)  # the rerun's ok line replaced the failure
+    assert list(df.status).count("failed") == 1
+    new_ids = {r.job_id for r in RecordStore(new).records()}
+    assert set(";".join(df["job_ids"]).split(";")) == new_ids  # schema-2 ids, not the old "j-..." ones
+    assert not any(i.startswith(("j-", "c-")) for i in new_ids)

@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.methods import Method, register_method
-from bench.records import read_records
-from bench.runner import Job, Runner, RunError, check_output_dir, plan_jobs
+from bench.method import Method, register_method
+from conftest import read_records
+from bench.run import Job, Runner, RunError, plan_jobs
+from bench.run.outputs import check_output_dir
 from bench.suites import Suite, SuiteJob
 
 REPO = Path(__file__).resolve().parents[1]
@@ -22,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 class CrashInFit(Method):
     """Raises in fit: stands for any method that breaks."""
 
-    def fit(self, train):
+    def _fit(self, train, val):
         raise RuntimeError("deliberate failure\nsecond line")
 
     def predict(self, image):
@@ -33,7 +34,7 @@ class CrashInFit(Method):
 class WrongSize(Method):
     """Returns a label map of the wrong size."""
 
-    def fit(self, train):
+    def _fit(self, train, val):
         self.info = train.info
 
     def predict(self, image):
@@ -55,8 +56,8 @@ REQUIRED_FIELDS = {
 def test_a_job_record_has_every_field_and_real_numbers(tmp_path):
     jobs = plan_jobs(_suite("majority"), None)
     counts = Runner(tmp_path, progress=False).run(jobs)
-    assert counts == {"ok": 1, "failed": 0, "skipped": 0}
-    (rec,) = read_records(tmp_path / "records.jsonl")
+    assert counts == {"ok": 1, "failed": 0, "skipped": 0, "busy": 0}
+    (rec,) = read_records(tmp_path)
     assert REQUIRED_FIELDS <= set(rec)
     assert rec["status"] == "ok" and rec["kind"] == "classical"
     assert 0 < rec["miou"] < 1 and 0 < rec["pixel_acc"] <= 1
@@ -74,7 +75,7 @@ def test_majority_predictor_iou_matches_the_class_frequency(tmp_path):
     from bench.datasets import get_dataset
 
     Runner(tmp_path, progress=False).run(plan_jobs(_suite("majority"), None))
-    (rec,) = read_records(tmp_path / "records.jsonl")
+    (rec,) = read_records(tmp_path)
     ds = get_dataset("shapes")
     train_counts = sum(np.bincount(s.label.ravel(), minlength=ds.info.num_classes) for s in ds.split("train"))
     majority = int(np.argmax(train_counts[: ds.info.num_classes]))
@@ -86,8 +87,8 @@ def test_majority_predictor_iou_matches_the_class_frequency(tmp_path):
 def test_a_crashing_job_is_recorded_and_the_suite_goes_on(tmp_path):
     jobs = plan_jobs(_suite("test-crash-in-fit", "test-wrong-size", "majority"), None)
     counts = Runner(tmp_path, progress=False).run(jobs)
-    assert counts == {"ok": 1, "failed": 2, "skipped": 0}
-    recs = {r["method"]: r for r in read_records(tmp_path / "records.jsonl")}
+    assert counts == {"ok": 1, "failed": 2, "skipped": 0, "busy": 0}
+    recs = {r["method"]: r for r in read_records(tmp_path)}
     crash = recs["test-crash-in-fit"]
     assert crash["status"] == "failed"
     assert crash["error"] == "RuntimeError: deliberate failure second line"
@@ -99,14 +100,14 @@ def test_a_crashing_job_is_recorded_and_the_suite_goes_on(tmp_path):
 def test_rerun_skips_done_jobs_retries_failed_and_force_redoes(tmp_path):
     jobs = plan_jobs(_suite("majority", "test-crash-in-fit"), None)
     Runner(tmp_path, progress=False).run(jobs)
-    first = {r["method"]: r for r in read_records(tmp_path / "records.jsonl")}
+    first = {r["method"]: r for r in read_records(tmp_path)}
     counts = Runner(tmp_path, progress=False).run(jobs)
-    assert counts == {"ok": 0, "failed": 1, "skipped": 1}
-    again = {r["method"]: r for r in read_records(tmp_path / "records.jsonl")}
+    assert counts == {"ok": 0, "failed": 1, "skipped": 1, "busy": 0}
+    again = {r["method"]: r for r in read_records(tmp_path)}
     assert again["majority"] == first["majority"]
-    assert len(read_records(tmp_path / "records.jsonl")) == 2
+    assert len(read_records(tmp_path)) == 2
     counts = Runner(tmp_path, force=True, progress=False).run(jobs)
-    assert counts == {"ok": 1, "failed": 1, "skipped": 0}
+    assert counts == {"ok": 1, "failed": 1, "skipped": 0, "busy": 0}
 
 
 def test_job_ids_depend_on_what_defines_the_job():
@@ -114,13 +115,16 @@ def test_job_ids_depend_on_what_defines_the_job():
     assert base.job_id == Job("other-suite", "majority", "shapes").job_id  # the suite name is only a label
     for changed in (Job("s", "majority", "shapes", seed=1), Job("s", "majority", "shapes", eval_split="test"),
                     Job("s", "majority", "camvid", data_root="/x"), Job("s", "majority", "shapes", device="cuda"),
-                    Job("s", "majority", "shapes", settings={"a": 1}),
                     Job("s", "majority", "shapes", miou_convention="smp")):
         assert changed.job_id != base.job_id
+    unet = Job("s", "unet", "shapes", settings={"epochs": 2, "num_workers": 0})
+    assert Job("s", "unet", "shapes", settings={"epochs": 3, "num_workers": 0}).job_id != unet.job_id
+    # a runtime setting (workers) does not change the result, so not the id: no rerun when it changes
+    assert Job("s", "unet", "shapes", settings={"epochs": 2, "num_workers": 2}).job_id == unet.job_id
 
 
 def test_plan_rejects_unknown_methods_settings_and_only(tmp_path):
-    from bench.methods import MethodError
+    from bench.method import MethodError
 
     with pytest.raises(MethodError, match="unknown method 'nope'"):
         plan_jobs(_suite("nope"), None)
@@ -165,7 +169,7 @@ def test_killed_run_resumes_without_redoing_finished_jobs(tmp_path):
     args = ("run", "--suite", "smoke", "--only", "majority", "--dataset", "shapes", "--seeds", seeds, "--out", str(out),
             "--no-progress")
     proc = _cli(*args, cwd=tmp_path)
-    records = out / "records.jsonl"
+    records = out
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
         if records.exists() and len(read_records(records)) >= 2:

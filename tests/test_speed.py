@@ -1,7 +1,9 @@
-"""Throughput harness (bench/speed.py, bench/gpu_peaks.py): CPU only, tiny models, no timed asserts."""
+"""Speed harness (bench/speed/): the timing core, network sweeps, OOM back-off, loader, classical
+methods, output; CPU only, tiny models, no timed asserts."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -11,9 +13,11 @@ import pytest
 import torch
 from torch import nn
 
-from bench import gpu_peaks, speed
+from bench import speed, torch_helpers
 from bench.datasets.types import DatasetInfo, InMemorySplit, Sample
-from bench.methods import create_method
+from bench.formatting import DASH
+from bench.method import Capabilities, FitContext, Method, MethodError, create_method, register_method
+from bench.speed import core, gpu_peaks, loader
 
 HW = (32, 32)
 FAST = dict(warmup=1, iters=2, min_time_s=0.0)
@@ -50,6 +54,38 @@ class OomAbove(TinyNet):
 def _ok(rec):
     assert rec["status"] == "ok", rec["note"]
     return rec
+
+
+# -- the timing core ---------------------------------------------------------------------------
+def test_timed_syncs_before_and_after_and_returns_the_result():
+    events = []
+    out, seconds = core.timed(lambda: events.append("call") or 7, lambda: events.append("sync"))
+    assert out == 7 and seconds >= 0
+    assert events == ["sync", "call", "sync"]
+
+
+def test_warm_up_calls_each_item_then_syncs():
+    events = []
+    core.warm_up(events.append, ["a", "b"], lambda: events.append("sync"))
+    assert events == ["a", "b", "sync"]
+
+
+def test_timing_summaries():
+    t = core.Timing([0.1, 0.2, 0.3, 0.4])
+    assert t.mean == pytest.approx(0.25) and t.median == pytest.approx(0.25)
+    assert t.rate == pytest.approx(4 / 1.0)  # calls over summed seconds = 1 / mean
+    assert t.percentile(100) == pytest.approx(0.4)
+    empty = core.Timing([])
+    assert math.isnan(empty.mean) and math.isnan(empty.rate)
+
+
+def test_time_calls_runs_iters_and_min_time_on_cpu():
+    calls = []
+    timing, span = core.time_calls(lambda: calls.append(1), torch.device("cpu"), iters=4, min_time_s=0.0)
+    assert len(calls) == len(timing.seconds) == 4
+    assert span >= sum(timing.seconds)  # the span covers every timed call
+    timing, span = core.time_calls(lambda: None, torch.device("cpu"), iters=1, min_time_s=0.02)
+    assert span >= 0.02 and len(timing.seconds) >= 1
 
 
 # -- measure_model --------------------------------------------------------------------------
@@ -112,7 +148,7 @@ def test_unknown_precision_is_an_error():
 
 def test_precision_context_restores_flags():
     saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-    with speed.precision_context("bf16", "cpu"):
+    with torch_helpers.precision_context("bf16", "cpu"):
         assert torch.is_autocast_enabled("cpu")
         assert torch.get_autocast_dtype("cpu") == torch.bfloat16
     assert not torch.is_autocast_enabled("cpu")
@@ -126,7 +162,7 @@ def test_tf32_flags_off_for_fp32_and_on_for_tf32_then_restored():
     try:
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
         for precision, expected in [("fp32", False), ("bf16", False), ("tf32", True)]:
-            with speed.precision_context(precision, "cuda"):
+            with torch_helpers.precision_context(precision, "cuda"):
                 assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == (
                     expected, expected), precision
             assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
@@ -139,12 +175,12 @@ def test_flops_of_one_conv_is_two_times_mac():
     conv = nn.Conv2d(3, 8, kernel_size=3, padding=1)
     h, w = 16, 20
     mac = h * w * 8 * 3 * 3 * 3  # output pixels x out channels x in channels x kernel
-    assert speed.count_flops(conv, (h, w)) == 2 * mac
+    assert torch_helpers.count_flops(conv, (h, w)) == 2 * mac
 
 
 def test_tflops_and_fraction_of_peak():
     net = TinyNet()
-    flops = speed.count_flops(net, HW)
+    flops = torch_helpers.count_flops(net, HW)
     assert flops == 2 * (32 * 32 * 4 * 3 * 9 + 32 * 32 * 3 * 4)
     rec = _ok(speed.measure_model(net, HW, 2, "cpu", "fp32", peak_tflops=0.5, **FAST))
     assert rec["gflops_per_image"] == pytest.approx(flops / 1e9)
@@ -245,8 +281,54 @@ def test_speed_table_baseline_speedup_and_formats():
     assert csv.splitlines()[0].startswith("model,width")
     md = speed.format_speed(df, "md")
     assert "| model |" in md and "device_name: cpu:" in md and "unsupported on cpu" in md
+    fp16_line = next(line for line in md.splitlines() if "| fp16 |" in line)
+    assert f"| {DASH} |" in fp16_line  # no images/s for an unsupported row
     with pytest.raises(ValueError):
         speed.format_speed(df, "xml")
+
+
+@dataclasses.dataclass
+class _WidthSettings:
+    width: float = 0.5
+
+
+@register_method("test-speed-tiny-network")
+class TinyNetworkMethod(Method):
+    """A method with a network: speed_table builds it through the registry, never by name."""
+
+    kind = "deep"
+    Settings = _WidthSettings
+    capabilities = Capabilities(network=True)
+
+    def _fit(self, train, val):
+        raise AssertionError("speed never fits a network method")
+
+    def predict(self, image):
+        raise AssertionError("speed times the network, not predict")
+
+    def create_network(self, num_classes):
+        net = TinyNet(num_classes)
+        net.width = self.settings.width
+        return net
+
+
+def test_speed_table_of_a_registered_network_method():
+    df = speed.speed_table("test-speed-tiny-network", "cpu", width=0.75, input_hw=HW, num_classes=5,
+                           end_to_end=False, **FAST)
+    (row,) = df.itertuples(index=False)
+    assert (row.model, row.width, row.num_classes, row.status) == ("test-speed-tiny-network", 0.75, 5, "ok")
+
+
+def test_speed_table_builds_networks_through_the_method_registry():
+    with pytest.raises(MethodError, match="unknown method 'no-such-net'"):
+        speed.speed_table("no-such-net", "cpu", input_hw=HW, end_to_end=False, **FAST)
+    with pytest.raises(MethodError, match="'majority' has no network"):
+        speed.speed_table("majority", "cpu", input_hw=HW, end_to_end=False, **FAST)
+    torch.manual_seed(123)
+    a = speed.build_network("segnet-basic", 4, width=0.25, seed=1)
+    b = speed.build_network("segnet-basic", 4, width=0.25, seed=1)
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+    assert a(torch.zeros(1, 3, *HW)).shape == (1, 4, *HW)
 
 
 def test_speed_table_with_options_keeps_the_eager_baseline():
@@ -267,24 +349,34 @@ def test_speed_table_auto_batches():
 
 # -- end to end -------------------------------------------------------------------------------
 @pytest.mark.parametrize("workers", [0, 2])
-def test_end_to_end_throughput(workers, tmp_path):
-    rec = speed.end_to_end_throughput(TinyNet(), HW, 2, "cpu", num_workers=workers, image_dir=tmp_path,
-                                      num_images=4, **FAST)
-    assert rec["status"] == "ok" and rec["num_workers"] == workers
-    assert rec["images_per_s"] > 0 and rec["e2e_images_per_s"] > 0 and rec["loader_images_per_s"] > 0
-    assert rec["limited_by"] in ("model", "data loading")
-    assert len(list(tmp_path.glob("*.png"))) == 4
+def test_speed_table_end_to_end(workers):
+    df = speed.speed_table(TinyNet(), "cpu", input_hw=HW, batch_sizes=[2], precisions=["fp32"],
+                           end_to_end=True, num_workers=workers, **FAST)
+    assert (df["status"] == "ok").all() and set(df["num_workers"]) == {workers}
+    assert df["images_per_s"].gt(0).all()
+    assert df["e2e_images_per_s"].gt(0).all() and df["loader_images_per_s"].gt(0).all()
+    assert set(df["limited_by"]) <= {"model", "data loading"}
 
 
-def test_end_to_end_failure_is_a_note_not_a_crash(monkeypatch, tmp_path):
+def test_end_to_end_failure_is_a_note_not_a_crash(monkeypatch):
     def broken(*a, **k):
         raise RuntimeError("DataLoader worker (pid 1) is killed by signal: Bus error.")
 
-    monkeypatch.setattr(speed, "_make_loader", broken)
-    rec = speed.end_to_end_throughput(TinyNet(), HW, 1, "cpu", num_workers=0, image_dir=tmp_path,
-                                      num_images=2, **FAST)
-    assert rec["status"] == "ok" and rec["images_per_s"] > 0
-    assert rec["e2e_images_per_s"] is None and "end-to-end not measured" in rec["note"]
+    monkeypatch.setattr(loader, "make_loader", broken)
+    df = speed.speed_table(TinyNet(), "cpu", input_hw=HW, batch_sizes=[1], precisions=["fp32"],
+                           end_to_end=True, num_workers=0, **FAST)
+    (row,) = df.itertuples(index=False)
+    assert row.status == "ok" and row.images_per_s > 0
+    assert pd.isna(row.e2e_images_per_s) and "end-to-end not measured" in row.note
+
+
+def test_write_images_writes_png_and_jpeg(tmp_path):
+    assert [p.name for p in speed.write_images(tmp_path, HW, count=3)] == ["img_0000.png", "img_0001.png",
+                                                                           "img_0002.png"]
+    assert len(speed.write_images(tmp_path / "j", HW, count=2, image_format="jpeg")) == 2
+    assert len(list((tmp_path / "j").glob("*.jpg"))) == 2
+    with pytest.raises(ValueError, match="png or jpeg"):
+        speed.write_images(tmp_path, HW, image_format="bmp")
 
 
 def test_image_dataset_decodes_and_normalises(tmp_path):
@@ -296,21 +388,14 @@ def test_image_dataset_decodes_and_normalises(tmp_path):
         assert -2.2 < float(x.min()) and float(x.max()) < 2.7  # ImageNet-normalised range
 
 
-def test_speed_table_end_to_end_columns():
-    df = speed.speed_table(TinyNet(), "cpu", input_hw=HW, batch_sizes=[2], precisions=["fp32"],
-                           end_to_end=True, num_workers=0, **FAST)
-    assert df["e2e_images_per_s"].gt(0).all() and df["loader_images_per_s"].gt(0).all()
-    assert set(df["num_workers"]) == {0}
-
-
 # -- classical methods --------------------------------------------------------------------------
 def _majority_and_images():
     info = DatasetInfo("tiny", ("a", "b", "c"), np.array([[0, 0, 0], [255, 0, 0], [0, 255, 0]], np.uint8))
     rng = np.random.default_rng(0)
     samples = [Sample(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8), np.full((8, 8), 1, np.uint8), f"s{i}")
                for i in range(3)]
-    method = create_method("majority", progress=False)
-    method.fit(InMemorySplit(info, "train", samples))
+    method = create_method("majority")
+    method.fit(InMemorySplit(info, "train", samples), None, FitContext(progress=False))
     images = [rng.integers(0, 256, (16, 16, 3), dtype=np.uint8) for _ in range(6)]
     return method, images
 
@@ -340,8 +425,8 @@ def test_classical_speed_on_one_thread_reports_the_stages_and_restores_threads()
         image = np.clip(60 + 120 * label[..., None] + rng.normal(0, 8, (48, 64, 3)), 0, 255).astype(np.uint8)
         return Sample(image, label, f"h{i}")
 
-    method = create_method("sobel", {"max_train_images": 6, "n_estimators": 10}, progress=False)
-    method.fit(InMemorySplit(info, "train", [halves(i) for i in range(6)]))
+    method = create_method("sobel", {"max_train_images": 6, "n_estimators": 10})
+    method.fit(InMemorySplit(info, "train", [halves(i) for i in range(6)]), None, FitContext(progress=False))
     images = [halves(i).image for i in range(3)]
     cv_before, torch_before = cv2.getNumThreads(), torch.get_num_threads()
     res = speed.classical_speed(method, images, processes=(1,), threads=1)
@@ -360,6 +445,36 @@ def test_classical_speed_on_one_thread_reports_the_stages_and_restores_threads()
     majority, small = _majority_and_images()
     (row,) = speed.classical_speed(majority, small, processes=(1,))["rows"]
     assert row["threads"] == "default" and not any(k.endswith("_ms_p50") and k != "ms_per_image_p50" for k in row)
+
+
+@register_method("test-speed-counting")
+class CountingMethod(Method):
+    """Counts its predicts and syncs (module level: a pool pickles it by reference)."""
+
+    def _fit(self, train, val):
+        self.predicts = self.syncs = 0
+
+    def predict(self, image):
+        self.predicts += 1
+        return np.zeros(image.shape[:2], np.int32)
+
+    def sync(self):
+        self.syncs += 1
+
+
+def test_classical_one_process_row_is_timed_like_the_runner():
+    info = DatasetInfo("tiny", ("a", "b"), np.array([[0, 0, 0], [255, 255, 255]], np.uint8))
+    method = create_method("test-speed-counting")
+    method.fit(InMemorySplit(info, "train", [Sample(np.zeros((4, 4, 3), np.uint8), np.zeros((4, 4), np.uint8), "s")]))
+    images = [np.zeros((8, 8, 3), np.uint8)] * 5
+    (row,) = speed.classical_speed(method, images, processes=(1,), warmup=1)["rows"]
+    # one untimed warm-up call, then every image timed by itself, the device synced around each
+    assert method.predicts == 1 + 5 and method.syncs == 1 + 2 * 5
+    assert row["images_per_s"] > 0 and row["method"] == "test-speed-counting"
+    with pytest.raises(TypeError, match="fitted bench.method.Method"):
+        speed.classical_speed(object(), images, processes=(1,))
+    with pytest.raises(ValueError, match="process counts must be >= 1"):
+        speed.classical_speed(method, images, processes=(0,))
 
 
 def test_cli_speed_of_a_classical_method(capsys):

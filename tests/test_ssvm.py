@@ -11,6 +11,7 @@ from scipy import ndimage
 
 from baselines.ssvm import CRFGraph, PottsCRF, potts_inference, ssvm_objective, train_ssvm
 from bench.datasets.types import DatasetInfo, InMemorySplit, Sample
+from bench.method import FitContext, create_method
 
 
 # ------------------------------------------------------------------------- helpers
@@ -208,19 +209,15 @@ def hard_split(n: int, seed: int, name: str) -> InMemorySplit:
 
 
 def test_superpixel_crf_beats_unary_variant_where_smoothing_helps():
-    from baselines.superpixel_crf import SuperpixelCRF, SuperpixelUnary
-
     train, test = hard_split(12, 0, "train"), hard_split(8, 1, "test")
     settings = {"n_estimators": 60, "ssvm_epochs": 40}
     scores, extras = {}, {}
-    for cls in (SuperpixelUnary, SuperpixelCRF):
-        from bench.methods import make_settings
-
-        m = cls(make_settings(cls, settings), progress=False)
-        m.fit(train)
+    for name in ("superpixel-unary", "superpixel-crf"):
+        m = create_method(name, settings)
+        m.fit(train, None, FitContext(progress=False))
         correct = sum(int((m.predict(s.image) == s.label).sum()) for s in test)
-        scores[cls.name] = correct / sum(s.label.size for s in test)
-        extras[cls.name] = m.extra_metrics()
+        scores[name] = correct / sum(s.label.size for s in test)
+        extras[name] = m.extra_metrics()
     assert scores["superpixel-crf"] > scores["superpixel-unary"] + 0.03, scores
     crf = extras["superpixel-crf"]
     assert crf["crf_potts_contrast_weight"] + crf["crf_potts_length_weight"] > 0

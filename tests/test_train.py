@@ -1,4 +1,4 @@
-"""The one trainer (deep/train.py), its transforms and figures, on tiny synthetic data."""
+"""The one trainer (deep/engine), its transforms and figures, on tiny synthetic data."""
 
 from __future__ import annotations
 
@@ -11,15 +11,13 @@ import torch
 from torch import nn
 
 from bench.datasets.types import DatasetInfo, InMemorySplit, Sample
-from deep import transforms as T
-from deep.train import (
-    CheckpointError,
-    TrainConfig,
-    load_checkpoint,
-    median_frequency_weights,
-    snapshot_epochs,
-    train,
-)
+from bench.method import FitContext
+from deep.engine import transforms as T
+from deep.engine.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
+from deep.engine.config import TrainConfig
+from deep.engine.data import median_frequency_weights
+from deep.engine.loop import snapshot_epochs, train
+from deep.models import create_model
 
 torch.set_num_threads(1)
 
@@ -76,9 +74,13 @@ def tiny_model(num_classes: int = 3, seed: int = 0) -> TinyNet:
 
 def fast_cfg(**kw) -> TrainConfig:
     base = dict(epochs=3, batch_size=4, lr=0.05, optimizer="adam", schedule="poly", weight_decay=0.0,
-                crop=(24, 32), scale_range=(0.75, 1.25), hflip=True, jitter=0.1, num_workers=0, seed=0)
+                crop=(24, 32), scale_range=(0.75, 1.25), hflip=True, jitter=0.1, num_workers=0)
     base.update(kw)
     return TrainConfig(**base)
+
+
+def ctx(run_dir, **kw) -> FitContext:
+    return FitContext(run_dir=run_dir, **{"progress": False, **kw})
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +91,7 @@ def splits():
 # ---------------------------------------------------------------------------------------
 def test_learns_easy_split_and_writes_files(splits, tmp_path):
     train_split, val_split = splits
-    result = train(tiny_model(), train_split, val_split, fast_cfg(epochs=4), tmp_path, progress=False)
+    result = train(tiny_model(), train_split, val_split, fast_cfg(epochs=4), ctx(tmp_path))
 
     losses = [row["train_loss"] for row in result.history]
     assert [row["epoch"] for row in result.history] == [1, 2, 3, 4]
@@ -112,7 +114,7 @@ def test_learns_easy_split_and_writes_files(splits, tmp_path):
 def test_resume_reaches_the_same_weights(splits, tmp_path):
     train_split, val_split = splits
     cfg = fast_cfg(epochs=3)
-    straight = train(tiny_model(), train_split, val_split, cfg, tmp_path / "straight", progress=False)
+    straight = train(tiny_model(), train_split, val_split, cfg, ctx(tmp_path / "straight"))
 
     class Interrupted(Exception):
         pass
@@ -122,12 +124,10 @@ def test_resume_reaches_the_same_weights(splits, tmp_path):
             raise Interrupted
 
     with pytest.raises(Interrupted):
-        train(tiny_model(), train_split, val_split, cfg, tmp_path / "resumed", progress=False,
-              on_epoch_end=stop_after_two)
+        train(tiny_model(), train_split, val_split, cfg, ctx(tmp_path / "resumed"), on_epoch_end=stop_after_two)
     assert load_checkpoint(tmp_path / "resumed" / "last.pt", model_name="tiny", num_classes=3)["epoch"] == 2
     torch.manual_seed(1234)  # the global state at resume time must not matter
-    resumed = train(tiny_model(seed=99), train_split, val_split, TrainConfig(**{**cfg.__dict__, "resume": True}),
-                    tmp_path / "resumed", progress=False)
+    resumed = train(tiny_model(seed=99), train_split, val_split, cfg, ctx(tmp_path / "resumed", resume=True))
 
     assert [r["epoch"] for r in resumed.history] == [1, 2, 3]
     assert [r["train_loss"] for r in resumed.history] == [r["train_loss"] for r in straight.history]
@@ -140,17 +140,42 @@ def test_resume_reaches_the_same_weights(splits, tmp_path):
 def test_checkpoint_of_another_model_or_class_count_is_a_clear_error(tmp_path):
     train_split = colour_split(4, seed=3)
     cfg = fast_cfg(epochs=1, crop=None, scale_range=(1.0, 1.0))
-    train(tiny_model(), train_split, None, cfg, tmp_path, progress=False)
-    resume = TrainConfig(**{**cfg.__dict__, "resume": True, "epochs": 2})
+    train(tiny_model(), train_split, None, cfg, ctx(tmp_path))
+    more = fast_cfg(epochs=2, crop=None, scale_range=(1.0, 1.0))
+    resume = ctx(tmp_path, resume=True)
 
     with pytest.raises(CheckpointError, match="network 'tiny', not 'other'"):
-        train(tiny_model(), train_split, None, resume, tmp_path, progress=False, model_name="other")
+        train(tiny_model(), train_split, None, more, resume, model_name="other")
     four = colour_split(4, seed=3, num_classes=4)
     with pytest.raises(CheckpointError, match="3 classes but the dataset has 4"):
-        train(tiny_model(4), four, None, resume, tmp_path, progress=False)
+        train(tiny_model(4), four, None, more, resume)
     with pytest.raises(CheckpointError, match="shape"):  # same name and classes, other width
         torch.manual_seed(0)
-        train(TinyNet(3, hidden=4), train_split, None, resume, tmp_path, progress=False)
+        train(TinyNet(3, hidden=4), train_split, None, more, resume)
+    with pytest.warns(UserWarning, match=r"different settings \(lr, seed\)"):  # epochs may change
+        train(tiny_model(), train_split, None, fast_cfg(epochs=2, crop=None, scale_range=(1.0, 1.0), lr=0.01),
+              ctx(tmp_path, resume=True, seed=5))
+
+
+def test_unreadable_checkpoints_say_why(tmp_path):
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
+        read_checkpoint(tmp_path / "nope.pt")
+    torn = tmp_path / "torn.pt"
+    torn.write_bytes(b"PK\x03\x04 half a checkpoint")
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        load_checkpoint(torn, model_name="tiny", num_classes=3)
+    other = tmp_path / "state.pt"
+    torch.save({"features.0.weight": torch.zeros(2)}, other)
+    with pytest.raises(CheckpointError, match="not a segbench training checkpoint.*format None"):
+        load_checkpoint(other, model_name="tiny", num_classes=3)
+    torch.save([1, 2], other)
+    with pytest.raises(CheckpointError, match="holds a list"):
+        load_checkpoint(other, model_name="tiny", num_classes=3)
+
+
+def test_run_dir_is_required(splits):
+    with pytest.raises(ValueError, match="run_dir"):
+        train(tiny_model(), splits[0], None, fast_cfg(epochs=1), FitContext(progress=False))
 
 
 def test_median_frequency_weights_hand_made():
@@ -170,7 +195,7 @@ def test_median_frequency_loss_and_bf16_amp_run_on_cpu(splits, tmp_path):
     train_split, val_split = splits
     cfg = fast_cfg(epochs=1, amp="bf16", class_weights="median-freq", grad_clip=1.0, schedule="cosine",
                    optimizer="sgd", lr=0.05, val_every=1)
-    result = train(tiny_model(), train_split, val_split, cfg, tmp_path, progress=False)
+    result = train(tiny_model(), train_split, val_split, cfg, ctx(tmp_path))
     assert math.isfinite(result.history[0]["train_loss"])
     assert 0.0 <= result.history[0]["val_miou"] <= 1.0
 
@@ -182,8 +207,8 @@ def test_whole_images_of_odd_sizes_without_ignore_index_and_input_scale(tmp_path
     train_split = InMemorySplit(parts[0].info, "train", [p.samples[0] for p in parts])
     val_split = InMemorySplit(parts[0].info, "val", [p.samples[0] for p in parts[:2]])
     cfg = fast_cfg(epochs=2, crop=0, scale=0.5, batch_size=3, scale_range=(0.9, 1.1))
-    assert cfg.crop is None
-    result = train(tiny_model(), train_split, val_split, cfg, tmp_path, progress=True)
+    assert cfg.crop == 0 and cfg.crop_size is None  # kept as given, normalised on use
+    result = train(tiny_model(), train_split, val_split, cfg, ctx(tmp_path, progress=True))
     assert len(result.history) == 2 and math.isfinite(result.history[-1]["val_miou"])
     assert (tmp_path / "progress.png").exists()
 
@@ -215,19 +240,20 @@ def test_config_validation_and_snapshot_epochs():
                 dict(scale_range=(1.2, 0.8)), dict(crop=(0, 5)), dict(val_every=0), dict(grad_clip=-1.0)):
         with pytest.raises(ValueError):
             TrainConfig(**bad)
-    assert TrainConfig(crop=64).crop == (64, 64)
-    assert TrainConfig(crop=[24, 32]).crop == (24, 32)
+    for bad in (dict(crop=-3), dict(crop=True), dict(crop=(24,)), dict(scale_range=[0.5])):
+        with pytest.raises(ValueError, match="crop|scale_range"):
+            TrainConfig(**bad)
+    assert TrainConfig(crop=64).crop_size == (64, 64)
+    assert TrainConfig(crop=[24, 32]).crop == (24, 32) == TrainConfig(crop=[24, 32]).crop_size
+    assert TrainConfig().crop_size is None
+    assert TrainConfig().epochs == 20  # the deep methods' defaults are the trainer's
     assert snapshot_epochs(1) == [1] and snapshot_epochs(2) == [1, 2] and snapshot_epochs(10) == [1, 5, 10]
 
 
-def test_trains_a_registered_network_if_present(splits, tmp_path):
-    models = pytest.importorskip("deep.models")
-    if "unet" not in models.model_names():
-        pytest.skip("unet not registered yet")
+def test_trains_a_registered_network(splits, tmp_path):
     train_split, val_split = splits
     torch.manual_seed(0)
-    net = models.create_model("unet", num_classes=3, width=0.0625)
-    result = train(net, train_split, val_split, fast_cfg(epochs=1, crop=None, scale_range=(1.0, 1.0)), tmp_path,
-                   progress=False)
+    net = create_model("unet", num_classes=3, width=0.0625)
+    result = train(net, train_split, val_split, fast_cfg(epochs=1, crop=None, scale_range=(1.0, 1.0)), ctx(tmp_path))
     assert math.isfinite(result.history[0]["train_loss"])
     assert load_checkpoint(tmp_path / "last.pt", model_name="unet", num_classes=3)["epoch"] == 1

@@ -56,7 +56,7 @@ def hub_dir(tmp_path, monkeypatch) -> Path:
 
 
 def _check_convs(model, sd, indices):
-    convs = model.vgg16_layers()["convs"]
+    convs = model.encoder.convs()
     assert len(convs) == 13
     for block, i in zip(convs, indices):
         torch.testing.assert_close(block.conv.weight, sd[f"features.{i}.weight"], rtol=0, atol=0)
@@ -68,21 +68,22 @@ def test_fcn_and_dilatednet_load_vgg16(vgg16_file):
     model = create_model("fcn8s", 21, pretrained=str(vgg16_file))
     _check_convs(model, sd, VGG16_CONV_INDICES)
     torch.testing.assert_close(
-        model.vgg_fc6.conv.weight, sd["classifier.0.weight"].view(4096, 512, 7, 7), rtol=0, atol=0
+        model.encoder.fc6.conv.weight, sd["classifier.0.weight"].view(4096, 512, 7, 7), rtol=0, atol=0
     )
     torch.testing.assert_close(
-        model.vgg_fc7.conv.weight.flatten(1), sd["classifier.3.weight"], rtol=0, atol=0
+        model.encoder.fc7.conv.weight.flatten(1), sd["classifier.3.weight"], rtol=0, atol=0
     )
-    torch.testing.assert_close(model.vgg_fc7.conv.bias, sd["classifier.3.bias"], rtol=0, atol=0)
+    torch.testing.assert_close(model.encoder.fc7.conv.bias, sd["classifier.3.bias"], rtol=0, atol=0)
     # with ImageNet weights the class scoring layer starts at zero (the paper's choice)
     assert model.score_fr.weight.abs().max() == 0
     del model
     dil = create_model("dilatednet", 21)
     used = load_vgg16_weights(dil, sd, batch_norm=False)
     assert len(used) == 13 * 2 + 4
+    assert load_vgg16_weights(dil.encoder, sd, batch_norm=False) == used  # the encoder alone works too
     _check_convs(dil, sd, VGG16_CONV_INDICES)
     torch.testing.assert_close(
-        dil.vgg_fc6.conv.weight, sd["classifier.0.weight"].view(4096, 512, 7, 7), rtol=0, atol=0
+        dil.encoder.fc6.conv.weight, sd["classifier.0.weight"].view(4096, 512, 7, 7), rtol=0, atol=0
     )
 
 
@@ -111,7 +112,7 @@ def test_segnet_loads_vgg16_bn(vgg16_bn_state, tmp_path):
     torch.save({k: v for k, v in vgg16_bn_state.items() if k.startswith("features.")}, path)
     model = create_model("segnet", 11, pretrained=str(path))
     _check_convs(model, vgg16_bn_state, VGG16_BN_CONV_INDICES)
-    for block, i in zip(model.vgg16_layers()["convs"], VGG16_BN_CONV_INDICES):
+    for block, i in zip(model.encoder.convs(), VGG16_BN_CONV_INDICES):
         for attr in ("weight", "bias", "running_mean", "running_var"):
             torch.testing.assert_close(
                 getattr(block.bn, attr), vgg16_bn_state[f"features.{i + 1}.{attr}"], rtol=0, atol=0

@@ -1,7 +1,9 @@
-"""Dataset registry: one name -> one Dataset class.
+"""Dataset registry: one name -> one Dataset class, by ``segbench.datasets`` entry points.
 
-Register a dataset with ``@register_dataset("name")`` on its class (one file in this
-package) and add its module to ``_MODULES`` below (one line).
+Entry points are declared by installed packages (segbench's own in ``pyproject.toml``).
+Adding a dataset family = one module with a :class:`Dataset` subclass + one entry point.
+Code that is not an installed package (a test, a notebook) registers with
+``@register_dataset("name")`` instead.
 """
 
 from __future__ import annotations
@@ -9,31 +11,26 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.datasets.types import (
-    Dataset, DatasetError, DatasetInfo, FileSplit, InMemorySplit, Sample, SkippedSample, SkippingSplit, Split,
+    Dataset, DatasetError, DatasetInfo, InMemorySplit, Sample, SkippedSample, SkippingSplit, Split,
 )
 from bench.registry import Registry
 
 __all__ = [
-    "Dataset", "DatasetError", "DatasetInfo", "FileSplit", "InMemorySplit", "Sample", "SkippedSample", "SkippingSplit",
-    "Split",
-    "register_dataset", "get_dataset", "dataset_names", "DEFAULT_DATASET",
-]
-
-#: modules that register datasets; adding a dataset family = one file + one line here
-_MODULES = [
-    "bench.datasets.shapes",
-    "bench.datasets.ccp",
-    "bench.datasets.camvid",
-    "bench.datasets.folder",
-    "bench.datasets.landcover",
-    "bench.datasets.bsds500",
-    "bench.datasets.isbi2012",
+    "Dataset", "DatasetError", "DatasetInfo", "InMemorySplit", "Sample", "SkippedSample", "SkippingSplit", "Split",
+    "register_dataset", "get_dataset", "dataset_names", "dataset_class", "DEFAULT_DATASET",
 ]
 
 #: used when the user names no dataset: real photos shipped with the package
 DEFAULT_DATASET = "ccp-mini"
 
-_REGISTRY: Registry[type[Dataset]] = Registry("dataset", _MODULES, DatasetError)
+
+def _check_dataset(name: str, cls: type) -> None:
+    if not (isinstance(cls, type) and issubclass(cls, Dataset)):
+        raise DatasetError(f"dataset '{name}': {cls!r} is not a bench.datasets.Dataset")
+
+
+_REGISTRY: Registry[type[Dataset]] = Registry("dataset", "segbench.datasets", DatasetError, _check_dataset)
+#: decorator for datasets defined outside an installed package (tests, notebooks)
 register_dataset = _REGISTRY.register
 dataset_names = _REGISTRY.names
 dataset_class = _REGISTRY.get
@@ -52,6 +49,6 @@ def get_dataset(name: str, root: str | Path | None = None, **options) -> Dataset
         if not root.is_dir():
             raise DatasetError(f"{root}: data root does not exist or is not a folder")
     try:
-        return cls(root=root, **options) if root is not None or not cls.builtin else cls(**options)
+        return cls(root=root, **options) if root is not None else cls(**options)
     except TypeError as e:
         raise DatasetError(f"dataset '{name}': bad options {options}: {e}") from None

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.datasets import register_dataset
-from bench.datasets.types import Dataset, DatasetError, DatasetInfo, FileSplit
-from bench.datasets.io import pair_files, read_mat
+from bench.datasets.decoding import read_mat
+from bench.datasets.file_split import FileDataset, FileSplit, Triple
+from bench.datasets.pairing import pair_files
+from bench.datasets.types import DatasetError, DatasetInfo, unknown_split
 
 CLASS_NAMES = ("non-boundary", "boundary")
 PALETTE = np.array([[0, 0, 0], [255, 255, 255]], np.uint8)
@@ -65,9 +66,9 @@ class BSDSSplit(FileSplit):
     boundary and region benchmarks.
     """
 
-    def __init__(self, info, name, pairs, ids):
+    def __init__(self, info: DatasetInfo, name: str, triples: list[Triple]):
         self._cache: tuple[Path, list, list] | None = None
-        super().__init__(info, name, pairs, self._decode, ids=ids)
+        super().__init__(info, name, triples, self._decode)
 
     def _gt(self, mask_path: Path) -> tuple[list[np.ndarray], list[np.ndarray]]:
         if self._cache is None or self._cache[0] != mask_path:
@@ -88,8 +89,7 @@ class BSDSSplit(FileSplit):
         return [s.copy() for s in self._gt(self.pairs[index % len(self)][1])[0]]
 
 
-@register_dataset("bsds500")
-class BSDS500Dataset(Dataset):
+class BSDS500Dataset(FileDataset):
     """BSDS500 natural images, boundaries of all human annotators (2 classes: boundary or not).
 
     Layout of ``root``::
@@ -103,27 +103,21 @@ class BSDS500Dataset(Dataset):
     ``boundaries(i)`` and ``segmentations(i)`` for all annotators. No options.
     """
 
+    _info = DatasetInfo(name="bsds500", class_names=CLASS_NAMES, palette=PALETTE, ignore_index=255, citation=CITATION)
+
     def __init__(self, root: str | Path):
-        self.root = Path(root)
-        self._info = DatasetInfo(
-            name="bsds500", class_names=CLASS_NAMES, palette=PALETTE, ignore_index=255, citation=CITATION
-        )
+        super().__init__("bsds500", root)
         if not self.split_names():
             raise DatasetError(f"{self.root}: no BSDS500 split (expected images/<split>/ and groundTruth/<split>/)")
-
-    @property
-    def info(self) -> DatasetInfo:
-        return self._info
 
     def split_names(self) -> list[str]:
         return [s for s in SPLITS if (self.root / "images" / s).is_dir() and (self.root / "groundTruth" / s).is_dir()]
 
-    def split(self, name: str) -> BSDSSplit:
+    def triples(self, name: str) -> list[Triple]:
         if name not in SPLITS:
-            raise DatasetError(f"{self.root}: bsds500 has no split '{name}' (known: {', '.join(SPLITS)})")
-        img_dir, gt_dir = self.root / "images" / name, self.root / "groundTruth" / name
-        for d in (img_dir, gt_dir):
-            if not d.is_dir():
-                raise DatasetError(f"{d}: bsds500 split folder not found")
-        triples = pair_files(img_dir, gt_dir, image_exts=(".jpg", ".jpeg", ".png"), mask_exts=(".mat",))
-        return BSDSSplit(self._info, name, [(a, b) for _, a, b in triples], ids=[i for i, _, _ in triples])
+            raise unknown_split(self.where, name, SPLITS)
+        return pair_files(self.root / "images" / name, self.root / "groundTruth" / name,
+                          image_exts=(".jpg", ".jpeg", ".png"), mask_exts=(".mat",))
+
+    def split(self, name: str) -> BSDSSplit:
+        return BSDSSplit(self._info, name, self.triples(name))

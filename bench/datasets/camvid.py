@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.datasets import register_dataset
-from bench.datasets.types import Dataset, DatasetError, DatasetInfo
-from bench.datasets.io import ScaledFileSplit, check_scale, pair_files, read_index_mask
+from bench.datasets.file_split import FileDataset, Triple
+from bench.datasets.pairing import pair_files
+from bench.datasets.types import DatasetError, DatasetInfo, unknown_split
 
 CLASS_NAMES = (
     "Sky", "Building", "Pole", "Road", "Sidewalk", "Tree",
@@ -40,8 +40,7 @@ CITATION = (
 )
 
 
-@register_dataset("camvid")
-class CamVidDataset(Dataset):
+class CamVidDataset(FileDataset):
     """CamVid, SegNet layout: 11 classes, 480x360, label 11 (void) ignored.
 
     Layout of ``root``::
@@ -56,34 +55,23 @@ class CamVidDataset(Dataset):
     Options: ``scale=1.0`` resizes on load (INTER_AREA for images, nearest for labels).
     """
 
+    _info = DatasetInfo(
+        name="camvid", class_names=CLASS_NAMES, palette=PALETTE, ignore_index=IGNORE_INDEX, citation=CITATION
+    )
+
     def __init__(self, root: str | Path, scale: float = 1.0):
-        self.root = Path(root)
-        self.scale = check_scale(scale, f"camvid {self.root}")
-        self._info = DatasetInfo(
-            name="camvid", class_names=CLASS_NAMES, palette=PALETTE, ignore_index=IGNORE_INDEX, citation=CITATION
-        )
+        super().__init__("camvid", root, scale)
         if not self.split_names():
             raise DatasetError(
                 f"{self.root}: no CamVid split found (expected train/ + trainannot/, val/ + valannot/ "
                 "or test/ + testannot/)"
             )
 
-    @property
-    def info(self) -> DatasetInfo:
-        return self._info
-
     def split_names(self) -> list[str]:
         return [s for s in SPLITS if (self.root / s).is_dir() and (self.root / f"{s}annot").is_dir()]
 
-    def split(self, name: str) -> ScaledFileSplit:
+    def triples(self, name: str) -> list[Triple]:
         if name not in SPLITS:
-            raise DatasetError(f"{self.root}: camvid has no split '{name}' (known: {', '.join(SPLITS)})")
-        img_dir, ann_dir = self.root / name, self.root / f"{name}annot"
-        for d in (img_dir, ann_dir):
-            if not d.is_dir():
-                raise DatasetError(f"{d}: camvid split folder '{d.name}' not found")
-        pairs = pair_files(img_dir, ann_dir, image_exts=(".png", ".jpg", ".jpeg", ".bmp"), mask_exts=(".png", ".bmp"))
-        return ScaledFileSplit(
-            self._info, name, [(a, b) for _, a, b in pairs], read_index_mask,
-            ids=[i for i, _, _ in pairs], scale=self.scale,
-        )
+            raise unknown_split(self.where, name, SPLITS)
+        return pair_files(self.root / name, self.root / f"{name}annot",
+                          image_exts=(".png", ".jpg", ".jpeg", ".bmp"), mask_exts=(".png", ".bmp"))

@@ -1,5 +1,7 @@
-"""Clothing Co-Parsing (CCP): ``ccp`` (the full set, read in place) and ``ccp-mini``
-(a small downscaled sample shipped with segbench, the default dataset).
+"""Clothing Co-Parsing (CCP): the full set (``ccp``) and the shipped sample (``ccp-mini``).
+
+``ccp`` reads the full set in place; ``ccp-mini`` is a small downscaled sample shipped
+with segbench, the default dataset.
 
 Yang, Luo, Lin, "Clothing Co-Parsing by Joint Image Segmentation and Labeling",
 CVPR 2014. Licence: Apache-2.0.
@@ -13,34 +15,21 @@ from typing import Sequence
 
 import numpy as np
 
-from bench.datasets import register_dataset
-from bench.datasets.types import Dataset, DatasetError, DatasetInfo
-from bench.datasets.io import (
-    ScaledFileSplit,
-    check_scale,
-    label_palette,
-    list_files,
-    pair_files,
-    read_id_list,
-    read_index_mask,
-    read_mat,
-    split_ids,
-)
+from bench.datasets.classes import load_classes_file
+from bench.datasets.decoding import read_mat
+from bench.datasets.file_split import FileDataset, PairPool
+from bench.datasets.pairing import list_files, pair_files, read_id_list, split_ids
+from bench.datasets.palettes import label_palette
+from bench.datasets.types import DatasetError, DatasetInfo
 
 CITATION = (
     'W. Yang, P. Luo, L. Lin, "Clothing Co-Parsing by Joint Image Segmentation and Labeling", '
     "CVPR 2014. Data: https://github.com/bearpaw/clothing-co-parsing, Apache-2.0 licence."
 )
 IGNORE_INDEX = 255
-DEFAULT_FRACTIONS = {"train": 0.70, "val": 0.15, "test": 0.15}
 
 #: where ccp-mini lives inside the package
 MINI_DIR = Path(__file__).resolve().parent / "data" / "ccp_mini"
-
-
-def ccp_palette(n: int) -> np.ndarray:
-    """CCP has no official colours: the VOC bit-interleaved palette, class 0 (null) black."""
-    return label_palette(n)
 
 
 def read_label_list(path: Path) -> list[str]:
@@ -72,8 +61,7 @@ def decode_ccp_mat(path: Path) -> np.ndarray:
     return np.ascontiguousarray(a)
 
 
-@register_dataset("ccp")
-class CCPDataset(Dataset):
+class CCPDataset(FileDataset):
     """Clothing Co-Parsing, pixel-level part (59 classes), read in place.
 
     Layout of ``root``::
@@ -83,8 +71,9 @@ class CCPDataset(Dataset):
         label_list.mat                        key 'label_list': 1x59 cell of class names
 
     Only photos that have an annotation are used (the image-level-only photos of the
-    original release have none); an annotation without a photo is an error. Class 0 is ``null`` (background); ``ignore_index`` is 255
-    and normally absent.
+    original release have none); an annotation without a photo is an error. Class 0 is
+    ``null`` (background); ``ignore_index`` is 255 and normally absent. CCP has no official
+    colours: the palette is the VOC one (class 0 black).
 
     Options:
       ``seed=0`` and ``fractions=(0.7, 0.15, 0.15)``: train/val/test from a seeded shuffle
@@ -92,6 +81,8 @@ class CCPDataset(Dataset):
       text file with one id per line (then exactly the splits given exist).
       ``scale=1.0``: resize on load (INTER_AREA for photos, nearest for labels).
     """
+
+    decode_label = staticmethod(decode_ccp_mat)
 
     def __init__(
         self,
@@ -103,69 +94,60 @@ class CCPDataset(Dataset):
         test_ids=None,
         scale: float = 1.0,
     ):
-        self.root = Path(root)
-        self.scale = check_scale(scale, f"ccp {self.root}")
+        super().__init__("ccp", root, scale)
         label_list = self.root / "label_list.mat"
         if not label_list.is_file():
             raise DatasetError(f"{label_list}: CCP class list not found (is {self.root} a CCP folder?)")
         names = read_label_list(label_list)
         self._info = DatasetInfo(
-            name="ccp", class_names=tuple(names), palette=ccp_palette(len(names)),
+            name="ccp", class_names=tuple(names), palette=label_palette(len(names)),
             ignore_index=IGNORE_INDEX, citation=CITATION,
         )
-        pairs = pair_files(
-            self.root / "photos", self.root / "annotations" / "pixel-level",
-            image_exts=(".jpg", ".jpeg", ".png"), mask_exts=(".mat",), allow_unpaired=True,
-        )
-        self._pairs = {i: (img, mask) for i, img, mask in pairs}
-        # photos without annotation are expected (image-level part); the reverse is an error
-        orphans = [m for i, m in list_files(self.root / "annotations" / "pixel-level", (".mat",), what="annotations").items() if i not in self._pairs]
+        pairs = self._annotated_pairs()
+        lists = {"train": train_ids, "val": val_ids, "test": test_ids}
+        if any(v is not None for v in lists.values()):
+            splits = self._listed_splits(lists, pairs)
+        else:
+            fr = list(fractions)
+            if len(fr) != 3:
+                raise DatasetError(f"{self.where}: fractions must be (train, val, test), got {fractions!r}")
+            splits = split_ids(list(pairs), dict(zip(("train", "val", "test"), fr)), seed, self.where)
+        self.pool = PairPool(self.where, pairs, splits)
+
+    def _annotated_pairs(self) -> dict[str, tuple[Path, Path]]:
+        """(photo, annotation) by id. Photos without annotation are expected (the image-level
+        part of CCP); an annotation without a photo is an error."""
+        annotations = self.root / "annotations" / "pixel-level"
+        triples = pair_files(self.root / "photos", annotations, image_exts=(".jpg", ".jpeg", ".png"),
+                             mask_exts=(".mat",), allow_unpaired=True)
+        pairs = {i: (img, mask) for i, img, mask in triples}
+        orphans = [m for i, m in list_files(annotations, (".mat",), what="annotations").items() if i not in pairs]
         if orphans:
             raise DatasetError(
                 f"{orphans[0]}: annotation without a photo in {self.root / 'photos'}"
                 + (f" ({len(orphans)} such files)" if len(orphans) > 1 else "")
             )
-        lists = {"train": train_ids, "val": val_ids, "test": test_ids}
-        if any(v is not None for v in lists.values()):
-            self._splits = {}
-            for name, spec in lists.items():
-                if spec is None:
-                    continue
-                ids = read_id_list(spec, f"ccp {name} ids")
-                missing = [i for i in ids if i not in self._pairs]
-                if missing:
-                    src = spec if isinstance(spec, (str, Path)) else f"option {name}_ids"
-                    raise DatasetError(
-                        f"{src}: {len(missing)} id(s) have no photo+annotation pair in {self.root}: "
-                        + ", ".join(missing[:5])
-                    )
-                if not ids:
-                    raise DatasetError(f"ccp: option {name}_ids is empty")
-                self._splits[name] = ids
-        else:
-            fr = list(fractions)
-            if len(fr) != 3:
-                raise DatasetError(f"ccp {self.root}: fractions must be (train, val, test), got {fractions!r}")
-            self._splits = split_ids(list(self._pairs), dict(zip(("train", "val", "test"), fr)), seed, f"ccp {self.root}")
+        return pairs
 
-    @property
-    def info(self) -> DatasetInfo:
-        return self._info
-
-    def split_names(self) -> list[str]:
-        return list(self._splits)
-
-    def split(self, name: str) -> ScaledFileSplit:
-        if name not in self._splits:
-            raise DatasetError(f"{self.root}: ccp has no split '{name}' (splits: {', '.join(self._splits)})")
-        ids = self._splits[name]
-        return ScaledFileSplit(
-            self._info, name, [self._pairs[i] for i in ids], decode_ccp_mat, ids=ids, scale=self.scale
-        )
+    def _listed_splits(self, lists: dict, pairs: dict) -> dict[str, list[str]]:
+        """The splits given as id lists or id files (options ``<split>_ids``)."""
+        splits = {}
+        for name, spec in lists.items():
+            if spec is None:
+                continue
+            ids = read_id_list(spec, f"ccp {name} ids")
+            missing = [i for i in ids if i not in pairs]
+            if missing:
+                src = spec if isinstance(spec, (str, Path)) else f"option {name}_ids"
+                raise DatasetError(f"{src}: {len(missing)} id(s) have no photo+annotation pair in {self.root}: "
+                                   + ", ".join(missing[:5]))
+            if not ids:
+                raise DatasetError(f"ccp: option {name}_ids is empty")
+            splits[name] = ids
+        return splits
 
 
-@register_dataset("ccp-mini")
-class CCPMiniDataset(Dataset):
+class CCPMiniDataset(FileDataset):
     """A small downscaled sample of CCP shipped inside segbench (the default dataset).
 
     Layout of ``bench/datasets/data/ccp_mini/``::
@@ -183,39 +165,21 @@ class CCPMiniDataset(Dataset):
     builtin = True
 
     def __init__(self, root: str | Path | None = None, scale: float = 1.0):
-        self.root = Path(root) if root is not None else MINI_DIR
-        self.scale = check_scale(scale, f"ccp-mini {self.root}")
+        super().__init__("ccp-mini", root if root is not None else MINI_DIR, scale)
         classes_file = self.root / "classes.json"
         splits_file = self.root / "splits.json"
         for f in (classes_file, splits_file):
             if not f.is_file():
                 raise DatasetError(f"{f}: not found (ccp-mini is incomplete; rebuild it with scripts/make_ccp_mini.py)")
+        classes = load_classes_file(classes_file)
         try:
-            classes = json.loads(classes_file.read_text())
-            names = [str(n) for n in classes["classes"]]
-            ignore = classes.get("ignore_index", IGNORE_INDEX)
-        except Exception as e:
-            raise DatasetError(f"{classes_file}: bad class file: {type(e).__name__}: {e}") from None
-        try:
-            splits = json.loads(splits_file.read_text())
-            self._splits = {str(k): [str(i) for i in v] for k, v in splits.items()}
-        except Exception as e:
+            splits = {str(k): [str(i) for i in v] for k, v in json.loads(splits_file.read_text()).items()}
+        except (OSError, ValueError, AttributeError, TypeError) as e:
             raise DatasetError(f"{splits_file}: bad split file: {type(e).__name__}: {e}") from None
+        pairs = {i: (self.root / "images" / f"{i}.jpg", self.root / "masks" / f"{i}.png")
+                 for ids in splits.values() for i in ids}
+        self.pool = PairPool(self.where, pairs, splits)
         self._info = DatasetInfo(
-            name="ccp-mini", class_names=tuple(names), palette=ccp_palette(len(names)),
-            ignore_index=ignore, citation=CITATION + " ccp-mini: a downscaled sample made by segbench.",
+            name="ccp-mini", class_names=tuple(classes.names), palette=label_palette(len(classes.names)),
+            ignore_index=classes.ignore_index, citation=CITATION + " ccp-mini: a downscaled sample made by segbench.",
         )
-
-    @property
-    def info(self) -> DatasetInfo:
-        return self._info
-
-    def split_names(self) -> list[str]:
-        return list(self._splits)
-
-    def split(self, name: str) -> ScaledFileSplit:
-        if name not in self._splits:
-            raise DatasetError(f"{self.root}: ccp-mini has no split '{name}' (splits: {', '.join(self._splits)})")
-        ids = self._splits[name]
-        pairs = [(self.root / "images" / f"{i}.jpg", self.root / "masks" / f"{i}.png") for i in ids]
-        return ScaledFileSplit(self._info, name, pairs, read_index_mask, ids=ids, scale=self.scale)

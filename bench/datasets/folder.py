@@ -45,36 +45,22 @@ load: INTER_AREA for images, nearest for labels).
 
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
 
 import numpy as np
 
-from bench.datasets import register_dataset
-from bench.datasets.types import Dataset, DatasetError, DatasetInfo
-from bench.datasets.io import (
-    IMAGE_EXTS,
-    ScaledFileSplit,
-    check_scale,
-    colour_mask_to_index,
-    label_palette,
-    load_classes_file,
-    pair_files,
-    read_index_mask,
-    read_rgb,
-    split_ids,
-)
+from bench.datasets.classes import load_classes_file
+from bench.datasets.decoding import colour_mask_to_index, read_index_mask, read_rgb
+from bench.datasets.file_split import FileDataset, PairPool, Triple
+from bench.datasets.pairing import IMAGE_EXTS, pair_files
+from bench.datasets.palettes import label_palette
+from bench.datasets.types import DatasetError, DatasetInfo, unknown_split
 
 CLASS_FILES = ("classes.yaml", "classes.yml", "classes.json")
 _SPLIT_ORDER = {"train": 0, "val": 1, "valid": 1, "validation": 1, "test": 2}
 
 
-def decode_colour_mask(path: Path, colors: np.ndarray, ignore_colors, ignore_index) -> np.ndarray:
-    return colour_mask_to_index(read_rgb(path), colors, path, ignore_colors, ignore_index)
-
-
-@register_dataset("folder")
-class FolderDataset(Dataset):
+class FolderDataset(FileDataset):
     """Images + masks folders, with or without split sub-folders (see the module docstring)."""
 
     def __init__(
@@ -87,64 +73,34 @@ class FolderDataset(Dataset):
         ignore_index: int | None = 255,
         scale: float = 1.0,
     ):
-        self.root = Path(root)
-        self.scale = check_scale(scale, f"folder {self.root}")
+        super().__init__("folder", root, scale)
         self.images_dir, self.masks_dir = self.root / "images", self.root / "masks"
         for d in (self.images_dir, self.masks_dir):
             if not d.is_dir():
                 raise DatasetError(f"{d}: folder not found (a 'folder' dataset needs images/ and masks/)")
-        subdirs = sorted(
-            (p.name for p in self.images_dir.iterdir() if p.is_dir() and not p.name.startswith(".")),
-            key=lambda n: (_SPLIT_ORDER.get(n, 9), n),
-        )
-        self.layout = "splits" if subdirs else "flat"
-        if subdirs:
-            loose = [p.name for p in self.images_dir.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS]
-            if loose:
-                raise DatasetError(
-                    f"{self.images_dir}: has both split sub-folders ({', '.join(subdirs)}) and loose images "
-                    f"({', '.join(sorted(loose)[:3])}{' ...' if len(loose) > 3 else ''}); use one layout"
-                )
-        if self.layout == "splits":
-            self._split_dirs = {s: (self.images_dir / s, self.masks_dir / s) for s in subdirs}
-            self._flat = None
-        else:
-            pairs = pair_files(self.images_dir, self.masks_dir)
-            self._flat = {i: (a, b) for i, a, b in pairs}
-            fr = {"train": 1.0 - float(val_fraction) - float(test_fraction), "val": float(val_fraction), "test": float(test_fraction)}
-            if not 0 <= fr["val"] < 1 or not 0 <= fr["test"] < 1 or fr["train"] <= 0:
-                raise DatasetError(
-                    f"{self.root}: val_fraction={val_fraction} and test_fraction={test_fraction} must leave a train split"
-                )
-            self._split_ids = split_ids(list(self._flat), fr, seed, f"folder {self.root}")
-
+        subdirs = self._split_folders()
+        self._split_dirs = {s: (self.images_dir / s, self.masks_dir / s) for s in subdirs}
+        if not subdirs:
+            self.pool = PairPool.held_out(pair_files(self.images_dir, self.masks_dir), val_fraction, test_fraction,
+                                          seed, self.where)
+        self._colours: tuple | None = None  # (class colours, ignore colours, ignore index) for colour masks
         found = [self.root / f for f in CLASS_FILES if (self.root / f).is_file()]
         if len(found) > 1:
             raise DatasetError(f"{self.root}: more than one class file ({', '.join(p.name for p in found)}); keep one")
-        if found:
-            spec = load_classes_file(found[0])
-            self.class_file: Path | None = found[0]
-            names, colors, ign = spec["names"], spec["colors"], spec["ignore_index"]
-            if spec["masks"] == "color":
-                self._decode = partial(
-                    decode_colour_mask, colors=colors, ignore_colors=spec["ignore_colors"], ignore_index=ign
-                )
-            else:
-                self._decode = read_index_mask
-            palette = colors if colors is not None else label_palette(len(names))
+        self.class_file: Path | None = found[0] if found else None
+        if self.class_file is not None:
+            spec = load_classes_file(self.class_file)
+            names, ign = spec.names, spec.ignore_index
+            if spec.masks == "color":
+                self._colours = (spec.colors, spec.ignore_colors, ign)
+            palette = spec.colors if spec.colors is not None else label_palette(len(names))
         else:
-            self.class_file = None
-            if ignore_index is not None:
-                ignore_index = int(ignore_index)
-            if num_classes is None:
-                num_classes = self._scan_num_classes(ignore_index)
-            num_classes = int(num_classes)
+            ign = int(ignore_index) if ignore_index is not None else None
+            num_classes = int(num_classes if num_classes is not None else self._scan_num_classes(ign))
             if num_classes < 1:
                 raise DatasetError(f"{self.root}: num_classes={num_classes} must be >= 1")
             names = [f"class{k}" for k in range(num_classes)]
-            ign = ignore_index
             palette = label_palette(num_classes)
-            self._decode = read_index_mask
         try:
             self._info = DatasetInfo(
                 name="folder", class_names=tuple(names), palette=palette, ignore_index=ign,
@@ -153,19 +109,29 @@ class FolderDataset(Dataset):
         except ValueError as e:
             raise DatasetError(f"{self.class_file or self.root}: {e}") from None
 
-    def _all_mask_paths(self) -> list[Path]:
-        if self._flat is not None:
-            return [b for _, b in self._flat.values()]
-        out = []
-        for s in self._split_dirs:
-            out += [b for _, _, b in pair_files(*self._split_dirs[s])]
-        return out
+    def _split_folders(self) -> list[str]:
+        """Sub-folders of images/ (train, val, test first); an error when loose images sit beside them."""
+        subdirs = sorted(
+            (p.name for p in self.images_dir.iterdir() if p.is_dir() and not p.name.startswith(".")),
+            key=lambda n: (_SPLIT_ORDER.get(n, 9), n),
+        )
+        loose = [p.name for p in self.images_dir.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS]
+        if subdirs and loose:
+            raise DatasetError(
+                f"{self.images_dir}: has both split sub-folders ({', '.join(subdirs)}) and loose images "
+                f"({', '.join(sorted(loose)[:3])}{' ...' if len(loose) > 3 else ''}); use one layout"
+            )
+        return subdirs
 
     def _scan_num_classes(self, ignore_index: int | None) -> int:
+        """One more than the largest label value in all masks, the ignore index left out."""
+        if self.pool is not None:
+            masks = [m for _, m in self.pool.pairs.values()]
+        else:
+            masks = [m for s in self._split_dirs for _, _, m in pair_files(*self._split_dirs[s])]
         top = -1
-        for p in self._all_mask_paths():
-            m = read_index_mask(p)
-            vals = np.unique(m)
+        for p in masks:
+            vals = np.unique(read_index_mask(p))
             if ignore_index is not None:
                 vals = vals[vals != ignore_index]
             if vals.size:
@@ -183,27 +149,18 @@ class FolderDataset(Dataset):
             raise DatasetError(f"{self.masks_dir}: every mask is entirely ignore_index={ignore_index}")
         return top + 1
 
-    @property
-    def info(self) -> DatasetInfo:
-        return self._info
-
     def split_names(self) -> list[str]:
-        if self._flat is not None:
-            return list(self._split_ids)
-        return list(self._split_dirs)
+        return self.pool.names() if self.pool is not None else list(self._split_dirs)
 
-    def split(self, name: str) -> ScaledFileSplit:
-        if name not in self.split_names():
-            where = self.images_dir / name if self._flat is None else self.root
-            raise DatasetError(f"{where}: folder dataset has no split '{name}' (splits: {', '.join(self.split_names())})")
-        if self._flat is not None:
-            ids = self._split_ids[name]
-            pairs = [self._flat[i] for i in ids]
-        else:
-            img_dir, mask_dir = self._split_dirs[name]
-            if not mask_dir.is_dir():
-                raise DatasetError(f"{mask_dir}: mask folder for split '{name}' not found")
-            triples = pair_files(img_dir, mask_dir)
-            ids = [i for i, _, _ in triples]
-            pairs = [(a, b) for _, a, b in triples]
-        return ScaledFileSplit(self._info, name, pairs, self._decode, ids=ids, scale=self.scale)
+    def triples(self, name: str) -> list[Triple]:
+        if self.pool is not None:
+            return self.pool.triples(name)
+        if name not in self._split_dirs:
+            raise unknown_split(self.where, name, self._split_dirs)
+        return pair_files(*self._split_dirs[name])
+
+    def decode_label(self, path: Path) -> np.ndarray:
+        if self._colours is None:
+            return read_index_mask(path)
+        colors, ignore_colors, ignore_index = self._colours
+        return colour_mask_to_index(read_rgb(path), colors, path, ignore_colors, ignore_index)

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.datasets import register_dataset
-from bench.datasets.types import Dataset, DatasetError, DatasetInfo
-from bench.datasets.io import ScaledFileSplit, check_scale, pair_files, read_index_mask, split_ids
+from bench.datasets.decoding import read_index_mask
+from bench.datasets.file_split import FileDataset, PairPool
+from bench.datasets.pairing import pair_files
+from bench.datasets.types import DatasetError, DatasetInfo
 
 CLASS_NAMES = ("membrane", "interior")
 PALETTE = np.array([[0, 0, 0], [255, 255, 255]], np.uint8)
@@ -30,8 +31,7 @@ def decode_isbi_label(path: Path) -> np.ndarray:
     return (m == 255).astype(np.uint8)
 
 
-@register_dataset("isbi2012")
-class ISBI2012Dataset(Dataset):
+class ISBI2012Dataset(FileDataset):
     """ISBI 2012 EM slices of neuronal tissue, 2 classes: membrane and cell interior.
 
     Layout of ``root``::
@@ -44,31 +44,13 @@ class ISBI2012Dataset(Dataset):
     ``test_fraction=0.0``, ``seed=0``; ``scale=1.0`` resizes on load.
     """
 
+    decode_label = staticmethod(decode_isbi_label)
+    _info = DatasetInfo(name="isbi2012", class_names=CLASS_NAMES, palette=PALETTE, ignore_index=255, citation=CITATION)
+
     def __init__(
         self, root: str | Path, val_fraction: float = 0.25, test_fraction: float = 0.0, seed: int = 0,
         scale: float = 1.0,
     ):
-        self.root = Path(root)
-        self.scale = check_scale(scale, f"isbi2012 {self.root}")
-        self._info = DatasetInfo(
-            name="isbi2012", class_names=CLASS_NAMES, palette=PALETTE, ignore_index=255, citation=CITATION
-        )
+        super().__init__("isbi2012", root, scale)
         triples = pair_files(self.root / "image", self.root / "label", mask_exts=(".png", ".tif", ".tiff"))
-        self._pairs = {i: (a, b) for i, a, b in triples}
-        fr = {"train": 1.0 - val_fraction - test_fraction, "val": float(val_fraction), "test": float(test_fraction)}
-        if fr["train"] <= 0 or fr["val"] < 0 or fr["test"] < 0:
-            raise DatasetError(f"{self.root}: val_fraction + test_fraction must be below 1")
-        self._ids = split_ids(list(self._pairs), fr, seed, f"isbi2012 {self.root}")
-
-    @property
-    def info(self) -> DatasetInfo:
-        return self._info
-
-    def split_names(self) -> list[str]:
-        return list(self._ids)
-
-    def split(self, name: str) -> ScaledFileSplit:
-        if name not in self._ids:
-            raise DatasetError(f"{self.root}: isbi2012 has no split '{name}' (splits: {', '.join(self._ids)})")
-        ids = self._ids[name]
-        return ScaledFileSplit(self._info, name, [self._pairs[i] for i in ids], decode_isbi_label, ids=ids, scale=self.scale)
+        self.pool = PairPool.held_out(triples, val_fraction, test_fraction, seed, self.where)

@@ -6,16 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.datasets import register_dataset
-from bench.datasets.types import Dataset, DatasetError, DatasetInfo
-from bench.datasets.io import (
-    ScaledFileSplit,
-    check_scale,
-    colour_mask_to_index,
-    pair_files,
-    read_rgb,
-    split_ids,
-)
+from bench.datasets.decoding import colour_mask_to_index, read_rgb
+from bench.datasets.file_split import FileDataset, PairPool, Triple
+from bench.datasets.pairing import pair_files
+from bench.datasets.types import DatasetError, DatasetInfo, unknown_split
 
 CLASS_NAMES = ("urban_land", "agriculture_land", "rangeland", "forest_land", "water", "barren_land")
 PALETTE = np.array(
@@ -29,7 +23,9 @@ CITATION = (
 )
 #: folder name -> split name
 SPLIT_FOLDERS = {"train": "train", "val": "val", "valid": "val", "test": "test"}
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
+#: how images and masks of one folder pair up: ``ID_sat.jpg`` with ``ID_mask.png``
+PAIRING = dict(image_exts=(".jpg", ".jpeg", ".png", ".tif", ".tiff"), mask_exts=(".png",),
+               image_suffix="_sat", mask_suffix="_mask")
 
 
 def decode_landcover_mask(path: Path) -> np.ndarray:
@@ -41,8 +37,7 @@ def decode_landcover_mask(path: Path) -> np.ndarray:
     return colour_mask_to_index(snapped, PALETTE, path, ignore_colours=[UNKNOWN_COLOUR], ignore_index=IGNORE_INDEX)
 
 
-@register_dataset("landcover")
-class LandCoverDataset(Dataset):
+class LandCoverDataset(FileDataset):
     """DeepGlobe Land Cover satellite images, 6 classes from colour masks (unknown ignored).
 
     Files: ``ID_sat.jpg`` satellite images + ``ID_mask.png`` colour masks.
@@ -60,54 +55,36 @@ class LandCoverDataset(Dataset):
     2448x2448).
     """
 
+    decode_label = staticmethod(decode_landcover_mask)
+    _info = DatasetInfo(
+        name="landcover", class_names=CLASS_NAMES, palette=PALETTE, ignore_index=IGNORE_INDEX, citation=CITATION
+    )
+
     def __init__(
         self, root: str | Path, val_fraction: float = 0.15, test_fraction: float = 0.15, seed: int = 0,
         scale: float = 1.0,
     ):
-        self.root = Path(root)
-        self.scale = check_scale(scale, f"landcover {self.root}")
-        self._info = DatasetInfo(
-            name="landcover", class_names=CLASS_NAMES, palette=PALETTE, ignore_index=IGNORE_INDEX, citation=CITATION
-        )
+        super().__init__("landcover", root, scale)
         folders = {SPLIT_FOLDERS[p.name]: p for p in sorted(self.root.iterdir()) if p.is_dir() and p.name in SPLIT_FOLDERS}
         self._dirs: dict[str, Path] = {}
-        self._flat: dict[str, tuple[Path, Path]] | None = None
+        self._unlabelled: dict[str, Path] = {}
         if folders:
             for split, d in folders.items():
-                if any(p.name.endswith(("_mask.png", "_mask.PNG")) for p in d.iterdir()):
-                    self._dirs[split] = d
-            self._unlabelled = {s: d for s, d in folders.items() if s not in self._dirs}
+                labelled = any(p.name.endswith(("_mask.png", "_mask.PNG")) for p in d.iterdir())
+                (self._dirs if labelled else self._unlabelled)[split] = d
             if not self._dirs:
                 raise DatasetError(f"{self.root}: no split folder holds *_mask.png masks")
         else:
-            pairs = pair_files(self.root, self.root, image_exts=IMAGE_EXTS, mask_exts=(".png",), image_suffix="_sat", mask_suffix="_mask")
-            self._flat = {i: (a, b) for i, a, b in pairs}
-            fr = {"train": 1.0 - val_fraction - test_fraction, "val": float(val_fraction), "test": float(test_fraction)}
-            if fr["train"] <= 0 or fr["val"] < 0 or fr["test"] < 0:
-                raise DatasetError(f"{self.root}: val_fraction + test_fraction must be below 1")
-            self._ids = split_ids(list(self._flat), fr, seed, f"landcover {self.root}")
-
-    @property
-    def info(self) -> DatasetInfo:
-        return self._info
-
+            triples = pair_files(self.root, self.root, **PAIRING)
+            self.pool = PairPool.held_out(triples, val_fraction, test_fraction, seed, self.where)
     def split_names(self) -> list[str]:
-        return list(self._ids) if self._flat is not None else [s for s in ("train", "val", "test") if s in self._dirs]
+        return self.pool.names() if self.pool is not None else [s for s in ("train", "val", "test") if s in self._dirs]
 
-    def split(self, name: str) -> ScaledFileSplit:
-        if self._flat is not None:
-            if name not in self._ids:
-                raise DatasetError(f"{self.root}: landcover has no split '{name}' (splits: {', '.join(self._ids)})")
-            ids = self._ids[name]
-            pairs = [self._flat[i] for i in ids]
-        else:
-            if name not in self._dirs:
-                if name in self._unlabelled:
-                    raise DatasetError(f"{self._unlabelled[name]}: split '{name}' has images but no *_mask.png masks")
-                raise DatasetError(f"{self.root / name}: landcover split folder not found")
-            d = self._dirs[name]
-            triples = pair_files(d, d, image_exts=IMAGE_EXTS, mask_exts=(".png",), image_suffix="_sat", mask_suffix="_mask")
-            ids = [i for i, _, _ in triples]
-            pairs = [(a, b) for _, a, b in triples]
-        return ScaledFileSplit(self._info, name, pairs, decode_landcover_mask, ids=ids, scale=self.scale)
-
+    def triples(self, name: str) -> list[Triple]:
+        if self.pool is not None:
+            return self.pool.triples(name)
+        if name in self._unlabelled:
+            raise DatasetError(f"{self._unlabelled[name]}: split '{name}' has images but no *_mask.png masks")
+        if name not in self._dirs:
+            raise unknown_split(self.where, name, self.split_names())
+        return pair_files(self._dirs[name], self._dirs[name], **PAIRING)

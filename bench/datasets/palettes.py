@@ -1,5 +1,8 @@
-"""Colour palettes: the default palette for datasets without one, and the one ``colorize``
-that turns label maps into RGB images (reports, grids, predict overlays)."""
+"""Colour palettes: the default class palette and the one ``colorize`` (label map -> RGB).
+
+``label_palette`` serves datasets without colours of their own; ``colorize`` draws every
+label map segbench shows (reports, grids, predict overlays, ``DatasetInfo.colorize``).
+"""
 
 from __future__ import annotations
 

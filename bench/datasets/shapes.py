@@ -29,8 +29,7 @@ import colorsys
 import cv2
 import numpy as np
 
-from bench.datasets import register_dataset
-from bench.datasets.types import Dataset, DatasetError, DatasetInfo, Sample, Split
+from bench.datasets.types import Dataset, DatasetError, DatasetInfo, Sample, Split, unknown_split
 
 CLASS_NAMES = ("background", "hstripes", "vstripes", "checker", "dots", "gradient")
 PALETTE = np.array(
@@ -73,6 +72,7 @@ class ShapesSplit(Split):
         self.seed = int(seed)
         self.size = size
         self._yy, self._xx = np.mgrid[0 : size[0], 0 : size[1]].astype(np.float32)
+        self._rendered: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # a few MB at most
 
     def __len__(self) -> int:
         return self.n
@@ -84,10 +84,12 @@ class ShapesSplit(Split):
     def load(self, index: int) -> Sample:
         if not 0 <= index < self.n:
             raise IndexError(index)
-        ss = np.random.SeedSequence([self.seed, _SPLIT_CODES[self.name], index])
-        rng = np.random.default_rng(ss)
-        image, label = self._render(rng, forced_class=1 + index % (len(CLASS_NAMES) - 1))
-        return Sample(image=image, label=label, id=f"{self.name}_{index:04d}")
+        if index not in self._rendered:  # rendering is the cost; each sample is kept once made
+            ss = np.random.SeedSequence([self.seed, _SPLIT_CODES[self.name], index])
+            rng = np.random.default_rng(ss)
+            self._rendered[index] = self._render(rng, forced_class=1 + index % (len(CLASS_NAMES) - 1))
+        image, label = self._rendered[index]
+        return Sample(image=image.copy(), label=label.copy(), id=f"{self.name}_{index:04d}")  # callers may write
 
     # ------------------------------------------------------------------ rendering
     def _background(self, rng: np.random.Generator) -> np.ndarray:
@@ -190,7 +192,6 @@ class ShapesSplit(Split):
         return np.clip(np.rint(img), 0, 255).astype(np.uint8), label
 
 
-@register_dataset("shapes")
 class ShapesDataset(Dataset):
     """Synthetic textured shapes (built in, no files). See the module docstring.
 
@@ -232,7 +233,7 @@ class ShapesDataset(Dataset):
 
     def split(self, name: str) -> ShapesSplit:
         if name not in self.counts:
-            raise DatasetError(f"shapes: no split '{name}' (splits: {', '.join(self.split_names())})")
+            raise unknown_split("shapes", name, self.split_names())
         if self.counts[name] == 0:
             raise DatasetError(f"shapes: split '{name}' is empty (n_{name}=0)")
         return ShapesSplit(self._info, name, self.counts[name], self.seed, self.size)

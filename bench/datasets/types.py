@@ -14,16 +14,21 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
+from bench.datasets.palettes import colorize
 from bench.errors import SegbenchError
 
 
 class DatasetError(SegbenchError, ValueError):
     """Bad or missing data. The message always names the file or folder at fault."""
+
+
+def unknown_split(where: str, name: str, known: Iterable[str]) -> DatasetError:
+    """The error for a split name a dataset does not have; ``where`` names the dataset and its folder."""
+    return DatasetError(f"{where}: no split '{name}' (splits: {', '.join(known)})")
 
 
 @dataclass(frozen=True)
@@ -52,13 +57,7 @@ class DatasetInfo:
 
     def colorize(self, label: np.ndarray) -> np.ndarray:
         """Label map -> RGB image with the palette; the ignore index is drawn black."""
-        lut = np.zeros((256 if label.dtype == np.uint8 else max(int(label.max(initial=0)) + 1, self.num_classes), 3), np.uint8)
-        lut[: self.num_classes] = self.palette
-        safe = np.where((label >= 0) & (label < len(lut)), label, 0)
-        out = lut[safe]
-        if self.ignore_index is not None:
-            out[label == self.ignore_index] = 0
-        return out
+        return colorize(label, self.palette, self.ignore_index)
 
 
 @dataclass
@@ -103,7 +102,7 @@ class Split(ABC, Sequence[Sample]):
 class Dataset(ABC):
     """A dataset family instance bound to a root folder (or to a seed for synthetic data)."""
 
-    #: registry name, set by :func:`bench.datasets.register_dataset`
+    #: registry name, set by the dataset registry (bench.datasets) when the class is looked up
     name: str = ""
     #: True when the data ships with segbench or is generated (no --data-root needed)
     builtin: bool = False
@@ -119,47 +118,6 @@ class Dataset(ABC):
     @abstractmethod
     def split(self, name: str) -> Split:
         """Return a split; raise DatasetError naming the folder when it is missing or empty."""
-
-    def describe(self) -> str:
-        return f"{self.name}: {self.info.num_classes} classes"
-
-
-class FileSplit(Split):
-    """A split backed by (image path, mask path) pairs and a mask decoder.
-
-    ``decode_label(path, image_shape) -> label`` turns a mask file into a label map; it
-    must raise :class:`DatasetError` for bad content. Image/mask size agreement and the
-    label range are checked here, once, for every file-based dataset.
-    """
-
-    def __init__(self, info: DatasetInfo, name: str, pairs: Sequence[tuple[Path, Path]], decode_label, ids=None):
-        super().__init__(info, name)
-        if not pairs:
-            raise DatasetError(f"{info.name}: split '{name}' is empty")
-        self.pairs = [(Path(a), Path(b)) for a, b in pairs]
-        self._ids = list(ids) if ids is not None else [a.stem for a, _ in self.pairs]
-        self._decode_label = decode_label
-
-    def __len__(self) -> int:
-        return len(self.pairs)
-
-    @property
-    def ids(self) -> list[str]:
-        return self._ids
-
-    def load(self, index: int) -> Sample:
-        from bench.datasets.io import check_label_range, read_rgb
-
-        img_path, mask_path = self.pairs[index]
-        image = read_rgb(img_path)
-        label = self._decode_label(mask_path)
-        if label.shape != image.shape[:2]:
-            raise DatasetError(
-                f"{mask_path}: mask is {label.shape[1]}x{label.shape[0]} but image {img_path.name} "
-                f"is {image.shape[1]}x{image.shape[0]} (WxH)"
-            )
-        check_label_range(label, self.info, mask_path)
-        return Sample(image=image, label=label, id=self._ids[index])
 
 
 class InMemorySplit(Split):

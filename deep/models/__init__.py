@@ -10,23 +10,24 @@ Usage::
 
 A builder is a function ``build(num_classes, width=1.0, pretrained=None, *, <options>)``
 decorated with ``@register_model("name")``; it returns a
-:class:`deep.models.vgg.SegmentationNet`, whose attributes ``output_stride``,
+:class:`deep.models.base.SegmentationNet`, whose attributes ``output_stride``,
 ``min_input_size``, ``paper_params`` and ``paper_num_classes`` describe it.
 :func:`create_model` checks the options against the builder's signature, so a
 misspelt or unknown option is a TypeError at once.
 
-Adding a network is one module that registers a builder and one line in ``_MODULES``.
+Adding a network is one module in this package that registers a builder (found by import).
 """
 
 from __future__ import annotations
 
 import importlib
 import inspect
+import pkgutil
 from typing import Any, Callable
 
 from torch import nn
 
-from deep.models.vgg import SegmentationNet, check_settings
+from deep.models.base import SegmentationNet, check_settings
 
 __all__ = [
     "SegmentationNet",
@@ -38,9 +39,6 @@ __all__ = [
 
 Builder = Callable[..., nn.Module]
 _REGISTRY: dict[str, Builder] = {}
-_MODULES = ("fcn", "deconvnet", "unet", "segnet", "dilated")
-#: the listing order of :func:`model_names` (networks registered elsewhere come after)
-_ORDER = ("fcn32s", "fcn16s", "fcn8s", "deconvnet", "unet", "segnet", "segnet-basic", "dilatednet")
 _loaded = False
 
 
@@ -60,15 +58,15 @@ def register_model(name: str) -> Callable[[Builder], Builder]:
 def _load_all() -> None:
     global _loaded
     if not _loaded:
-        for mod in _MODULES:
-            importlib.import_module(f"deep.models.{mod}")
+        for mod in pkgutil.iter_modules(__path__):  # every model file of this package registers itself
+            importlib.import_module(f"deep.models.{mod.name}")
         _loaded = True
 
 
 def model_names() -> list[str]:
-    """Registered network names (the built-in ones in a fixed order, then any others)."""
+    """Registered network names, sorted."""
     _load_all()
-    return [n for n in _ORDER if n in _REGISTRY] + [n for n in _REGISTRY if n not in _ORDER]
+    return sorted(_REGISTRY)
 
 
 def _builder(name: str) -> Builder:

@@ -36,17 +36,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from deep.models import register_model
-from deep.models.vgg import (
-    VGG16_STAGES,
-    SegmentationNet,
-    VGGBackboneMixin,
-    kaiming_init,
-    check_pretrained,
-    load_pretrained,
-    scaled,
-    vgg16_fc,
-    vgg16_stages,
-)
+from deep.models.base import SegmentationNet, kaiming_init, scaled
+from deep.models.vgg import VGG16_FC, FCHead, VGGEncoder
+from deep.weights import check_pretrained, load_pretrained
 
 #: output channels of the 3x3 deconvolutions, decoder stage 5 -> 1
 DECODER_STAGES: tuple[tuple[int, ...], ...] = (
@@ -68,13 +60,12 @@ class DeconvBNReLU(nn.Sequential):
         )
 
 
-class DeconvNet(SegmentationNet, VGGBackboneMixin):
+class DeconvNet(SegmentationNet):
     name = "deconvnet"
     output_stride = 32
     min_input_size = 32
     paper_params = 252_000_000
     paper_num_classes = 21
-    vgg_batch_norm = True
     #: the paper's input size (pool5 is 7x7)
     paper_input_size = 224
 
@@ -91,14 +82,11 @@ class DeconvNet(SegmentationNet, VGGBackboneMixin):
             raise ValueError(f"deconvnet: fc_mode must be one of {FC_MODES}, got {fc_mode!r}")
         self.fc_mode = fc_mode
         pad = 3 if fc_mode == "same" else 0
-        self.vgg_stages = vgg16_stages(in_channels, width, batch_norm=True)
-        self.pool = nn.MaxPool2d(2, 2, return_indices=True)
+        self.encoder = VGGEncoder(in_channels, width, batch_norm=True, indices=True,
+                                  fc=FCHead(padding=pad, dropout=0.0))
         self.unpool = nn.MaxUnpool2d(2, 2)
-        self.vgg_fc6, self.vgg_fc7 = vgg16_fc(
-            width, fc6_padding=pad, batch_norm=True, dropout=0.0
-        )
-        c5 = scaled(VGG16_STAGES[-1][-1], width)
-        self.deconv_fc6 = DeconvBNReLU(scaled(4096, width), c5, 7, padding=pad)
+        c5 = self.encoder.stage_channels[-1]
+        self.deconv_fc6 = DeconvBNReLU(scaled(VGG16_FC, width), c5, 7, padding=pad)
         self.decoder = nn.ModuleList()
         c_in = c5
         for stage in DECODER_STAGES:
@@ -138,14 +126,9 @@ class DeconvNet(SegmentationNet, VGGBackboneMixin):
             )
 
     def forward_padded(self, x: torch.Tensor) -> torch.Tensor:
-        switches = []
-        for stage in self.vgg_stages:
-            x = stage(x)
-            size = x.shape[-2:]
-            x, idx = self.pool(x)
-            switches.append((idx, size))
+        x, switches = self.encoder.features(x)
         self._check_bn_batch(x)
-        x = self.deconv_fc6(self.vgg_fc7(self.vgg_fc6(x)))
+        x = self.deconv_fc6(self.encoder.fc(x))
         for stage in self.decoder:
             idx, size = switches.pop()
             x = stage(self.unpool(x, idx, output_size=size))

@@ -27,16 +27,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from deep.models import register_model
-from deep.models.vgg import (
-    SegmentationNet,
-    VGGBackboneMixin,
-    kaiming_init,
-    check_pretrained,
-    load_pretrained,
-    scaled,
-    vgg16_fc,
-    vgg16_stages,
-)
+from deep.models.base import SegmentationNet, kaiming_init, scaled
+from deep.models.vgg import VGG16_FC, FCHead, VGGEncoder
+from deep.weights import check_pretrained, load_pretrained
 
 #: dilations of the seven 3x3 layers of the context module (then a 1x1 layer)
 CONTEXT_DILATIONS = (1, 1, 2, 4, 8, 16, 1)
@@ -70,14 +63,13 @@ class ContextModule(nn.Module):
         return self.final(x)
 
 
-class DilatedNet(SegmentationNet, VGGBackboneMixin):
+class DilatedNet(SegmentationNet):
     name = "dilatednet"
     output_stride = 8
     min_input_size = 8
     # Yu & Koltun report no parameter count.
     paper_params = None
     paper_num_classes = 21
-    vgg_batch_norm = False
 
     def __init__(
         self,
@@ -93,22 +85,17 @@ class DilatedNet(SegmentationNet, VGGBackboneMixin):
             raise ValueError(f"dilatednet: context must be one of {CONTEXT_MODES}, got {context!r}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dilatednet: dropout must be in [0, 1), got {dropout}")
-        self.vgg_stages = vgg16_stages(in_channels, width, dilations=(1, 1, 1, 1, 2))
-        self.pool = nn.MaxPool2d(2, 2, ceil_mode=True)
-        self.vgg_fc6, self.vgg_fc7 = vgg16_fc(
-            width, fc6_dilation=4, fc6_padding=12, dropout=dropout
-        )
-        self.final = nn.Conv2d(scaled(4096, width), num_classes, 1)
+        # pool4 and pool5 removed: pooling after the first three stages only
+        self.encoder = VGGEncoder(in_channels, width, dilations=(1, 1, 1, 1, 2), pooled=3,
+                                  fc=FCHead(padding=12, dilation=4, dropout=dropout))
+        self.final = nn.Conv2d(scaled(VGG16_FC, width), num_classes, 1)
         kaiming_init(self)
         self.context = ContextModule(num_classes) if context == "basic" else None
 
     def front_end(self, x: torch.Tensor) -> torch.Tensor:
         """Class scores of the front end at output stride 8 (before the context module)."""
-        for i, stage in enumerate(self.vgg_stages):
-            x = stage(x)
-            if i < 3:  # pool1..pool3 only; pool4 and pool5 removed
-                x = self.pool(x)
-        return self.final(self.vgg_fc7(self.vgg_fc6(x)))
+        x, _ = self.encoder.features(x)
+        return self.final(self.encoder.fc(x))
 
     def forward_padded(self, x: torch.Tensor) -> torch.Tensor:
         size = x.shape[-2:]

@@ -38,17 +38,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from deep.models import register_model
-from deep.models.vgg import (
-    SegmentationNet,
-    VGGBackboneMixin,
-    kaiming_init,
-    check_pretrained,
-    load_pretrained,
-    scaled,
-    vgg16_fc,
-    vgg16_stage_channels,
-    vgg16_stages,
-)
+from deep.models.base import SegmentationNet, kaiming_init, scaled
+from deep.models.vgg import VGG16_FC, FCHead, VGGEncoder
+from deep.weights import check_pretrained, load_pretrained
 
 
 def bilinear_kernel(size: int, *, device=None, dtype=None) -> torch.Tensor:
@@ -95,13 +87,12 @@ def init_bilinear_(up: nn.ConvTranspose2d) -> None:
         w[c, c] = k
 
 
-class FCN(SegmentationNet, VGGBackboneMixin):
+class FCN(SegmentationNet):
     output_stride = 32
     min_input_size = 32
     # Table 1 of the paper: 134M for FCN-VGG16 on PASCAL VOC (21 classes).
     paper_params = 134_000_000
     paper_num_classes = 21
-    vgg_batch_norm = False
 
     def __init__(
         self,
@@ -123,11 +114,9 @@ class FCN(SegmentationNet, VGGBackboneMixin):
         self.variant = variant
         self.skip_scaling = skip_scaling
         k = num_classes
-        self.vgg_stages = vgg16_stages(in_channels, width, batch_norm=False)
-        self.pool = nn.MaxPool2d(2, 2, ceil_mode=True)
-        self.vgg_fc6, self.vgg_fc7 = vgg16_fc(width, fc6_padding=3, dropout=dropout)
-        self.score_fr = nn.Conv2d(scaled(4096, width), k, 1)
-        c3, c4 = vgg16_stage_channels(width)[2:4]
+        self.encoder = VGGEncoder(in_channels, width, fc=FCHead(padding=3, dropout=dropout))
+        self.score_fr = nn.Conv2d(scaled(VGG16_FC, width), k, 1)
+        c3, c4 = self.encoder.stage_channels[2:4]
         kaiming_init(self)
         if zero_init_score:
             nn.init.zeros_(self.score_fr.weight)
@@ -149,12 +138,9 @@ class FCN(SegmentationNet, VGGBackboneMixin):
                 self.upscore8 = bilinear_upsampler(k, 8, learnable=False)
 
     def forward_padded(self, x: torch.Tensor) -> torch.Tensor:
-        feats = []
-        for stage in self.vgg_stages:
-            x = self.pool(stage(x))
-            feats.append(x)
-        pool3, pool4 = feats[2], feats[3]
-        score = self.score_fr(self.vgg_fc7(self.vgg_fc6(x)))
+        x, pools = self.encoder.features(x)
+        pool3, pool4 = pools[2], pools[3]
+        score = self.score_fr(self.encoder.fc(x))
         if self.variant == 32:
             return self.upscore(score)
         s4, s3 = (0.01, 0.0001) if self.skip_scaling else (1.0, 1.0)

@@ -25,18 +25,9 @@ import torch
 from torch import nn
 
 from deep.models import register_model
-from deep.models.vgg import (
-    ConvBNReLU,
-    SegmentationNet,
-    VGGBackboneMixin,
-    kaiming_init,
-    check_pretrained,
-    load_pretrained,
-    no_pretrained,
-    scaled,
-    vgg16_stage_channels,
-    vgg16_stages,
-)
+from deep.models.base import ConvBNReLU, SegmentationNet, kaiming_init, no_pretrained, scaled
+from deep.models.vgg import VGGEncoder
+from deep.weights import check_pretrained, load_pretrained
 
 #: output channels of the decoder convolutions, stage 5 -> 1 (the last one is the classes)
 SEGNET_DECODER: tuple[tuple[int, ...], ...] = (
@@ -48,21 +39,19 @@ SEGNET_DECODER: tuple[tuple[int, ...], ...] = (
 )
 
 
-class SegNet(SegmentationNet, VGGBackboneMixin):
+class SegNet(SegmentationNet):
     name = "segnet"
     output_stride = 32
     min_input_size = 32
     paper_params = 29_500_000
     paper_num_classes = 11
-    vgg_batch_norm = True
 
     def __init__(self, num_classes: int, width: float = 1.0, *, in_channels: int = 3) -> None:
         super().__init__(num_classes=num_classes, width=width, in_channels=in_channels)
-        self.vgg_stages = vgg16_stages(in_channels, width, batch_norm=True)
-        self.pool = nn.MaxPool2d(2, 2, return_indices=True)
+        self.encoder = VGGEncoder(in_channels, width, batch_norm=True, indices=True)
         self.unpool = nn.MaxUnpool2d(2, 2)
         self.decoder = nn.ModuleList()
-        c_in = vgg16_stage_channels(width)[-1]
+        c_in = self.encoder.stage_channels[-1]
         for stage in SEGNET_DECODER:
             layers = []
             for c in stage:
@@ -74,12 +63,7 @@ class SegNet(SegmentationNet, VGGBackboneMixin):
         kaiming_init(self)
 
     def forward_padded(self, x: torch.Tensor) -> torch.Tensor:
-        indices = []
-        for stage in self.vgg_stages:
-            x = stage(x)
-            size = x.shape[-2:]
-            x, idx = self.pool(x)
-            indices.append((idx, size))
+        x, indices = self.encoder.features(x)
         for stage in self.decoder:
             idx, size = indices.pop()
             x = stage(self.unpool(x, idx, output_size=size))

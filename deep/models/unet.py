@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from deep.models import register_model
-from deep.models.vgg import ConvBNReLU, SegmentationNet, kaiming_init, no_pretrained, scaled
+from deep.models.base import ConvBNReLU, SegmentationNet, kaiming_init, no_pretrained, scaled
 
 UNET_CHANNELS = (64, 128, 256, 512, 1024)
 

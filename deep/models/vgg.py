@@ -1,28 +1,21 @@
-"""Shared building blocks: the segmentation-network base class and the VGG16 body.
+"""The VGG16 encoder that FCN, SegNet, DeconvNet and DilatedNet decode from.
 
-Everything here is shared by the networks in this package:
-
-* :class:`SegmentationNet` -- base class of every registered network. It checks the
-  input, pads it at the bottom/right to a multiple of ``output_stride`` (zeros, i.e. the
-  mean of a normalised image), runs the network and crops the logits back to the input's
-  ``H x W``. Subclasses implement :meth:`SegmentationNet.forward_padded` only.
-* :func:`scaled` -- the ``width`` rule (every channel count is multiplied by ``width``,
-  rounded half up, at least 1).
-* :class:`ConvBNReLU`, :func:`vgg16_stages`, :func:`vgg16_fc` -- the 13 convolutions of
-  VGG16 (optionally with batch norm as in VGG16-BN) grouped in the 5 stages between the
-  max-pools, and fc6/fc7 written as convolutions. The networks use these modules so that
-  :func:`deep.weights.load_vgg16_weights` can map a torchvision state_dict onto them.
+:class:`VGGEncoder` holds the 13 convolutions of VGG16 (optionally with batch norm as in
+VGG16-BN) grouped in the 5 stages between the max-pools, the pooling after them (ceil
+mode, or keeping the indices for unpooling decoders) and, for the networks that keep
+them, fc6/fc7 written as convolutions. :func:`deep.weights.load_vgg16_weights` maps a
+torchvision state_dict onto it.
 """
 
 from __future__ import annotations
 
-import math
-import os
-from typing import Any, Sequence
+from dataclasses import dataclass
+from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from deep.models.base import ConvBNReLU, scaled
 
 #: channels of the 13 convolutions of VGG16, per stage (stages end in a max-pool)
 VGG16_STAGES: tuple[tuple[int, ...], ...] = (
@@ -36,246 +29,82 @@ VGG16_STAGES: tuple[tuple[int, ...], ...] = (
 VGG16_FC = 4096
 
 
-def scaled(channels: int, width: float) -> int:
-    """``channels * width`` rounded half up, at least 1."""
-    return max(1, int(math.floor(channels * width + 0.5)))
+@dataclass(frozen=True)
+class FCHead:
+    """fc6 (a 7x7 conv, 4096 channels) and fc7 (1x1, 4096) of VGG16 as convolutions."""
+
+    padding: int = 3
+    dilation: int = 1
+    dropout: float = 0.5
 
 
-def check_settings(name: str, num_classes: int, width: float, in_channels: int = 3) -> None:
-    """The settings every network shares; a clear ValueError when bad."""
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int):
-        raise ValueError(f"{name}: num_classes must be an int, got {num_classes!r}")
-    if num_classes < 2:
-        raise ValueError(f"{name}: num_classes must be >= 2, got {num_classes}")
-    if isinstance(width, bool) or not isinstance(width, (int, float)) or not math.isfinite(width):
-        raise ValueError(f"{name}: width must be a positive number, got {width!r}")
-    if width <= 0:
-        raise ValueError(f"{name}: width must be > 0, got {width}")
-    if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 1:
-        raise ValueError(f"{name}: in_channels must be an int >= 1, got {in_channels!r}")
+class VGGEncoder(nn.Module):
+    """The VGG16 body: 5 stages of 3x3 convolutions, each but the last ``5 - pooled``
+    followed by a 2x2 max-pool, then optionally fc6 and fc7.
 
-
-class SegmentationNet(nn.Module):
-    """Base class: any input ``>= min_input_size`` in, logits ``N x K x H x W`` out.
-
-    Attributes every network sets:
-
-    * ``output_stride`` -- the factor between the input and the network's coarsest
-      feature map. The input is zero-padded at the bottom/right to a multiple of it (so
-      every pooling divides evenly and the unpooling indices line up) and the logits are
-      cropped back, hence any ``H x W`` works.
-    * ``min_input_size`` -- the smallest accepted height/width (a smaller input is a
-      ValueError naming the network and the minimum).
-    * ``paper_params`` / ``paper_num_classes`` -- the parameter count the paper reports,
-      and for how many classes (``None`` when the paper reports none).
+    ``indices=True`` pools keeping the indices (for ``MaxUnpool2d`` decoders), otherwise the
+    pooling is in ceil mode. ``dilations`` gives the dilation of each stage's convolutions.
     """
-
-    name: str = ""
-    output_stride: int = 1
-    min_input_size: int = 1
-    paper_params: int | None = None
-    paper_num_classes: int | None = None
-
-    def __init__(self, *, num_classes: int, width: float, in_channels: int = 3) -> None:
-        super().__init__()
-        self.num_classes = num_classes
-        self.width = float(width)
-        self.in_channels = in_channels
-
-    # -- to implement ------------------------------------------------------------------
-    def forward_padded(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover
-        """Logits for an input whose H and W are multiples of ``output_stride``."""
-        raise NotImplementedError
-
-    # -- shared ------------------------------------------------------------------------
-    def check_input(self, x: torch.Tensor) -> None:
-        if not isinstance(x, torch.Tensor) or x.dim() != 4:
-            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(f"{self.name}: expected an N x C x H x W tensor, got {shape}")
-        if x.shape[1] != self.in_channels:
-            raise ValueError(
-                f"{self.name}: expected {self.in_channels} input channels, got {x.shape[1]}"
-            )
-        h, w = int(x.shape[-2]), int(x.shape[-1])
-        if min(h, w) < self.min_input_size:
-            raise ValueError(
-                f"{self.name}: input {h}x{w} is smaller than the minimum input size "
-                f"{self.min_input_size}x{self.min_input_size} of this network"
-            )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.check_input(x)
-        h, w = int(x.shape[-2]), int(x.shape[-1])
-        s = self.output_stride
-        ph, pw = (-h) % s, (-w) % s
-        if ph or pw:
-            x = F.pad(x, (0, pw, 0, ph))
-        out = self.forward_padded(x)
-        return out[..., :h, :w]
-
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
-
-    def extra_repr(self) -> str:
-        return (
-            f"num_classes={self.num_classes}, width={self.width:g}, "
-            f"output_stride={self.output_stride}, min_input_size={self.min_input_size}"
-        )
-
-
-def kaiming_init(module: nn.Module) -> None:
-    """He et al. normal init of conv weights (fan_in, ReLU), zero biases, BN at 1/0.
-
-    This is the "Gaussian with std sqrt(2/N)" of the U-Net paper and the usual
-    from-scratch init of the other networks.
-    """
-    for m in module.modules():
-        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-            nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-
-
-class ConvBNReLU(nn.Module):
-    """conv (same padding) -> optional BatchNorm -> optional ReLU -> optional dropout."""
 
     def __init__(
         self,
-        in_ch: int,
-        out_ch: int,
-        kernel_size: int = 3,
+        in_channels: int = 3,
+        width: float = 1.0,
         *,
-        dilation: int = 1,
-        padding: int | None = None,
         batch_norm: bool = False,
-        relu: bool = True,
-        dropout: float = 0.0,
-        bias: bool = True,
+        dilations: Sequence[int] = (1, 1, 1, 1, 1),
+        indices: bool = False,
+        pooled: int = 5,
+        fc: FCHead | None = None,
     ) -> None:
         super().__init__()
-        if padding is None:
-            padding = dilation * (kernel_size - 1) // 2
-        self.conv = nn.Conv2d(
-            in_ch, out_ch, kernel_size, padding=padding, dilation=dilation, bias=bias
-        )
-        self.bn = nn.BatchNorm2d(out_ch) if batch_norm else None
-        self.relu = nn.ReLU(inplace=True) if relu else None
-        self.drop = nn.Dropout(dropout) if dropout > 0 else None
+        self.batch_norm = batch_norm
+        self.width = float(width)
+        self.indices = indices
+        self.pooled = pooled
+        self.stages = nn.ModuleList()
+        c_in = in_channels
+        for stage, dil in zip(VGG16_STAGES, dilations):
+            layers = []
+            for c in stage:
+                c_out = scaled(c, width)
+                layers.append(ConvBNReLU(c_in, c_out, 3, dilation=dil, batch_norm=batch_norm))
+                c_in = c_out
+            self.stages.append(nn.Sequential(*layers))
+        self.pool = nn.MaxPool2d(2, 2, return_indices=True) if indices else nn.MaxPool2d(2, 2, ceil_mode=True)
+        self.fc6 = self.fc7 = None
+        if fc is not None:
+            cf = scaled(VGG16_FC, width)
+            self.fc6 = ConvBNReLU(c_in, cf, 7, padding=fc.padding, dilation=fc.dilation,
+                                  batch_norm=batch_norm, dropout=fc.dropout)
+            self.fc7 = ConvBNReLU(cf, cf, 1, padding=0, batch_norm=batch_norm, dropout=fc.dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.conv(x)
-        if self.bn is not None:
-            x = self.bn(x)
-        if self.relu is not None:
-            x = self.relu(x)
-        if self.drop is not None:
-            x = self.drop(x)
-        return x
+    @property
+    def stage_channels(self) -> list[int]:
+        """Output channels of the five stages."""
+        return [stage[-1].conv.out_channels for stage in self.stages]
 
+    def convs(self) -> list[ConvBNReLU]:
+        """The 13 convolution blocks in order (what torchvision's ``features`` holds)."""
+        return [block for stage in self.stages for block in stage]
 
-def vgg16_stages(
-    in_channels: int = 3,
-    width: float = 1.0,
-    *,
-    batch_norm: bool = False,
-    dilations: Sequence[int] = (1, 1, 1, 1, 1),
-) -> nn.ModuleList:
-    """The 13 convolutions of VGG16 as 5 ``nn.Sequential`` stages (no pooling).
+    def features(self, x: torch.Tensor) -> tuple[torch.Tensor, list]:
+        """The 13 convolutions and the pools. Returns the last map and, per pooled stage,
+        the pooled map (ceil mode) or ``(indices, size before pooling)`` (indices mode)."""
+        skips: list = []
+        for i, stage in enumerate(self.stages):
+            x = stage(x)
+            if i >= self.pooled:
+                continue
+            if self.indices:
+                size = x.shape[-2:]
+                x, idx = self.pool(x)
+                skips.append((idx, size))
+            else:
+                x = self.pool(x)
+                skips.append(x)
+        return x, skips
 
-    ``dilations`` gives the dilation of the 3x3 convolutions of each stage (DilatedNet
-    dilates stage 5 by 2). Pooling is left to the network (ceil-mode, with indices, or
-    none).
-    """
-    stages = nn.ModuleList()
-    c_in = in_channels
-    for stage, dil in zip(VGG16_STAGES, dilations):
-        layers = []
-        for c in stage:
-            c_out = scaled(c, width)
-            layers.append(ConvBNReLU(c_in, c_out, 3, dilation=dil, batch_norm=batch_norm))
-            c_in = c_out
-        stages.append(nn.Sequential(*layers))
-    return stages
-
-
-def vgg16_stage_channels(width: float) -> list[int]:
-    """Output channels of the five stages at ``width``."""
-    return [scaled(s[-1], width) for s in VGG16_STAGES]
-
-
-def vgg16_fc(
-    width: float = 1.0,
-    *,
-    fc6_kernel: int = 7,
-    fc6_padding: int = 3,
-    fc6_dilation: int = 1,
-    batch_norm: bool = False,
-    dropout: float = 0.5,
-) -> tuple[ConvBNReLU, ConvBNReLU]:
-    """fc6 (7x7 conv, 4096) and fc7 (1x1 conv, 4096) of VGG16 written as convolutions."""
-    c5 = scaled(512, width)
-    cf = scaled(VGG16_FC, width)
-    fc6 = ConvBNReLU(
-        c5, cf, fc6_kernel, padding=fc6_padding, dilation=fc6_dilation,
-        batch_norm=batch_norm, dropout=dropout,
-    )
-    fc7 = ConvBNReLU(cf, cf, 1, padding=0, batch_norm=batch_norm, dropout=dropout)
-    return fc6, fc7
-
-
-class VGGBackboneMixin:
-    """Networks with a VGG16 body expose it to :func:`deep.weights.load_vgg16_weights`.
-
-    Subclasses set ``vgg_stages`` (the ModuleList of :func:`vgg16_stages`) and optionally
-    ``vgg_fc6`` / ``vgg_fc7`` (the :class:`ConvBNReLU` of :func:`vgg16_fc`), and
-    ``vgg_batch_norm`` (whether the body has batch norm, i.e. takes VGG16-BN weights).
-    """
-
-    vgg_batch_norm: bool = False
-
-    def vgg16_layers(self) -> dict[str, Any]:
-        convs = [m for stage in self.vgg_stages for m in stage]  # type: ignore[attr-defined]
-        return {
-            "convs": convs,
-            "fc6": getattr(self, "vgg_fc6", None),
-            "fc7": getattr(self, "vgg_fc7", None),
-            "batch_norm": self.vgg_batch_norm,
-        }
-
-
-def check_pretrained(name: str, pretrained: str | None, width: float, *, batch_norm: bool) -> None:
-    """Fail before building a large network when the weights cannot be loaded anyway."""
-    if pretrained is None:
-        return
-    if not isinstance(pretrained, (str, os.PathLike)):
-        raise ValueError(
-            f"{name}: pretrained must be None, 'imagenet' or a path, got {pretrained!r}"
-        )
-    if width != 1:
-        raise ValueError(
-            f"{name}: ImageNet VGG16 weights exist only at width=1 (got width={width:g}); "
-            "use pretrained=None for a narrower network"
-        )
-    from deep.weights import source_path  # local: weights imports this module
-
-    source_path(pretrained, batch_norm)
-
-
-def load_pretrained(model: nn.Module, pretrained: str | None, *, batch_norm: bool) -> None:
-    """Load ImageNet VGG16(-BN) weights into ``model`` when ``pretrained`` is given."""
-    if pretrained is None:
-        return
-    from deep.weights import load_vgg16_weights  # local: weights imports this module
-
-    load_vgg16_weights(model, pretrained, batch_norm=batch_norm)
-
-
-def no_pretrained(name: str, pretrained: str | None) -> None:
-    """Networks without a VGG body have no ImageNet weights to load."""
-    if pretrained is not None:
-        raise ValueError(
-            f"{name}: has no pretrained encoder (pretrained must be None, got {pretrained!r})"
-        )
+    def fc(self, x: torch.Tensor) -> torch.Tensor:
+        """fc6 then fc7."""
+        return self.fc7(self.fc6(x))

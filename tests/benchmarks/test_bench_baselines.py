@@ -11,14 +11,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import baselines.edges  # noqa: F401  (registers the methods)
-import baselines.mser  # noqa: F401
-import baselines.region_growing  # noqa: F401
-import baselines.superpixel_crf  # noqa: F401
 from bench.datasets.types import DatasetInfo, InMemorySplit, Sample
-from bench.methods import create_method
+from bench.method import FitContext, create_method
 
-METHODS = ["sobel", "laplacian", "log", "region-growing", "mser", "superpixel-unary", "superpixel-crf"]
+METHODS = ["sobel", "laplacian", "log", "canny", "region-growing", "mser", "superpixel-unary", "superpixel-crf"]
 
 INFO = DatasetInfo(
     "textured", ("sky", "grass", "brick", "moss"),
@@ -55,8 +51,8 @@ def image_480x360():
 
 @pytest.fixture(scope="module", params=METHODS)
 def fitted(request, train_split):
-    method = create_method(request.param, progress=False)
-    method.fit(train_split)
+    method = create_method(request.param)
+    method.fit(train_split, None, FitContext(progress=False))
     return method
 
 

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import make_camvid
 
 from bench.datasets import get_dataset
 
 
 @pytest.fixture(scope="module")
-def camvid_batch_split(tmp_path_factory, ds_writers):
-    root = ds_writers.make_camvid(tmp_path_factory.mktemp("bench") / "camvid", splits={"train": 8}, size=(360, 480))
+def camvid_batch_split(tmp_path_factory):
+    root = make_camvid(tmp_path_factory.mktemp("bench") / "camvid", splits={"train": 8}, size=(360, 480))
     return get_dataset("camvid", root).split("train")
 
 

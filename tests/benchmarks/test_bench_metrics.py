@@ -1,4 +1,4 @@
-"""Speed of the metric hot paths (pytest-benchmark; no speed asserts).
+"""Speed of the metric hot paths (pytest-benchmark; no speed asserts, only checks of what each call returns).
 
 Run: python -m pytest tests/benchmarks/test_bench_metrics.py --benchmark-enable -q
 Each confusion-matrix case reports ``pixels_per_s`` in ``extra_info``; torchmetrics'
@@ -45,7 +45,8 @@ def _pixels_per_s(benchmark, n_pixels):
 def test_cm_numpy_uint8(benchmark, batch):
     pred, target = batch
     cm = ConfusionMatrix(K, IGNORE)
-    benchmark(cm.update, pred, target)
+    m = benchmark(cm.update, pred, target)
+    assert m.sum() == np.count_nonzero(target != IGNORE)
     _pixels_per_s(benchmark, pred.size)
 
 
@@ -53,7 +54,8 @@ def test_cm_numpy_uint8(benchmark, batch):
 def test_cm_torch_cpu_uint8(benchmark, batch, one_thread):
     pred, target = (torch.from_numpy(a) for a in batch)
     cm = ConfusionMatrix(K, IGNORE)
-    benchmark(cm.update, pred, target)
+    m = benchmark(cm.update, pred, target)
+    np.testing.assert_array_equal(m.numpy(), confusion_matrix(batch[0], batch[1], K, IGNORE))
     _pixels_per_s(benchmark, pred.numel())
 
 
@@ -61,7 +63,8 @@ def test_cm_torch_cpu_uint8(benchmark, batch, one_thread):
 def test_cm_torch_cpu_int64_pred(benchmark, batch, one_thread):
     """argmax output is int64: the common case of a network's prediction."""
     pred, target = torch.from_numpy(batch[0]).long(), torch.from_numpy(batch[1])
-    benchmark(confusion_matrix, pred, target, K, IGNORE)
+    m = benchmark(confusion_matrix, pred, target, K, IGNORE)
+    np.testing.assert_array_equal(m.numpy(), confusion_matrix(batch[0], batch[1], K, IGNORE))
     _pixels_per_s(benchmark, pred.numel())
 
 
@@ -81,7 +84,8 @@ def test_summarize_59_classes(benchmark):
     matrix = rng.integers(0, 10_000, (59, 59)).astype(np.int64)
     matrix[7] = 0
     matrix[:, 7] = 0
-    benchmark(summarize, matrix)
+    s = benchmark(summarize, matrix)
+    assert 0 < s["miou"] < 1 and np.isnan(s["iou"][7])
 
 
 @pytest.mark.benchmark(group="boundary-f1")
@@ -97,5 +101,5 @@ def test_boundary_f1_360x480(benchmark):
     target = f.argmax(0).astype(np.uint8)
     pred = (f + 0.3 * field()).argmax(0).astype(np.uint8)
     target[:12] = 255
-    benchmark(boundary_f1, pred, target, K, 255)
+    assert 0 < benchmark(boundary_f1, pred, target, K, 255) < 1
     _pixels_per_s(benchmark, pred.size)

@@ -6,9 +6,10 @@ as a local run: jobs with an ok record are skipped unless ``force``) to a Ray cl
 one task, with the resources it needs: ``num_gpus=1`` when the job's device is ``cuda*``,
 else 0, and ``num_cpus`` (1 by default). The task calls the same :meth:`Runner.run_job` as
 a local run and returns its record; the driver (this process) writes each record with
-the same atomic upsert into the same ``records.jsonl`` as soon as its task finishes, so
+the same atomic write into the same records folder as soon as its task finishes, so
 the leaderboard is built exactly as for a local run and a crash of the driver loses only
-the jobs not yet finished.
+the jobs not yet finished. The driver holds each job's claim from submission until its
+record is written, so another run into the same folder skips it meanwhile.
 
 **Shared file system.** A task writes its prediction PNGs, samples and run folder into
 the output folder itself, and runs in the driver's working directory, so relative
@@ -35,7 +36,9 @@ import platform
 from typing import Any, Iterator, Sequence
 
 from bench.errors import SegbenchError
-from bench.runner import Job, Runner
+from bench.record import Record
+from bench.run.plan import Job
+from bench.run.runner import Busy, Runner
 
 #: executor names for ``python -m bench run --executor``; "local" is the default
 EXECUTORS = ("local", "ray")
@@ -74,14 +77,14 @@ _WORKER_RUNNERS: dict[tuple[str, str, bool], Runner] = {}
 
 
 def run_job_task(job: Job, out_dir: str, cwd: str, setup_modules: Sequence[str] = (), resume: bool = True
-                 ) -> dict[str, Any]:
+                 ) -> Record:
     """The body of a Ray task: one job's record, computed in a worker process.
 
     ``setup_modules`` are imported first. The task receives the job by value but the worker
-    looks its method up by name in its own registry (``bench.methods``), which knows only
-    the built-in methods; a method registered anywhere else (a plug-in, a test) must be
-    registered in the worker too, and importing the module that registers it is the plain
-    way to do that. The module must be importable in the worker (installed, or on the
+    looks its method up by name in its own registry (``bench.method``), which knows the
+    methods of installed packages (entry points); a method registered in code instead (a
+    test, a notebook) must be registered in the worker too, and importing the module that
+    registers it is the plain way to do that. The module must be importable in the worker (installed, or on the
     worker's PYTHONPATH, e.g. through ``runtime_env={"env_vars": {"PYTHONPATH": ...}}``).
     """
     for name in setup_modules:
@@ -126,28 +129,45 @@ def run_with_ray(runner: Runner, jobs: list[Job], *, address: str | None = None,
         else:
             ray.init(include_dashboard=False)  # a new local instance, gone at ray.shutdown()
     refs: dict[Any, Job] = {}
+    claims: dict[str, Any] = {}
     try:
         task = ray.remote(run_job_task)
         if any(job.device.startswith("cuda") for job in todo) and not ray.cluster_resources().get("GPU"):
             raise ExecutorError("--device cuda: the Ray cluster has no GPU, so its jobs would wait forever "
                                 "(start Ray on GPU nodes, or use --device cpu)")
+        busy: list[Busy] = []
         for job in todo:
+            claim = runner.store.claim(job.job_id)
+            existing = runner.store.get(job.job_id) if claim is not None and not runner.force else None
+            if claim is None or (existing is not None and existing.ok):
+                if claim is not None:
+                    claim.release()
+                busy.append(Busy(job, "done by another run meanwhile" if claim is not None else
+                                 f"claimed by a live run ({runner.store.claim_holder(job.job_id)})"))
+                continue
+            claims[job.job_id] = claim
             options = dict(num_cpus=num_cpus, num_gpus=1 if job.device.startswith("cuda") else 0,
                            max_retries=max_retries, retry_exceptions=False, name=f"segbench:{job.job_id}")
             ref = task.options(**options).remote(job, str(runner.out_dir), os.getcwd(), tuple(setup_modules),
                                                  runner.resume)
             refs[ref] = job
-        return runner.collect(_finished(ray, runner, refs, max_retries), total=len(jobs), skipped=skipped)
+        return runner.collect(_finished(ray, runner, refs, claims, busy, max_retries), total=len(jobs),
+                              skipped=skipped)
     finally:
         for ref in refs:  # only unfinished ones are left: driver interrupted or failed
             with contextlib.suppress(Exception):
                 ray.cancel(ref)
+        for claim in claims.values():
+            claim.release()
         if started_here:
             ray.shutdown()
 
 
-def _finished(ray, runner: Runner, refs: dict, max_retries: int) -> Iterator[dict[str, Any]]:
-    """Records in the order their tasks finish; removes each ref from ``refs`` once done."""
+def _finished(ray, runner: Runner, refs: dict, claims: dict, busy: list[Busy], max_retries: int
+              ) -> Iterator[Record | Busy]:
+    """The jobs not run here, then records in the order their tasks finish; each job's claim
+    is released once the collector has written its record (when the next one is asked for)."""
+    yield from busy
     pending = list(refs)
     while pending:
         ready, pending = ray.wait(pending, num_returns=1)
@@ -158,6 +178,7 @@ def _finished(ray, runner: Runner, refs: dict, max_retries: int) -> Iterator[dic
             except ray.exceptions.RayError as e:
                 record = runner.failed_record(job, _describe(ray, e, max_retries), str(e))
             yield record
+            claims.pop(job.job_id).release()
 
 
 def _describe(ray, error: Exception, max_retries: int) -> str:

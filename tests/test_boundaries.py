@@ -1,4 +1,5 @@
-"""Boundary benchmark (bench.boundary_bench): matching, counts, ODS/OIS/AP; synthetic + real smoke test."""
+"""BSDS500 boundary benchmark (bench.metrics.boundary_matching, bench.metrics.boundary_pr, bench.boundaries):
+matching, counts, ODS/OIS/AP, edge methods from the registry; synthetic + real smoke test."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.boundary_bench import (
-    METHODS, evaluate_boundaries, format_markdown, image_counts, match_boundaries, summarise, threshold_values,
-)
+from bench.boundaries import create_edge_method, edge_methods, evaluate_boundaries, format_markdown
+from bench.method import MethodError
+from bench.metrics.boundary_matching import MATCHINGS, _augment_to_maximum, _match_indices, match_boundaries
+from bench.metrics.boundary_pr import image_counts, summarise, threshold_values
 
 REAL = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "bsds500"
 
@@ -40,40 +42,40 @@ class FakeSplit:
         return [g.copy() for g in self.gts[i]]
 
 
-@pytest.mark.parametrize("method", METHODS)
-def test_perfect_prediction(method):
+@pytest.mark.parametrize("matching", MATCHINGS)
+def test_perfect_prediction(matching):
     from skimage.morphology import thin
 
     g = thin(square())  # already thin, so thresholding + thinning gives it back
-    mp, mg = match_boundaries(g, g, method=method)
+    mp, mg = match_boundaries(g, g, matching=matching)
     assert (mp == g).all() and (mg == g).all()
-    c = image_counts(g.astype(np.float32), [g], thresholds=3, method=method)
+    c = image_counts(g.astype(np.float32), [g], thresholds=3, matching=matching)
     assert (c[:, 0] == c[:, 1]).all() and (c[:, 2] == c[:, 3]).all()
     res = summarise(c[None], threshold_values(3))
     assert res["ods"] == pytest.approx(1.0) and res["ois"] == pytest.approx(1.0)
 
 
-@pytest.mark.parametrize("method", METHODS)
-def test_shift_within_tolerance(method):
+@pytest.mark.parametrize("matching", MATCHINGS)
+def test_shift_within_tolerance(matching):
     g = np.zeros((60, 80), bool)
     g[20, 5:75] = True
     g[5:55, 40] = True
     p = np.roll(g, 1, axis=1)  # 1 px, radius = 0.0075 * 100 = 0.75 px -> use a larger tolerance
-    mp, mg = match_boundaries(p, g, max_dist=0.02, method=method)  # 2 px
+    mp, mg = match_boundaries(p, g, max_dist=0.02, matching=matching)  # 2 px
     # every pixel has a partner within 2 px; greedy/mincost may leave the line ends over
-    full = 1.0 if method == "maximum" else 0.95
+    full = 1.0 if matching == "maximum" else 0.95
     assert mp.sum() >= full * p.sum() and mg.sum() >= full * g.sum() and mp.sum() == mg.sum()
-    mp, _ = match_boundaries(p, g, max_dist=0.001, method=method)  # 0.1 px: only overlapping pixels
+    mp, _ = match_boundaries(p, g, max_dist=0.001, matching=matching)  # 0.1 px: only overlapping pixels
     assert mp.sum() < p.sum()
 
 
-@pytest.mark.parametrize("method", METHODS)
-def test_one_to_one(method):
+@pytest.mark.parametrize("matching", MATCHINGS)
+def test_one_to_one(matching):
     g = np.zeros((50, 50), bool)
     g[25, 25] = True
     p = np.zeros_like(g)
     p[25, 24] = p[25, 26] = True
-    mp, mg = match_boundaries(p, g, max_dist=0.05, method=method)
+    mp, mg = match_boundaries(p, g, max_dist=0.05, matching=matching)
     assert mp.sum() == 1 and mg.sum() == 1
 
 
@@ -85,9 +87,9 @@ def test_maximum_beats_greedy_trap():
     p[20, 21] = True  # p0: 1 from g0, 3 from g1
     p[20, 23] = True  # p1: 3 from g0, 5 from g1
     md = 3.5 / np.hypot(40, 40)
-    assert match_boundaries(p, g, md, method="greedy")[0].sum() == 1
-    assert match_boundaries(p, g, md, method="maximum")[0].sum() == 2
-    assert match_boundaries(p, g, md, method="mincost")[0].sum() == 2
+    assert match_boundaries(p, g, md, matching="greedy")[0].sum() == 1
+    assert match_boundaries(p, g, md, matching="maximum")[0].sum() == 2
+    assert match_boundaries(p, g, md, matching="mincost")[0].sum() == 2
 
 
 def test_any_annotator_counts():
@@ -129,6 +131,20 @@ def test_ods_ois_ap_on_synthetic_split():
     assert res["counts"].shape == (3, 9, 4)
 
 
+def test_unknown_matching_is_an_error():
+    with pytest.raises(ValueError, match="unknown matching 'hungarian'"):
+        match_boundaries(square(), square(), matching="hungarian")
+
+
+def test_edge_methods_come_from_the_registry():
+    names = edge_methods()
+    assert {"sobel", "laplacian", "log", "canny"} <= set(names) and "majority" not in names
+    strength = create_edge_method("sobel", {"sigma": 0.0}).edge_strength(np.zeros((20, 30, 3), np.uint8))
+    assert strength.shape == (20, 30) and strength.dtype == np.float32
+    with pytest.raises(MethodError, match="'majority' gives no edge map; edge methods: .*sobel"):
+        create_edge_method("majority")
+
+
 def test_threshold_values():
     t = threshold_values(99)
     assert len(t) == 99 and t[0] == pytest.approx(0.01) and t[-1] == pytest.approx(0.99)
@@ -138,7 +154,7 @@ def test_threshold_values():
 
 @pytest.mark.skipif(not REAL.is_dir(), reason="real BSDS500 not present")
 def test_real_bsds500_canny_three_images():
-    from bench.boundary_bench import run_boundary_benchmark
+    from bench.boundaries import run_boundary_benchmark
 
     df = run_boundary_benchmark(REAL, methods=("canny",), thresholds=3, limit=3, progress=False)
     row = df.iloc[0]
@@ -151,7 +167,7 @@ def test_real_bsds500_canny_three_images():
 def test_cli_boundaries_matches_the_library_and_checks_its_input(fake_bsds, capsys):
     import json
 
-    from bench.boundary_bench import run_boundary_benchmark
+    from bench.boundaries import run_boundary_benchmark
     from bench.cli import main
 
     code = main(["boundaries", "--data-root", str(fake_bsds), "--methods", "sobel,canny", "--thresholds", "5",
@@ -165,7 +181,7 @@ def test_cli_boundaries_matches_the_library_and_checks_its_input(fake_bsds, caps
         assert row["ods"] == pytest.approx(ref["ods"]) and row["ap"] == pytest.approx(ref["ap"])
     assert main(["boundaries", "--data-root", str(fake_bsds), "--thresholds", "3", "--no-progress"]) == 0
     assert "Published (BSDS500 test" in capsys.readouterr().out
-    for bad, fragment in ((["--methods", "prewitt"], "unknown prewitt"), (["--matching", "hungarian"], "--matching"),
+    for bad, fragment in ((["--methods", "prewitt"], "prewitt"), (["--matching", "hungarian"], "--matching"),
                           (["--thresholds", "0"], "--thresholds")):
         assert main(["boundaries", "--data-root", str(fake_bsds), *bad]) == 2
         assert fragment in capsys.readouterr().err
@@ -178,8 +194,6 @@ def test_augmenting_paths_reach_a_maximum_matching(seed):
     """Greedy seed + augmenting paths: a valid one-to-one matching of scipy's maximum size."""
     from scipy.sparse import csr_matrix
     from scipy.sparse.csgraph import maximum_bipartite_matching
-
-    from bench.boundary_bench import _augment_to_maximum, _match_indices
 
     rng = np.random.default_rng(seed)
     n_p, n_g = int(rng.integers(1, 60)), int(rng.integers(1, 60))

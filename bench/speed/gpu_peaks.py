@@ -1,5 +1,4 @@
-"""Peak dense TFLOP/s of common NVIDIA GPUs, per precision, to express achieved throughput
-as a fraction of what the hardware can do.
+"""Peak dense TFLOP/s of common NVIDIA GPUs per precision (achieved throughput as a fraction of it).
 
 Source: the vendor's own figures -- NVIDIA's product datasheets (H100, H200, A100, L4,
 L40S, A10, T4, V100) and architecture whitepapers for the GeForce cards (GA102 "Ampere"
@@ -30,7 +29,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
+from bench.torch_helpers import PRECISIONS
 
 
 @dataclass(frozen=True)
@@ -91,4 +90,5 @@ def peak_tflops(device_name: str, precision: str) -> float | None:
 
 
 def known_gpus() -> list[GpuPeak]:
+    """Every GPU of the table, in lookup order."""
     return [p for _, p in _TABLE]

@@ -1,23 +1,25 @@
-"""Parameter and FLOP table of the registered networks (``python -m bench models``).
+"""Parameter and FLOP table of the networks (``python -m bench models``): one row per
+registered method that declares ``capabilities.network``, built by its ``create_network``.
 
 Every network is built on the meta device (no memory, no init cost) and run once there
-under :class:`torch.utils.flop_counter.FlopCounterMode`, which counts from shapes alone,
-so the full-width table takes seconds.
+under :func:`bench.torch_helpers.count_flops`, which counts from shapes alone, so the
+full-width table takes seconds.
 
 FLOP convention: FLOPs = 2 x multiply-accumulates of the convolutions / transposed
-convolutions / matrix products (FlopCounterMode's convention), batch 1, at the given input
-size. Pooling, unpooling, BN, ReLU, padding and interpolation are not counted.
+convolutions / matrix products, batch 1, at the given input size. Pooling, unpooling, BN,
+ReLU, padding and interpolation are not counted.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pandas as pd
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
-from deep.models import create_model, model_names
+from bench.method import create_method, method_class, method_names
+from bench.torch_helpers import count_flops
 
 COLUMNS = [
     "name",
@@ -31,19 +33,17 @@ COLUMNS = [
 ]
 
 
-def _count(name: str, num_classes: int, width: float):
+def network_methods() -> list[str]:
+    """Names of the registered methods that have a network (``capabilities.network``)."""
+    return [name for name in method_names() if method_class(name).capabilities.network]
+
+
+def _build(name: str, num_classes: int, width: float) -> tuple[torch.nn.Module, int]:
+    """The method's network on the meta device (at ``width`` where it has that setting)."""
+    has_width = "width" in {f.name for f in dataclasses.fields(method_class(name).Settings)}
     with torch.device("meta"):
-        model = create_model(name, num_classes, width=width)
+        model = create_method(name, {"width": width} if has_width else {}).create_network(num_classes)
     return model, sum(p.numel() for p in model.parameters())
-
-
-def count_flops(model: torch.nn.Module, input_hw: tuple[int, int], in_channels: int = 3) -> int:
-    """FLOPs (2 x MACs) of one forward pass at batch 1, counted on the meta device."""
-    model = model.eval()
-    x = torch.empty(1, in_channels, *input_hw, device="meta")
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(x)
-    return int(counter.get_total_flops())
 
 
 def model_table(
@@ -52,7 +52,7 @@ def model_table(
     width: float = 1.0,
     names: list[str] | None = None,
 ) -> pd.DataFrame:
-    """One row per network.
+    """One row per network method (default: all of :func:`network_methods`).
 
     ``params`` is the count for ``num_classes`` at ``width``; ``paper_params`` the paper's
     figure for ``paper_classes`` classes; ``params_vs_paper`` the difference in percent
@@ -61,14 +61,14 @@ def model_table(
     ``input_hw`` (2 x MACs).
     """
     rows = []
-    for name in names or model_names():
-        model, params = _count(name, num_classes, width)
-        paper = model.paper_params
-        paper_k = model.paper_num_classes
+    for name in names or network_methods():
+        model, params = _build(name, num_classes, width)
+        paper = getattr(model, "paper_params", None)
+        paper_k = getattr(model, "paper_num_classes", None)
         if paper is None:
             vs = math.nan
         else:
-            ours = params if paper_k in (None, num_classes) else _count(name, paper_k, width)[1]
+            ours = params if paper_k in (None, num_classes) else _build(name, paper_k, width)[1]
             vs = round(100.0 * (ours - paper) / paper, 2)
         rows.append(
             {
@@ -77,9 +77,9 @@ def model_table(
                 "paper_params": paper,
                 "paper_classes": paper_k,
                 "params_vs_paper": vs,
-                "gflops": round(count_flops(model, input_hw, model.in_channels) / 1e9, 2),
-                "output_stride": model.output_stride,
-                "min_input_size": model.min_input_size,
+                "gflops": round(count_flops(model, input_hw) / 1e9, 2),
+                "output_stride": getattr(model, "output_stride", None),
+                "min_input_size": getattr(model, "min_input_size", None),
             }
         )
     df = pd.DataFrame(rows, columns=COLUMNS)

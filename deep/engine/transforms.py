@@ -21,9 +21,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-#: ImageNet statistics; every network sees images normalised with them
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from bench.torch_helpers import IMAGENET_MEAN, IMAGENET_STD
 
 #: ignore value of the loss when the dataset has no ignore index (PyTorch's default)
 LOSS_IGNORE = -100
@@ -123,7 +121,7 @@ def train_transform(
 def normalize_images(images: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
     """Evaluation preprocessing of a uint8 batch N x 3 x H x W (on any device): to float
     in [0, 1], resize by ``scale`` (bilinear, antialiased), normalise with ImageNet
-    statistics. The trainer's validation and :meth:`deep.method.DeepMethod.predict` both
+    statistics. The trainer's validation and :func:`deep.engine.inference.predict_labels` both
     use it, so that validation and test predictions are made the same way."""
     x = images.float().div_(255)
     if scale != 1.0:

@@ -1,7 +1,7 @@
 """Figures of a training run: ``curves.png`` and ``progress.png``.
 
 Drawn with matplotlib's object API on the Agg canvas (no pyplot, no global backend
-switch), written atomically (temporary file, then ``os.replace``).
+switch), written atomically by :func:`bench.files.write_atomic`.
 """
 
 from __future__ import annotations
@@ -16,15 +16,12 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from bench.datasets.types import DatasetInfo, Sample
+from bench.files import write_atomic
 
 
 def _save(fig: Figure, path: Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(fig)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fig.savefig(tmp, format="png", dpi=100)
-    os.replace(tmp, path)
+    write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=100), fsync=False)
 
 
 def plot_curves(history: Sequence[Mapping[str, float]], path: str | os.PathLike, title: str = "") -> None:

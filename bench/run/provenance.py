@@ -9,7 +9,7 @@ from importlib import metadata
 from pathlib import Path
 
 _PACKAGES = ["numpy", "torch", "torchvision", "opencv-python-headless", "scikit-image", "scikit-learn", "scipy", "pandas"]
-REPO_DIR = Path(__file__).resolve().parents[1]
+REPO_DIR = Path(__file__).resolve().parents[2]
 
 
 @functools.cache

@@ -1,0 +1,124 @@
+"""Execute one job: fit, predict the evaluation split with honest timing, score. Returns the
+record's figures and the predictions to keep; writes nothing itself (the runner does)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from bench.datasets import Dataset, SkippingSplit, Split, get_dataset
+from bench.method import FitContext, Method, create_method
+from bench.metrics import Scorer
+from bench.run.provenance import device_name
+from bench.run.outputs import N_SAVED_PREDICTIONS
+from bench.run.plan import Job
+from bench.seeding import seed_everything
+from bench.speed.core import Timing, timed, warm_up
+
+
+class DataCache:
+    """Datasets and splits opened once per runner (a split may keep what it decoded);
+    --skip-bad-samples splits probed once."""
+
+    def __init__(self) -> None:
+        self._datasets: dict[tuple, Dataset] = {}
+        self._splits: dict[tuple, Split] = {}
+        self._skipping: dict[tuple, SkippingSplit] = {}
+
+    def dataset(self, job: Job) -> Dataset:
+        key = (job.dataset, job.data_root)
+        if key not in self._datasets:
+            self._datasets[key] = get_dataset(job.dataset, job.data_root)
+        return self._datasets[key]
+
+    def split(self, job: Job, name: str) -> Split:
+        """Split ``name`` of the job's dataset; without its unreadable samples when the job
+        skips bad samples."""
+        key = (job.dataset, job.data_root, name)
+        if key not in self._splits:
+            self._splits[key] = self.dataset(job).split(name)
+        split = self._splits[key]
+        if not job.skip_bad_samples:
+            return split
+        if key not in self._skipping:
+            self._skipping[key] = SkippingSplit(split)
+        return self._skipping[key]
+
+
+@dataclass
+class JobOutput:
+    """What one execution produced: record fields, and predictions to save for the grid."""
+
+    fields: dict[str, Any]
+    predictions: list[tuple[str, np.ndarray]] = field(default_factory=list)
+
+
+def execute(job: Job, data: DataCache, run_dir: Path, resume: bool, progress: bool) -> JobOutput:
+    """Fit ``job``'s method on train (and val when it uses one), then predict and score the
+    evaluation split. Each predict is timed alone (device synchronised) after one untimed
+    warm-up call."""
+    dataset = data.dataset(job)
+    train = data.split(job, "train")
+    evaluation = data.split(job, job.eval_split)
+    seed_everything(job.seed)
+    method = create_method(job.method, job.settings)
+    val = None
+    if method.capabilities.validation and "val" in dataset.split_names():
+        val = data.split(job, "val")
+    context = FitContext(run_dir=run_dir, resume=resume, device=job.device, seed=job.seed, progress=progress)
+    _, fit_time = timed(lambda: method.fit(train, val, context), method.sync)
+    scored = _predict_and_score(job, method, evaluation, progress)
+
+    extra = dict(method.extra_metrics())
+    if scored["oracle_miou"] is not None:
+        extra["oracle_miou"] = scored["oracle_miou"]
+    if job.skip_bad_samples:  # say which samples the scores leave out (see bench.report)
+        skipped = {s.name: s.skipped for s in (train, evaluation, val) if isinstance(s, SkippingSplit)}
+        extra["skip_bad_samples"] = True
+        extra["skipped_samples"] = sum(len(v) for v in skipped.values())
+        extra["skipped_sample_list"] = [x.as_dict() for v in skipped.values() for x in v]
+    result, per_image = scored["result"], scored["seconds_per_image"]
+    fields = {
+        "miou": result["miou"], "pixel_acc": result["pixel_acc"], "mean_acc": result["mean_acc"],
+        "fwiou": result["fwiou"], "bf": result["bf"], "iou": result["iou"],
+        "class_names": list(evaluation.info.class_names), "miou_convention": result["miou_convention"],
+        "miou_by_convention": result["miou_by_convention"],
+        "n_train": len(train), "n_eval": len(evaluation), "fit_time_s": fit_time,
+        "predict_time_per_image_s": per_image, "images_per_s": 1.0 / per_image if per_image > 0 else None,
+        "params": method.num_parameters(), "device_name": device_name(job.device),
+        "settings": method.settings_dict(), "extra": extra,
+    }
+    return JobOutput(fields, scored["predictions"])
+
+
+def _predict_and_score(job: Job, method: Method, evaluation: Split, progress: bool) -> dict[str, Any]:
+    info = evaluation.info
+    scorer = Scorer(info.num_classes, info.ignore_index, convention=job.miou_convention)
+    oracle = Scorer(info.num_classes, info.ignore_index, boundary=False) \
+        if method.capabilities.partition_oracle else None
+    kept: list[tuple[str, np.ndarray]] = []
+    times: list[float] = []
+    for i, sample in enumerate(tqdm(evaluation, desc=f"{job.method}: predict {job.eval_split}", unit="img",
+                                    leave=False, disable=not progress)):
+        if i == 0:  # one untimed call: lazy initialisation, caches, kernel selection
+            warm_up(method.predict, [sample.image], method.sync)
+        pred, seconds = timed(lambda: method.predict(sample.image), method.sync)
+        times.append(seconds)
+        pred = np.asarray(pred)
+        if pred.shape != sample.label.shape:
+            raise ValueError(f"{job.method} returned a {pred.shape} map for image {sample.id} "
+                             f"of size {sample.label.shape}")
+        scorer.update(pred, sample.label)
+        if oracle is not None:
+            best = np.asarray(method.partition_oracle(sample.image, sample.label))
+            if info.ignore_index is not None:  # all-void regions: their pixels are not scored anyway
+                best = np.where((best == info.ignore_index) & (sample.label == info.ignore_index), 0, best)
+            oracle.update(best, sample.label)
+        if i < N_SAVED_PREDICTIONS:
+            kept.append((sample.id, pred))
+    return {"result": scorer.result(), "seconds_per_image": Timing(times).mean,
+            "oracle_miou": oracle.result()["miou"] if oracle is not None else None, "predictions": kept}

@@ -1,0 +1,89 @@
+"""Jobs and planning: a suite expanded into jobs (method x settings x dataset x seed), each
+named by a job id that hashes exactly what defines its result."""
+
+from __future__ import annotations
+
+import dataclasses
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from bench.errors import SegbenchError
+from bench.method import make_settings, method_class
+from bench.record import job_id
+from bench.suites import Suite, SuiteError
+
+
+class RunError(SegbenchError, RuntimeError):
+    """A run that cannot start (bad output folder, bad job list)."""
+
+
+@dataclass(frozen=True)
+class Job:
+    suite: str
+    method: str
+    dataset: str
+    data_root: str | None = None
+    eval_split: str = "val"
+    seed: int = 0
+    device: str = "cpu"
+    #: every setting of the method, defaults filled in (the record keeps them all)
+    settings: dict[str, Any] = field(default_factory=dict, hash=False)
+    miou_convention: str = "mmseg"
+    #: leave out samples that cannot be read (DatasetError) instead of failing the job
+    skip_bad_samples: bool = False
+
+    @property
+    def job_id(self) -> str:
+        """``<method>-<hash>`` of what changes the result (:func:`bench.record.job_id`)."""
+        return job_id(self.method, self.settings, self.dataset, self.data_root, self.eval_split, self.seed,
+                      self.device, self.miou_convention, self.skip_bad_samples)
+
+    def command(self, out_dir: str | Path) -> str:
+        """The command line that reruns exactly this job."""
+        parts = ["python", "-m", "bench", "run", "--suite", self.suite, "--dataset", self.dataset]
+        if self.data_root:
+            parts += ["--data-root", str(self.data_root)]
+        parts += ["--eval-split", self.eval_split, "--device", self.device, "--seeds", str(self.seed),
+                  "--only", self.method, "--miou-convention", self.miou_convention, "--out", str(out_dir)]
+        if self.skip_bad_samples:
+            parts.append("--skip-bad-samples")
+        return shlex.join(parts)
+
+
+def plan_jobs(
+    suite: Suite,
+    dataset: str | None,
+    data_root: str | None = None,
+    eval_split: str = "val",
+    device: str = "cpu",
+    seeds: Iterable[int] = (0,),
+    only: Iterable[str] | None = None,
+    miou_convention: str = "mmseg",
+    skip_bad_samples: bool = False,
+) -> list[Job]:
+    """Expand a suite into jobs, checking every method name and setting before any work."""
+    from bench.datasets import DEFAULT_DATASET
+
+    dataset = dataset or suite.dataset or DEFAULT_DATASET
+    only_set = set(only) if only else None
+    if only_set:
+        unknown = only_set - {j.method for j in suite.jobs}
+        if unknown:
+            raise RunError(f"--only names method(s) not in suite '{suite.name}': {', '.join(sorted(unknown))}")
+    jobs = []
+    for seed in seeds:
+        for sj in suite.jobs:
+            if only_set and sj.method not in only_set:
+                continue
+            try:
+                cls = method_class(sj.method)
+                settings = dataclasses.asdict(make_settings(cls, sj.settings))  # full, defaults filled in
+            except SegbenchError as e:  # name the suite file and line of the job
+                if sj.where:
+                    raise SuiteError(f"{sj.where}: {e}") from None
+                raise
+            jobs.append(Job(suite.name, sj.method, dataset, data_root, eval_split, int(seed), device, settings,
+                            miou_convention, skip_bad_samples=bool(skip_bad_samples)))
+    return jobs

@@ -1,0 +1,140 @@
+"""The data side of training: a segbench Split as a torch Dataset, the loaders of a run, and
+the class weights of the loss."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from bench.datasets.types import Split
+from deep.engine import transforms as T
+from deep.engine.config import TrainConfig
+from deep.engine.parallel import SingleProcess
+
+
+class SplitDataset(torch.utils.data.Dataset):
+    """A segbench Split as (normalised image CxHxW float32, label HxW int64) pairs.
+
+    ``keep_label=True`` (evaluation) transforms the image only and returns the label at
+    its original size, so that predictions are scored at the original resolution.
+    """
+
+    def __init__(self, split: Split, transform: Callable, *, keep_label: bool = False):
+        self.split = split
+        self.transform = transform
+        self.keep_label = keep_label
+        self.num_classes = split.info.num_classes
+        self.ignore = T.loss_ignore_index(split.info.ignore_index)
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitem__(self, index: int):
+        sample = self.split[index]
+        label = np.asarray(sample.label)
+        if label.shape != sample.image.shape[:2]:
+            raise ValueError(f"sample {sample.id}: label {label.shape} and image {sample.image.shape[:2]} differ in size")
+        bad = (label != self.ignore) & ((label < 0) | (label >= self.num_classes))
+        if bad.any():
+            raise ValueError(f"sample {sample.id}: label value {int(label[bad][0])} is neither a class "
+                             f"(0..{self.num_classes - 1}) nor the ignore index {self.ignore}")
+        image, mask = T.to_tv(sample.image, label)
+        if self.keep_label:
+            return self.transform(image).as_subclass(torch.Tensor), mask.as_subclass(torch.Tensor)
+        image, mask = self.transform(image, mask)
+        return image.as_subclass(torch.Tensor), mask.as_subclass(torch.Tensor)
+
+
+def seed_worker(worker_id: int) -> None:
+    """DataLoader worker_init_fn: numpy and random follow the worker's torch seed."""
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+@dataclass
+class Loaders:
+    """The loaders of one run and what the loop needs to know about them."""
+
+    train: torch.utils.data.DataLoader
+    #: DistributedSampler (``set_epoch`` each epoch) or None: ``train`` shuffles itself
+    train_sampler: torch.utils.data.Sampler | None
+    #: draws the training order and augmentations' worker seeds; saved in checkpoints
+    generator: torch.Generator
+    #: the validation split, image by image at the label's size (None: no validation)
+    val: torch.utils.data.DataLoader | None
+    #: the split the progress figure shows (the validation split, else the training split)
+    eval_dataset: SplitDataset
+    ignore: int  # the label value the loss skips
+
+
+def make_loaders(train_split: Split, val_split: Split | None, cfg: TrainConfig, *, seed: int, process_seed: int,
+                 min_size: int, pin_memory: bool, parallel: SingleProcess) -> Loaders:
+    """Training loader (augmented, shuffled by its own generator seeded ``process_seed``,
+    padded batches) and validation loader (batch size 1, never drawing from the global
+    random state) of this process."""
+    ignore = T.loss_ignore_index(train_split.info.ignore_index)
+    train_ds = SplitDataset(train_split, T.train_transform(
+        scale=cfg.scale, scale_range=cfg.scale_range, crop=cfg.crop_size, hflip=cfg.hflip, jitter=cfg.jitter,
+        ignore=ignore))
+    generator = torch.Generator()
+    generator.manual_seed(process_seed)
+    sampler = parallel.train_sampler(train_ds, seed)  # None: the loader shuffles
+    n_train = len(sampler) if sampler is not None else len(train_ds)  # this process's images
+    train_loader = torch.utils.data.DataLoader(
+        train_ds, batch_size=cfg.batch_size, shuffle=sampler is None, sampler=sampler,
+        # a lone last image would make a batch of one (BatchNorm cannot train on it)
+        drop_last=n_train > cfg.batch_size and n_train % cfg.batch_size == 1,
+        num_workers=cfg.num_workers, collate_fn=T.PadCollate(ignore, min_size),
+        worker_init_fn=seed_worker, generator=generator, pin_memory=pin_memory,
+    )
+    eval_ds = SplitDataset(val_split if val_split is not None else train_split, T.eval_transform(cfg.scale),
+                           keep_label=True)
+    val_loader = None
+    if val_split is not None:
+        val_loader = torch.utils.data.DataLoader(
+            eval_ds, batch_size=1, sampler=parallel.val_shard(len(eval_ds)), num_workers=cfg.num_workers,
+            worker_init_fn=seed_worker, generator=torch.Generator().manual_seed(0),
+        )
+    return Loaders(train_loader, sampler, generator, val_loader, eval_ds, ignore)
+
+
+def median_frequency_weights(labels: Iterable[np.ndarray], num_classes: int, ignore_index: int | None) -> np.ndarray:
+    """Median frequency balancing (Eigen & Fergus 2015, used by SegNet on CamVid).
+
+    ``freq(c)`` = pixels of class c / total labelled pixels of the images where c occurs;
+    ``weight(c) = median(freq) / freq(c)``, the median over the classes that occur.
+    Ignored pixels count nowhere. A class absent from every label map gets weight 1 (it is
+    never a target, so its weight does not matter).
+    """
+    class_pixels = np.zeros(num_classes, np.float64)
+    image_pixels = np.zeros(num_classes, np.float64)
+    for label in labels:
+        lab = np.asarray(label).ravel()
+        valid = (lab >= 0) & (lab < num_classes)
+        if ignore_index is not None:
+            valid &= lab != ignore_index
+        counts = np.bincount(lab[valid].astype(np.int64), minlength=num_classes)[:num_classes]
+        present = counts > 0
+        class_pixels += counts
+        image_pixels[present] += counts.sum()
+    weights = np.ones(num_classes, np.float64)
+    present = class_pixels > 0
+    if present.any():
+        freq = class_pixels[present] / image_pixels[present]
+        weights[present] = np.median(freq) / freq
+    return weights.astype(np.float32)
+
+
+def class_weights(split: Split, kind: str, device: torch.device, progress: bool) -> torch.Tensor | None:
+    """The loss's per-class weights (``kind`` "median-freq"), or None ("none")."""
+    if kind == "none":
+        return None
+    labels = (s.label for s in tqdm(split, desc="class frequencies", unit="img", leave=False, disable=not progress))
+    info = split.info
+    return torch.from_numpy(median_frequency_weights(labels, info.num_classes, info.ignore_index)).to(device)

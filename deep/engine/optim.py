@@ -1,0 +1,29 @@
+"""The optimiser (Adam or SGD with momentum) and the per-iteration learning-rate schedule of a run."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from deep.engine.config import TrainConfig
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
+    return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, schedule: str, total_iters: int):
+    """Per-iteration learning-rate schedule over ``total_iters`` steps."""
+    total = max(1, total_iters)
+    if schedule == "poly":
+        factor = lambda it: (1 - min(it, total) / total) ** 0.9  # noqa: E731
+    elif schedule == "cosine":
+        factor = lambda it: 0.5 * (1 + math.cos(math.pi * min(it, total) / total))  # noqa: E731
+    else:
+        factor = lambda it: 1.0  # noqa: E731
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

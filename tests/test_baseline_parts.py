@@ -1,0 +1,281 @@
+"""The building blocks of the classical methods: preprocessing, region features, edge maps
+and the partitions (region growing, MSER, superpixels), on small synthetic images."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+import baselines.edges as edges
+import baselines.mser as mser
+import baselines.region_growing as rg
+import baselines.superpixel_crf as spc
+from baseline_data import BAD_INPUTS, textured_image
+from baselines.features import (
+    context_features,
+    feature_names,
+    region_adjacency,
+    region_features,
+    region_label_histogram,
+    region_majority_labels,
+)
+from baselines.preprocess import (
+    as_rgb,
+    grid_cells,
+    grid_components,
+    relabel_contiguous,
+    rgb_to_lab,
+    upscale_labels,
+    working_lab,
+)
+
+
+# ------------------------------------------------------------------------- features
+def test_as_rgb():
+    g = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    assert as_rgb(g).shape == (3, 4, 3) and (as_rgb(g)[:, :, 2] == g).all()
+    rgba = np.zeros((3, 4, 4), np.uint8)
+    rgba[..., 3] = 255
+    assert as_rgb(rgba).shape == (3, 4, 3) and as_rgb(rgba).max() == 0
+    for bad in BAD_INPUTS.values():
+        with pytest.raises(ValueError):
+            as_rgb(bad)
+
+
+def test_relabel_contiguous():
+    r = np.array([[5, 5, 9], [2, 9, 9]])
+    out = relabel_contiguous(r)
+    assert out.tolist() == [[1, 1, 2], [0, 2, 2]] and out.dtype == np.int32
+    with pytest.raises(ValueError):
+        relabel_contiguous(np.array([[-1, 0]]))
+
+
+def test_region_features_values():
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    regions = np.zeros((30, 40), np.int32)
+    regions[:, 20:] = 1
+    regions[10:20, 5:15] = 2
+    f = region_features(image, regions)
+    assert f.shape == (3, len(feature_names())) and f.dtype == np.float32
+    names = feature_names()
+    lab = rgb_to_lab(image)
+    for r in range(3):
+        m = regions == r
+        np.testing.assert_allclose(f[r, names.index("lab_mean_L")], lab[..., 0][m].mean(), rtol=1e-4)
+        np.testing.assert_allclose(f[r, names.index("lab_std_b")], lab[..., 2][m].std(), rtol=1e-3)
+        ys, xs = np.nonzero(m)
+        np.testing.assert_allclose(f[r, names.index("centroid_y")], ys.mean() / 29, rtol=1e-5)
+        np.testing.assert_allclose(f[r, names.index("centroid_x")], xs.mean() / 39, rtol=1e-5)
+        np.testing.assert_allclose(f[r, names.index("log_area")], np.log1p(m.sum()), rtol=1e-5)
+    lbp = [i for i, n in enumerate(names) if n.startswith("lbp_s1_")]
+    np.testing.assert_allclose(f[:, lbp].sum(axis=1), 1.0, rtol=1e-5)
+    # an id with no pixel gets zeros
+    assert (region_features(image, regions, n_regions=5)[3:] == 0).all()
+    with pytest.raises(ValueError):
+        region_features(image, regions[:10])
+
+
+def test_region_features_tiny_and_flat_images():
+    for shape in [(1, 1, 3), (2, 5, 3), (5, 2, 3)]:
+        f = region_features(np.full(shape, 90, np.uint8), np.zeros(shape[:2], np.int32))
+        assert f.shape == (1, len(feature_names())) and np.isfinite(f).all()
+
+
+def test_region_majority_labels():
+    regions = np.array([[0, 0, 1, 1], [0, 2, 2, 1]])
+    label = np.array([[3, 3, 255, 255], [1, 0, 7, 255]])
+    maj = region_majority_labels(regions, label, num_classes=4)
+    # region 2 has one valid vote (0; 7 is out of range), region 1 is all ignore
+    assert maj.tolist() == [3, -1, 0]
+    assert region_majority_labels(regions, label, num_classes=4, empty=255).tolist() == [3, 255, 0]
+    hist = region_label_histogram(regions, label, 4)
+    assert hist.tolist() == [[0, 1, 0, 2], [0, 0, 0, 0], [1, 0, 0, 0]]
+
+
+def test_region_adjacency_and_context():
+    regions = np.array([[0, 0, 1], [0, 0, 1], [2, 2, 2]])
+    pairs, length = region_adjacency(regions)
+    assert pairs.tolist() == [[0, 1], [0, 2], [1, 2]]
+    assert length.tolist() == [2, 2, 1]
+    feats = np.array([[1.0], [3.0], [5.0]], np.float32)
+    ctx = context_features(feats, pairs, length)
+    np.testing.assert_allclose(ctx[:, 0], [(2 * 3 + 2 * 5) / 4, (2 * 1 + 5) / 3, (2 * 1 + 3) / 3], rtol=1e-6)
+    one, _ = region_adjacency(np.zeros((4, 4), np.int32))
+    assert one.shape == (0, 2)
+
+
+# ------------------------------------------------------------------------- preprocess
+def test_working_lab_downscales_the_longer_side():
+    image = textured_image(np.random.default_rng(2), 90, 300)[0]
+    np.testing.assert_array_equal(working_lab(image), rgb_to_lab(image))
+    np.testing.assert_array_equal(working_lab(image, 300), rgb_to_lab(image))  # no larger than the image
+    small = working_lab(image, 100)
+    assert small.shape == (30, 100, 3) and small.dtype == np.float32
+    np.testing.assert_allclose(small.mean(axis=(0, 1)), rgb_to_lab(image).mean(axis=(0, 1)), atol=0.5)
+    assert working_lab(np.zeros((1, 500, 3), np.uint8), 50).shape == (1, 50, 3)
+    assert working_lab(image[:, :, 0], 100).shape == (30, 100, 3)  # grey goes through as_rgb
+
+
+def test_upscale_labels_nearest_and_contiguous():
+    labels = np.array([[4, 9], [9, 4]])
+    up = upscale_labels(labels, (4, 6))
+    assert up.shape == (4, 6) and up.dtype == np.int32
+    assert up.tolist() == [[0, 0, 0, 1, 1, 1]] * 2 + [[1, 1, 1, 0, 0, 0]] * 2
+    np.testing.assert_array_equal(upscale_labels(np.array([[3, 5]]), (1, 2)), [[0, 1]])
+
+
+def test_grid_components_cut_by_cells():
+    assert grid_cells(4, 6, 3).tolist() == [[0, 0, 1, 1, 2, 2]] * 2 + [[3, 3, 4, 4, 5, 5]] * 2
+    mask = np.zeros((4, 6), bool)
+    mask[:, :3] = True  # one component across two columns of cells
+    mask[0, 5] = True
+    pieces = grid_components(mask, 3)
+    assert pieces.dtype == np.int32 and (pieces[~mask] == 0).all()
+    # numbered by (component, cell): the big component's four cells first, then the corner
+    assert pieces.tolist() == [[1, 1, 2, 0, 0, 5], [1, 1, 2, 0, 0, 0], [3, 3, 4, 0, 0, 0], [3, 3, 4, 0, 0, 0]]
+
+
+# ------------------------------------------------------------------------- edges
+STRENGTHS = [edges.sobel_strength, edges.laplacian_strength, edges.log_strength, edges.canny_strength]
+
+
+@pytest.mark.parametrize("fn", STRENGTHS, ids=lambda f: f.__name__)
+def test_edge_strength_range_and_location(fn):
+    image = np.zeros((40, 40, 3), np.uint8)
+    image[:, 20:] = [200, 180, 40]
+    s = fn(image)
+    assert s.shape == (40, 40) and s.dtype == np.float32
+    assert s.min() >= 0 and s.max() == pytest.approx(1.0)
+    cols = s.max(axis=0)
+    assert cols[16:24].max() == pytest.approx(1.0)
+    assert cols[:10].max() < 0.05 and cols[30:].max() < 0.05
+    assert (fn(np.full((20, 30, 3), 77, np.uint8)) == 0).all()
+    assert fn(np.zeros((1, 1, 3), np.uint8)).shape == (1, 1)
+
+
+def test_canny_strength_thresholded_is_canny_at_that_threshold():
+    """The swept map holds every Canny output: strength >= t is exactly Canny at high t, low 0.4 t."""
+    image = textured_image(np.random.default_rng(3))[0]
+    s = edges.canny_strength(image, sigma=1.0, ratio=0.4, levels=16)
+    assert len(np.unique(s)) > 5  # graded, not one binary map
+    light = cv2.GaussianBlur(rgb_to_lab(image)[:, :, 0], (0, 0), 1.0, borderType=cv2.BORDER_REFLECT)
+    gx = cv2.Sobel(light, cv2.CV_32F, 1, 0, ksize=3, borderType=cv2.BORDER_REFLECT)
+    gy = cv2.Sobel(light, cv2.CV_32F, 0, 1, ksize=3, borderType=cv2.BORDER_REFLECT)
+    k = 16000 / float(np.hypot(gx, gy).max())
+    dx, dy = np.rint(gx * k).astype(np.int16), np.rint(gy * k).astype(np.int16)
+    for level in (2, 5, 9):
+        high = (level - 0.5) / 16 * 16000
+        reference = cv2.Canny(dx, dy, 0.4 * high, high, L2gradient=True) > 0
+        np.testing.assert_array_equal(s >= level / 16 - 1e-6, reference)
+
+
+def test_log_zero_crossings_are_thin():
+    image = np.zeros((30, 30, 3), np.uint8)
+    image[:, 15:] = 255
+    s = edges.log_strength(image, sigma=2.0)
+    row = s[15]
+    assert (row > 0.5).sum() <= 2 and 13 <= int(np.argmax(row)) <= 16
+
+
+def test_watershed_partition_follows_edges():
+    image = np.zeros((60, 80, 3), np.uint8)
+    image[:, 40:] = [255, 255, 255]
+    regions = edges.watershed_partition(edges.sobel_strength(image), grid_cells=2)
+    # no region straddles the step
+    left, right = set(np.unique(regions[:, :38])), set(np.unique(regions[:, 42:]))
+    assert not left & right
+    # a flat map: every pixel is a marker pixel, so the markers (and regions) are the grid cells
+    flat = edges.watershed_partition(np.zeros((10, 12), np.float32), grid_cells=2)
+    np.testing.assert_array_equal(flat, grid_cells(10, 12, 2))
+
+
+# ------------------------------------------------------------------------- region growing
+def test_grid_seeds_and_grow():
+    image = np.zeros((40, 60, 3), np.float32)
+    image[:, 30:] = 50.0
+    labels = np.full((40, 60), -1, np.int64)
+    labels[20, 5] = 0
+    labels[20, 55] = 1
+    rg.grow(image, labels, threshold=10.0)
+    assert (labels[:, :30] == 0).all() and (labels[:, 30:] == 1).all()
+    seeds = rg.grid_seeds(np.random.default_rng(0).random((40, 60)).astype(np.float32), 6)
+    assert len(seeds) == len(np.unique(seeds)) and seeds.max() < 40 * 60
+    assert len(seeds) == 4 * 6
+
+
+def test_region_growing_partition_two_colours_and_leftovers():
+    image = np.zeros((50, 70, 3), np.uint8)
+    image[:, 35:] = [250, 250, 250]
+    image[20:30, 10:20] = [255, 0, 0]  # a blob no grid seed may fall into
+    r = rg.region_growing_partition(image, seed_cells=4, threshold=8.0)
+    assert set(np.unique(r[:, :9])).isdisjoint(np.unique(r[:, 36:]))
+    assert np.unique(r[21:29, 11:19]).size == 1
+    assert r[25, 15] != r[5, 5]
+
+
+# ------------------------------------------------------------------------- mser
+def test_paint_regions_finest_wins_and_fill():
+    big = np.stack(np.meshgrid(np.arange(10), np.arange(10)), -1).reshape(-1, 2)  # (x, y) all pixels
+    small = np.stack(np.meshgrid(np.arange(2, 5), np.arange(2, 5)), -1).reshape(-1, 2)
+    ids = mser.paint_regions([small, big], (10, 12))
+    assert (ids[2:5, 2:5] == 1).all()  # the smaller region has the higher rank
+    assert ids[0, 0] == 0 and (ids[:, 10:] == -1).all()
+    filled = mser.fill_nearest(ids)
+    assert (filled >= 0).all() and filled[0, 11] == 0
+    assert (mser.paint_regions([], (3, 4)) == -1).all()
+
+
+def test_paint_regions_drops_near_duplicates():
+    yy, xx = np.mgrid[0:20, 0:20]
+    pts = lambda m: np.stack([xx[m], yy[m]], 1)  # noqa: E731
+    core = pts((abs(yy - 10) <= 3) & (abs(xx - 10) <= 3))  # 49 px
+    ring = pts((abs(yy - 10) <= 4) & (abs(xx - 10) <= 4))  # 81 px, the same blob one level up
+    ids = mser.paint_regions([core, ring], (20, 20))
+    assert len(np.unique(ids[ids >= 0])) == 2
+    ids = mser.paint_regions([core, ring], (20, 20), min_visible_frac=0.5)
+    assert len(np.unique(ids[ids >= 0])) == 1 and (ids >= 0).sum() == 49
+
+
+def test_mser_partition_finds_blobs():
+    rng = np.random.default_rng(0)
+    image = np.full((60, 80, 3), 128, np.float32)
+    image[10:25, 10:30] = 20
+    image[35:55, 45:75] = 240
+    image = cv2.GaussianBlur(image, (0, 0), 1.5) + rng.normal(0, 2, image.shape)
+    r = mser.mser_partition(np.clip(image, 0, 255).astype(np.uint8))
+    dark, bright = np.unique(r[14:21, 15:25]), np.unique(r[40:50, 50:70])
+    assert dark.size == 1 and bright.size == 1
+    assert len({dark[0], bright[0], r[2, 2]}) == 3
+    # a flat image has no stable region: a grid, not an error
+    flat = mser.mser_partition(np.full((40, 40, 3), 9, np.uint8))
+    assert flat.max() >= 1 and flat.min() == 0
+
+
+# ------------------------------------------------------------------------- superpixels
+def test_superpixel_partition_counts():
+    image = textured_image(np.random.default_rng(1), 96, 128)[0]
+    r = spc.superpixel_partition(image, n_segments=100)
+    assert 50 <= r.max() + 1 <= 150
+    # small images are not cut below min_segment_area on average
+    assert spc.superpixel_partition(image[:16, :16], n_segments=300, min_segment_area=32).max() + 1 <= 16
+    noise = np.random.default_rng(0).integers(0, 256, (50, 70, 3), dtype=np.uint8)
+    assert spc.superpixel_partition(noise, n_segments=60).max() + 1 >= 20  # SLICO does not collapse noise
+
+
+def test_edge_features_contrast():
+    means = np.array([[50.0, 0, 0], [52.0, 0, 0], [90.0, 20, 0]])
+    pairs = np.array([[0, 1], [1, 2]])
+    f = spc.edge_features(means, pairs, np.array([10.0, 10.0]), mean_area=100.0)
+    assert f.shape == (2, 2)
+    np.testing.assert_allclose(f[:, 1], 1.0)  # 10 pixels of boundary = one side of a 10x10 superpixel
+    assert f[0, 0] > f[1, 0] > 0
+    assert spc.edge_features(means, np.zeros((0, 2), int), np.zeros(0), 100.0).shape == (0, 2)
+
+
+def test_unary_costs_finite():
+    p = np.array([[1.0, 0.0, 0.0], [0.2, 0.3, 0.5]])
+    u = spc.unary_costs(p)
+    assert np.isfinite(u).all() and (u >= 0).all()
+    assert np.array_equal(u.argmin(axis=1), p.argmax(axis=1))
