@@ -257,3 +257,84 @@ def test_trains_a_registered_network(splits, tmp_path):
     result = train(net, train_split, val_split, fast_cfg(epochs=1, crop=None, scale_range=(1.0, 1.0)), ctx(tmp_path))
     assert math.isfinite(result.history[0]["train_loss"])
     assert load_checkpoint(tmp_path / "last.pt", model_name="unet", num_classes=3)["epoch"] == 1
+
+
+# -- speed features: the in-memory path, compile fall-back, warm-up, budgets --------------
+def test_the_in_memory_path_trains_exactly_like_the_on_the_fly_path(splits, tmp_path):
+    train_split, val_split = splits
+    kw = dict(epochs=2, scale=0.75, scale_range=(0.8, 1.2), crop=(20, 28), jitter=0.2)
+    runs = {mode: train(tiny_model(), train_split, val_split, fast_cfg(in_memory=mode, **kw), ctx(tmp_path / mode))
+            for mode in ("off", "on")}
+    assert [r["train_loss"] for r in runs["on"].history] == [r["train_loss"] for r in runs["off"].history]
+    assert [r["val_miou"] for r in runs["on"].history] == [r["val_miou"] for r in runs["off"].history]
+    for key, value in runs["off"].final_state.items():
+        assert torch.equal(value, runs["on"].final_state[key]), key
+
+
+def test_in_memory_items_equal_on_the_fly_items():
+    from deep.engine.data import InMemoryDataset, SplitDataset
+
+    split = colour_split(3, seed=5)
+    aug = dict(scale_range=(0.7, 1.3), crop=(16, 20), hflip=True, jitter=0.3, ignore=255)
+    fly = SplitDataset(split, T.train_transform(scale=0.5, **aug))
+    mem = InMemoryDataset(SplitDataset(split, None), T.Scale(0.5), T.augment_transform(**aug))
+    for i in range(3):
+        torch.manual_seed(i)
+        a = fly[i]
+        torch.manual_seed(i)
+        b = mem[i]
+        assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    ev_fly = SplitDataset(split, T.eval_transform(0.5), keep_label=True)
+    ev_mem = InMemoryDataset(SplitDataset(split, None, keep_label=True), T.eval_transform(0.5), lambda x: x)
+    assert all(torch.equal(ev_fly[i][0], ev_mem[i][0]) and torch.equal(ev_fly[i][1], ev_mem[i][1]) for i in range(3))
+
+
+def test_compile_falls_back_to_eager_when_the_compiler_fails(splits, tmp_path, monkeypatch):
+    import deep.engine.compiling as compiling
+
+    def broken_compile(net):
+        def run(x):
+            raise RuntimeError("InductorError: no working C++ compiler\nsecond line")
+        return run
+
+    monkeypatch.setattr(compiling.torch, "compile", broken_compile)
+    train_split, val_split = splits
+    eager = train(tiny_model(), train_split, val_split, fast_cfg(epochs=2), ctx(tmp_path / "eager"))
+    with pytest.warns(RuntimeWarning, match=r"torch.compile failed here .*no working C\+\+ compiler\); training continues"):
+        fallback = train(tiny_model(), train_split, val_split, fast_cfg(epochs=2, compile=True), ctx(tmp_path / "c"))
+    for key, value in eager.final_state.items():
+        assert torch.equal(value, fallback.final_state[key]), key
+
+
+def test_an_input_error_is_not_taken_for_a_compiler_failure(monkeypatch):
+    import deep.engine.compiling as compiling
+
+    monkeypatch.setattr(compiling.torch, "compile", lambda net: net)
+    net = compiling.CompiledOrEager(nn.Conv2d(3, 2, 1))
+    with pytest.raises(RuntimeError, match="channels"):
+        net(torch.zeros(1, 5, 4, 4))  # the eager net fails too: its own error, no fall-back
+    assert net.fell_back is None
+
+
+def test_warm_up_then_schedule_and_the_epoch_budget_ends_where_it_says():
+    from deep.engine.optim import make_scheduler
+
+    opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = make_scheduler(opt, "poly", total_iters=100, warmup_iters=10)
+    lrs = []
+    for _ in range(100):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[:3] == pytest.approx([(i + 1) / 10 * (1 - i / 100) ** 0.9 for i in range(3)])
+    assert lrs[9] == pytest.approx((1 - 9 / 100) ** 0.9) and max(lrs) <= 1.0
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.0)  # the budget's last step ends the schedule
+
+
+def test_training_stops_at_its_epoch_budget(splits, tmp_path):
+    train_split, val_split = splits
+    result = train(tiny_model(), train_split, val_split, fast_cfg(epochs=3, warmup_epochs=1.0, val_every=2),
+                   ctx(tmp_path))
+    assert [r["epoch"] for r in result.history] == [1, 2, 3]
+    assert math.isnan(result.history[0]["val_miou"]) and not math.isnan(result.history[-1]["val_miou"])
+    assert result.history[-1]["lr"] == pytest.approx(0.0, abs=1e-9)

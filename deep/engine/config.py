@@ -12,6 +12,7 @@ OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("poly", "cosine", "constant")
 CLASS_WEIGHTS = ("none", "median-freq")
 AMPS = ("none", "bf16", "fp16")
+IN_MEMORY = ("auto", "on", "off")
 #: settings a resumed run may change without changing what the finished run computes
 #: (besides the runtime settings): more epochs continue the schedule's own count
 RESUMABLE_CHANGES = ("epochs", "val_every")
@@ -27,6 +28,7 @@ class TrainConfig:
     lr: float = 1e-3
     optimizer: str = "adam"  # "adam" | "sgd" (momentum 0.9)
     schedule: str = "poly"  # "poly" (power 0.9, per iteration) | "cosine" | "constant"
+    warmup_epochs: float = 0.0  # linear learning-rate warm-up over this many epochs' steps, then the schedule
     weight_decay: float = 1e-4
     class_weights: str = "none"  # "none" | "median-freq" (SegNet's median frequency balancing)
     # data and augmentation (image and mask transformed together)
@@ -43,6 +45,9 @@ class TrainConfig:
     deterministic: bool = False  # torch.use_deterministic_algorithms(True, warn_only=True)
     val_every: int = 1  # validate every n epochs (and always after the last)
     num_workers: int = runtime_setting(0)  # DataLoader workers
+    #: decode (and resize by ``scale``) every image once and keep the splits in memory:
+    #: "auto" when they fit in a quarter of the free memory, "on", "off"; same numbers either way
+    in_memory: str = runtime_setting("auto")
 
     def __post_init__(self) -> None:
         if isinstance(self.crop, list):
@@ -78,6 +83,8 @@ class TrainConfig:
             (self.grad_clip >= 0, f"grad_clip must be >= 0 (0 = off), got {self.grad_clip}"),
             (self.num_workers >= 0, f"num_workers must be >= 0, got {self.num_workers}"),
             (self.val_every >= 1, f"val_every must be >= 1, got {self.val_every}"),
+            (self.warmup_epochs >= 0, f"warmup_epochs must be >= 0, got {self.warmup_epochs}"),
+            (self.in_memory in IN_MEMORY, f"in_memory must be 'auto', 'on' or 'off', got {self.in_memory!r}"),
         ]
 
     @property

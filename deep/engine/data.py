@@ -3,6 +3,7 @@ the class weights of the loss."""
 
 from __future__ import annotations
 
+import os
 import random
 from dataclasses import dataclass
 from typing import Callable, Iterable
@@ -34,7 +35,8 @@ class SplitDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.split)
 
-    def __getitem__(self, index: int):
+    def decoded(self, index: int):
+        """Sample ``index`` as (tv_tensors.Image uint8, tv_tensors.Mask int64), its labels checked."""
         sample = self.split[index]
         label = np.asarray(sample.label)
         if label.shape != sample.image.shape[:2]:
@@ -43,11 +45,66 @@ class SplitDataset(torch.utils.data.Dataset):
         if bad.any():
             raise ValueError(f"sample {sample.id}: label value {int(label[bad][0])} is neither a class "
                              f"(0..{self.num_classes - 1}) nor the ignore index {self.ignore}")
-        image, mask = T.to_tv(sample.image, label)
+        return T.to_tv(sample.image, label)
+
+    def apply(self, image, mask, transform: Callable):
+        """``transform`` on a decoded pair (the image only when ``keep_label``), as plain tensors."""
         if self.keep_label:
-            return self.transform(image).as_subclass(torch.Tensor), mask.as_subclass(torch.Tensor)
-        image, mask = self.transform(image, mask)
+            return transform(image).as_subclass(torch.Tensor), mask.as_subclass(torch.Tensor)
+        image, mask = transform(image, mask)
         return image.as_subclass(torch.Tensor), mask.as_subclass(torch.Tensor)
+
+    def __getitem__(self, index: int):
+        return self.apply(*self.decoded(index), self.transform)
+
+
+class InMemoryDataset(torch.utils.data.Dataset):
+    """A :class:`SplitDataset` whose fixed preprocessing (decoding, label checks, the input
+    resize) runs once per image, on creation, with the results kept in memory; each item then
+    only goes through ``augment`` (the random part). Items equal the on-the-fly path's when
+    ``prepare`` followed by ``augment`` is that path's transform."""
+
+    def __init__(self, source: SplitDataset, prepare: Callable, augment: Callable, *, progress: bool = False):
+        self.source = source
+        self.split = source.split
+        self.augment = augment
+        self.items = []
+        for i in tqdm(range(len(source)), desc=f"{source.split.name}: decode once", unit="img", leave=False,
+                      disable=not progress):
+            image, mask = source.decoded(i)
+            self.items.append((prepare(image), mask) if source.keep_label else tuple(prepare(image, mask)))
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int):
+        return self.source.apply(*self.items[index], self.augment)
+
+
+def _identity(image):
+    return image
+
+
+def fits_in_memory(split: Split, scale: float, eval_too: bool) -> bool:
+    """Whether a split decoded at ``scale`` (plus its evaluation copy) takes at most a quarter
+    of the memory available now (estimated from its first image)."""
+    if len(split) == 0:
+        return True
+    h, w = split[0].image.shape[:2]
+    sh, sw = T.scaled_size(h, w, scale)
+    per_image = sh * sw * (3 + 8) + (h * w * 8 + sh * sw * 12 if eval_too else 0)
+    return per_image * len(split) <= _available_bytes() / 4
+
+
+def _available_bytes() -> int:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
 
 
 def seed_worker(worker_id: int) -> None:
@@ -69,19 +126,29 @@ class Loaders:
     #: the validation split, image by image at the label's size (None: no validation)
     val: torch.utils.data.DataLoader | None
     #: the split the progress figure shows (the validation split, else the training split)
-    eval_dataset: SplitDataset
+    eval_dataset: SplitDataset | InMemoryDataset
     ignore: int  # the label value the loss skips
 
 
 def make_loaders(train_split: Split, val_split: Split | None, cfg: TrainConfig, *, seed: int, process_seed: int,
-                 min_size: int, pin_memory: bool, parallel: SingleProcess) -> Loaders:
+                 min_size: int, pin_memory: bool, parallel: SingleProcess, progress: bool = False) -> Loaders:
     """Training loader (augmented, shuffled by its own generator seeded ``process_seed``,
     padded batches) and validation loader (batch size 1, never drawing from the global
     random state) of this process."""
     ignore = T.loss_ignore_index(train_split.info.ignore_index)
-    train_ds = SplitDataset(train_split, T.train_transform(
-        scale=cfg.scale, scale_range=cfg.scale_range, crop=cfg.crop_size, hflip=cfg.hflip, jitter=cfg.jitter,
-        ignore=ignore))
+    aug = dict(scale_range=cfg.scale_range, crop=cfg.crop_size, hflip=cfg.hflip, jitter=cfg.jitter, ignore=ignore)
+    eval_split = val_split if val_split is not None else train_split
+    in_memory = cfg.in_memory == "on" or cfg.in_memory == "auto" and all(
+        fits_in_memory(s, cfg.scale, s is eval_split) for s in {id(train_split): train_split,
+                                                                  id(eval_split): eval_split}.values())
+    if in_memory:
+        train_ds = InMemoryDataset(SplitDataset(train_split, None), T.Scale(cfg.scale), T.augment_transform(**aug),
+                                   progress=progress)
+        eval_ds = InMemoryDataset(SplitDataset(eval_split, None, keep_label=True), T.eval_transform(cfg.scale),
+                                  _identity, progress=progress)
+    else:
+        train_ds = SplitDataset(train_split, T.train_transform(scale=cfg.scale, **aug))
+        eval_ds = SplitDataset(eval_split, T.eval_transform(cfg.scale), keep_label=True)
     generator = torch.Generator()
     generator.manual_seed(process_seed)
     sampler = parallel.train_sampler(train_ds, seed)  # None: the loader shuffles
@@ -93,8 +160,6 @@ def make_loaders(train_split: Split, val_split: Split | None, cfg: TrainConfig, 
         num_workers=cfg.num_workers, collate_fn=T.PadCollate(ignore, min_size),
         worker_init_fn=seed_worker, generator=generator, pin_memory=pin_memory,
     )
-    eval_ds = SplitDataset(val_split if val_split is not None else train_split, T.eval_transform(cfg.scale),
-                           keep_label=True)
     val_loader = None
     if val_split is not None:
         val_loader = torch.utils.data.DataLoader(

@@ -58,6 +58,7 @@ from deep.engine.checkpoint import (
 from deep.engine.config import TrainConfig
 from deep.engine.data import Loaders, SplitDataset, class_weights, make_loaders
 from deep.engine.inference import amp_context, min_input_size, predict_logits
+from deep.engine.compiling import maybe_compile
 from deep.engine.optim import make_optimizer, make_scheduler
 from deep.engine.parallel import SingleProcess, process_seed
 
@@ -292,14 +293,16 @@ def _setup(model: nn.Module, train_split: Split, val_split: Split | None, cfg: T
     ``last.pt`` left it when resuming."""
     loaders = make_loaders(train_split, val_split, cfg, seed=context.seed,
                            process_seed=process_seed(context.seed, parallel.rank), min_size=min_input_size(model),
-                           pin_memory=device.type == "cuda", parallel=parallel)
+                           pin_memory=device.type == "cuda", parallel=parallel, progress=context.progress)
     weights = class_weights(train_split, cfg.class_weights, device, context.progress)
     criterion = nn.CrossEntropyLoss(weight=weights, ignore_index=loaders.ignore)
     model.to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, cfg)
-    trainables = Trainables(model, optimizer, make_scheduler(optimizer, cfg.schedule, cfg.epochs * len(loaders.train)),
+    steps = len(loaders.train)
+    scheduler = make_scheduler(optimizer, cfg.schedule, cfg.epochs * steps, round(cfg.warmup_epochs * steps))
+    trainables = Trainables(model, optimizer, scheduler,
                             torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16"), loaders.generator)
     run_dir = Path(context.run_dir)
     state = TrainState()
@@ -312,7 +315,7 @@ def _setup(model: nn.Module, train_split: Split, val_split: Split | None, cfg: T
         if context.progress:
             tqdm.write(f"{model_name}: resumed from {run_dir / 'last.pt'} at epoch {state.start_epoch}")
     net = parallel.wrap(model)
-    net = torch.compile(net) if cfg.compile else net
+    net = maybe_compile(net, cfg.compile)
     return _Run(cfg, context, model_name, train_split.info, device, parallel, loaders, criterion, trainables, net,
                 state, run_dir)
 

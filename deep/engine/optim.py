@@ -17,13 +17,18 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, schedule: str, total_iters: int):
-    """Per-iteration learning-rate schedule over ``total_iters`` steps."""
+def make_scheduler(optimizer: torch.optim.Optimizer, schedule: str, total_iters: int, warmup_iters: int = 0):
+    """Per-iteration learning-rate schedule over ``total_iters`` steps, after a linear warm-up
+    from lr/warmup_iters to lr over the first ``warmup_iters`` steps (0: none)."""
     total = max(1, total_iters)
     if schedule == "poly":
-        factor = lambda it: (1 - min(it, total) / total) ** 0.9  # noqa: E731
+        base = lambda it: (1 - min(it, total) / total) ** 0.9  # noqa: E731
     elif schedule == "cosine":
-        factor = lambda it: 0.5 * (1 + math.cos(math.pi * min(it, total) / total))  # noqa: E731
+        base = lambda it: 0.5 * (1 + math.cos(math.pi * min(it, total) / total))  # noqa: E731
     else:
-        factor = lambda it: 1.0  # noqa: E731
+        base = lambda it: 1.0  # noqa: E731
+    if warmup_iters > 0:
+        factor = lambda it: min(1.0, (it + 1) / warmup_iters) * base(it)  # noqa: E731
+    else:
+        factor = base
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

@@ -104,7 +104,21 @@ def train_transform(
 ) -> v2.Compose:
     """Training augmentation: input scale, random scale, random crop (padded with the
     ignore value where the image is smaller), horizontal flip, colour jitter, normalise."""
-    steps: list[v2.Transform] = [Scale(scale)]
+    return v2.Compose([Scale(scale), augment_transform(scale_range=scale_range, crop=crop, hflip=hflip,
+                                                       jitter=jitter, ignore=ignore)])
+
+
+def augment_transform(
+    *,
+    scale_range: tuple[float, float] = (1.0, 1.0),
+    crop: tuple[int, int] | None = None,
+    hflip: bool = True,
+    jitter: float = 0.0,
+    ignore: int = LOSS_IGNORE,
+) -> v2.Compose:
+    """The random part of :func:`train_transform` (everything after the fixed input scale),
+    applied to images already resized: the in-memory path resizes each image once."""
+    steps: list[v2.Transform] = []
     if tuple(scale_range) != (1.0, 1.0):
         steps.append(RandomScale(*scale_range))
     if crop:

@@ -1,0 +1,104 @@
+#!/usr/bin/env python
+"""Training throughput of the networks before and after the CPU speed work, in one run.
+
+    python scripts/train_speed.py --data-root ../shared/datasets/camvid --networks fcn8s,segnet,unet
+
+For each network the same short training (the first ``--images`` CamVid train images at
+scale 0.5, batch 8, ``--epochs`` epochs, validation on ``--val-images`` val images) runs
+twice, interleaved, from the same seed:
+
+- ``before``: images decoded and resized every epoch, contiguous memory format, eager
+  execution, validation every epoch (the settings of the 8-epoch CamVid suite);
+- ``after``: images decoded and resized once and kept in memory, channels-last where the
+  network gains from it, ``torch.compile`` when ``--compile``, validation only after the
+  last epoch (``val_every`` = epochs).
+
+It prints one Markdown row per network: training images/s of the training steps alone
+(median over the epochs after the first), wall seconds of the whole training (decoding,
+steps, validation), and the ratio after/before of images per wall second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.datasets import get_dataset  # noqa: E402
+from bench.method import FitContext, create_method  # noqa: E402
+from bench.run.provenance import device_name  # noqa: E402
+from deep.engine.config import TrainConfig  # noqa: E402
+from deep.engine.loop import train  # noqa: E402
+
+#: networks whose training step is slower in channels-last on this CPU (max-unpooling)
+CONTIGUOUS_ONLY = {"segnet", "segnet-basic", "deconvnet"}
+
+
+class _View:
+    """The first ``n`` samples of a split (same decoding cost on every access)."""
+
+    def __init__(self, split, n: int):
+        self._split, self._n = split, n
+        self.info, self.name = split.info, split.name
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, i: int):
+        if not 0 <= i < self._n:
+            raise IndexError(i)
+        return self._split[i]
+
+    def __iter__(self):
+        return (self[i] for i in range(self._n))
+
+
+def one_training(name: str, train_split, val_split, epochs: int, after: bool, compile: bool) -> dict:
+    cfg = dict(width=0.25, scale=0.5, epochs=epochs, batch_size=8, lr=0.002, class_weights="median-freq",
+               in_memory="on" if after else "off", val_every=epochs if after else 1,
+               channels_last=after and name not in CONTIGUOUS_ONLY, compile=after and compile)
+    torch.manual_seed(0)
+    net = create_method(name, {"width": cfg.pop("width")}).create_network(train_split.info.num_classes)
+    tc = TrainConfig(**cfg)
+    with tempfile.TemporaryDirectory() as run_dir:
+        t0 = time.perf_counter()
+        result = train(net, train_split, val_split, tc, FitContext(run_dir=run_dir, seed=0, progress=False),
+                       model_name=name)
+        wall = time.perf_counter() - t0
+    steady = [row["images_per_s"] for row in result.history[1:]] or [result.history[0]["images_per_s"]]
+    return {"step_images_per_s": statistics.median(steady), "wall_s": wall,
+            "images_per_wall_s": epochs * len(train_split) / wall}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data-root", required=True)
+    p.add_argument("--networks", default="fcn8s,segnet,unet")
+    p.add_argument("--images", type=int, default=64)
+    p.add_argument("--val-images", type=int, default=24)
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--compile", action="store_true")
+    args = p.parse_args()
+    data = get_dataset("camvid", args.data_root)
+    train_split, val_split = _View(data.split("train"), args.images), _View(data.split("val"), args.val_images)
+    print(f"device: {device_name('cpu')}, torch {torch.__version__}, {args.images} train images at 180x240, "
+          f"batch 8, {args.epochs} epochs, {args.val_images} val images\n")
+    print("| network | step img/s before | step img/s after | wall s before | wall s after | ratio (img per wall s) |")
+    print("|---|---|---|---|---|---|")
+    for name in args.networks.split(","):
+        before = one_training(name, train_split, val_split, args.epochs, after=False, compile=args.compile)
+        after = one_training(name, train_split, val_split, args.epochs, after=True, compile=args.compile)
+        ratio = after["images_per_wall_s"] / before["images_per_wall_s"]
+        print(f"| {name} | {before['step_images_per_s']:.2f} | {after['step_images_per_s']:.2f} | "
+              f"{before['wall_s']:.0f} | {after['wall_s']:.0f} | {ratio:.2f}x |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
