@@ -188,7 +188,7 @@ class EdgeWatershed(RegionLabeller):
     """Edge strength -> marker watershed -> region classifier; subclasses name the operator."""
 
     Settings = EdgeSettings
-    capabilities = Capabilities(partition_oracle=True, edge_map=True, stages=True)
+    capabilities = Capabilities(partition_oracle=True, edge_map=True, stages=True, save=True)
     #: the edge operator: (image, sigma=) -> HxW float32 strength in [0, 1]
     operator: ClassVar[Callable[..., np.ndarray]]
 

@@ -26,6 +26,7 @@ import contextlib
 import dataclasses
 import time
 from abc import abstractmethod
+from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
@@ -34,6 +35,7 @@ from tqdm.auto import tqdm
 
 from baselines.features import context_features, region_adjacency, region_features, region_majority_labels
 from baselines.preprocess import as_rgb, relabel_contiguous
+from baselines.state_files import load_arrays, load_estimator, save_arrays, save_estimator
 from bench.datasets.types import DatasetInfo, Split
 from bench.method import Capabilities, Method
 
@@ -172,6 +174,21 @@ class RegionClassifier:
             return np.full(len(X), self.classes_[0], np.int64)
         return self.classes_[np.argmax(self._proba(X), axis=1)] if len(X) else np.zeros(0, np.int64)
 
+    def save(self, folder: Path) -> None:
+        """``classifier.npz`` (the classes seen) and, unless constant, ``classifier.skops``."""
+        save_arrays(folder / "classifier.npz", classes=self.classes_)
+        if self.model is not None:
+            save_estimator(folder / "classifier.skops", self.model)
+
+    @classmethod
+    def load(cls, folder: Path, kind: str, num_classes: int, n_estimators: int = 100) -> "RegionClassifier":
+        """The classifier :meth:`save` wrote into ``folder`` (no pickle, see baselines.state_files)."""
+        clf = cls(kind, num_classes, n_estimators)
+        clf.classes_ = load_arrays(folder / "classifier.npz", "classes")["classes"].astype(np.int64)
+        if len(clf.classes_) >= 2:
+            clf.model = load_estimator(folder / "classifier.skops")
+        return clf
+
     def num_parameters(self) -> int:
         m = self.model
         if m is None:
@@ -202,7 +219,7 @@ class RegionLabeller(Method):
 
     kind = "classical"
     Settings = RegionSettings
-    capabilities = Capabilities(partition_oracle=True, stages=True)
+    capabilities = Capabilities(partition_oracle=True, stages=True, save=True)
 
     def __init__(self, settings: Any = None):
         super().__init__(settings)
@@ -325,6 +342,17 @@ class RegionLabeller(Method):
 
     def fit_extra(self, data: list[RegionData], info: DatasetInfo) -> None:
         """Hook for learning more after the classifier (the CRF weights)."""
+
+    # -- the fitted state -----------------------------------------------------------------
+    def _save_state(self, folder: Path) -> None:
+        self.classifier.save(folder)
+        save_arrays(folder / "regions.npz", train_regions_per_image=self.train_regions_per_image)
+
+    def _load_state(self, folder: Path) -> None:
+        s = self.settings
+        self.classifier = RegionClassifier.load(folder, s.classifier, self.info.num_classes, s.n_estimators)
+        arrays = load_arrays(folder / "regions.npz", "train_regions_per_image")
+        self.train_regions_per_image = float(arrays["train_regions_per_image"])
 
     # -- predict --------------------------------------------------------------------------
     def label_regions(self, rgb: np.ndarray, regions: np.ndarray) -> np.ndarray:

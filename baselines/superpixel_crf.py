@@ -34,6 +34,7 @@ unary scale and the class biases), so that a leaderboard shows what the smoothin
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -43,7 +44,9 @@ from tqdm.auto import tqdm
 from baselines.labelling import RegionClassifier, RegionData, RegionLabeller, RegionSettings
 from baselines.preprocess import relabel_contiguous
 from baselines.ssvm import CRFGraph, PottsCRF, train_ssvm
+from baselines.state_files import load_arrays, save_arrays
 from bench.datasets.types import DatasetInfo
+from bench.method import MethodError
 
 
 def superpixel_partition(
@@ -161,7 +164,7 @@ class SuperpixelCRF(RegionLabeller):
     def fit_extra(self, data: list[RegionData], info: DatasetInfo) -> None:
         s = self.settings
         k = info.num_classes
-        self.crf = PottsCRF(k, 2 if self.pairwise else 0, class_bias=s.class_bias)
+        self.crf = self._new_crf(k)
         rng = np.random.default_rng(self.context.seed + 2)
         n_img = len(data)
         ssvm_idx = np.sort(rng.permutation(n_img)[: s.max_ssvm_images])
@@ -192,6 +195,24 @@ class SuperpixelCRF(RegionLabeller):
         bar.close()
         self.weights = result.weights
         self.ssvm_objective = (result.initial_objective, result.best_objective)
+
+    def _new_crf(self, num_classes: int) -> PottsCRF:
+        return PottsCRF(num_classes, 2 if self.pairwise else 0, class_bias=self.settings.class_bias)
+
+    # -- the fitted state -----------------------------------------------------------------
+    def _save_state(self, folder: Path) -> None:
+        super()._save_state(folder)
+        save_arrays(folder / "crf.npz", weights=self.weights, ssvm_objective=self.ssvm_objective)
+
+    def _load_state(self, folder: Path) -> None:
+        super()._load_state(folder)
+        arrays = load_arrays(folder / "crf.npz", "weights", "ssvm_objective")
+        self.crf = self._new_crf(self.info.num_classes)
+        if arrays["weights"].shape != (self.crf.size,):
+            raise MethodError(f"{folder / 'crf.npz'}: {arrays['weights'].shape} CRF weights, "
+                              f"this CRF has {self.crf.size}")
+        self.weights = arrays["weights"].astype(np.float64)
+        self.ssvm_objective = tuple(float(x) for x in arrays["ssvm_objective"])
 
     # -- inference ------------------------------------------------------------------------
     def label_regions(self, rgb: np.ndarray, regions: np.ndarray) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""The `python -m bench` command line: run, list, report, evaluate, models.
+"""The `python -m bench` command line: run, list, report, evaluate, predict, models.
 
 Every error is one line on stderr and a non-zero exit; set SEGBENCH_DEBUG=1 for tracebacks.
 """
@@ -6,6 +6,7 @@ Every error is one line on stderr and a non-zero exit; set SEGBENCH_DEBUG=1 for 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -55,7 +56,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bench.metrics import CONVENTIONS
     from bench.report import build_report, format_leaderboard_text
     from bench.run import Runner, plan_jobs
-    from bench.suites import load_suite
 
     executor = _check_executor(args)
     if executor == "local":
@@ -64,7 +64,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise CliError(f"--device must be cpu or cuda[:N], not {args.device!r}")
     if args.miou_convention not in CONVENTIONS:
         raise CliError(f"--miou-convention must be one of {', '.join(CONVENTIONS)}")
-    suite = load_suite(args.suite)
+    suite = _suite_to_run(args)
     only = [m.strip() for m in args.only.split(",")] if args.only else None
     jobs = plan_jobs(suite, args.dataset, args.data_root, args.eval_split, args.device, args.seeds, only,
                      args.miou_convention, skip_bad_samples=args.skip_bad_samples)
@@ -86,8 +86,31 @@ def cmd_run(args: argparse.Namespace) -> int:
     busy = f", {counts['busy']} run by another process (skipped)" if counts["busy"] else ""
     print(f"\n{counts['ok']} done, {counts['failed']} failed, {counts['skipped']} already done "
           f"(skipped; --force redoes them){busy}")
-    print("leaderboard: " + ", ".join(str(p) for p in paths.values() if str(p).endswith((".md", ".csv"))))
+    print("leaderboard: " + ", ".join(str(p) for p in paths.values() if str(p).endswith((".md", ".csv", ".html"))))
     return 1 if counts["failed"] else 0
+
+
+def _suite_to_run(args: argparse.Namespace):
+    """The suite file of --suite, or the one job of --method NAME with its --settings JSON."""
+    from bench.run.plan import COMMAND_LINE_SUITE
+    from bench.suites import Suite, SuiteJob, load_suite
+
+    if (args.suite is None) == (args.method is None):
+        raise CliError("give one of --suite NAME (a suite file) or --method NAME (one method, no suite file)")
+    if args.suite is not None:
+        if args.settings is not None:
+            raise CliError("--settings is only used with --method (a suite file holds its jobs' settings)")
+        return load_suite(args.suite)
+    if args.only:
+        raise CliError("--only is only used with --suite")
+    try:
+        settings = json.loads(args.settings) if args.settings is not None else {}
+    except json.JSONDecodeError as e:
+        raise CliError(f"--settings is not valid JSON ({e.msg}, character {e.pos}): {args.settings}") from None
+    if not isinstance(settings, dict):
+        raise CliError(f"--settings must be a JSON object such as '{{\"epochs\": 2}}', not {args.settings}")
+    return Suite(COMMAND_LINE_SUITE, f"--method {args.method}", None, [SuiteJob(args.method, settings, "--method")],
+                 Path("."))
 
 
 def _check_executor(args: argparse.Namespace) -> str:
@@ -105,19 +128,29 @@ def _check_executor(args: argparse.Namespace) -> str:
     return args.executor
 
 
+def _loadable(names, load, broken: list[str]):
+    """(name, class) of each name; one that cannot be loaded (a broken plugin) is printed with
+    its error and added to ``broken``, and the listing goes on."""
+    for name in names:
+        try:
+            yield name, load(name)
+        except SegbenchError as e:
+            broken.append(name)
+            print(f"  {name:<18s} BROKEN: {e}")
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     from bench.datasets import DEFAULT_DATASET, dataset_class, dataset_names
     from bench.method import method_class, method_names
     from bench.suites import load_suite, suite_names
 
+    broken: list[str] = []
     print("methods:")
-    for name in method_names():
-        cls = method_class(name)
+    for name, cls in _loadable(method_names(), method_class, broken):
         doc = (cls.__doc__ or "").strip().splitlines()
         print(f"  {name:<18s} {cls.kind:<9s} {doc[0] if doc else ''}")
     print("datasets:")
-    for name in dataset_names():
-        cls = dataset_class(name)
+    for name, cls in _loadable(dataset_names(), dataset_class, broken):
         doc = (cls.__doc__ or "").strip().splitlines()
         tag = " (default)" if name == DEFAULT_DATASET else (" (built in)" if cls.builtin else "")
         print(f"  {name:<18s} {(doc[0] if doc else '')}{tag}")
@@ -125,6 +158,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     for name in suite_names():
         s = load_suite(name)
         print(f"  {name:<18s} {len(s.jobs):>2d} jobs  {s.description}")
+    if broken:
+        raise CliError(f"{len(broken)} entry point(s) cannot be loaded: {', '.join(broken)} (see above)")
     return 0
 
 
@@ -149,8 +184,27 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     result = evaluate_folders(args.pred, args.gt, args.num_classes, ignore_index=args.ignore_index,
                               convention=args.miou_convention, boundary=not args.no_boundary,
-                              progress=not args.no_progress)
+                              progress=not args.no_progress, ci=args.ci, resamples=args.resamples, seed=args.seed)
     print(format_result(result, args.format))
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from bench.compare import compare, format_comparison
+
+    print(format_comparison(compare(args.out, args.a, args.b, resamples=args.resamples, seed=args.seed), args.format))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from bench.predict import predict_folder
+
+    _check_device(args.device)
+    result = predict_folder(args.results, args.job, args.images, args.out, device=args.device, alpha=args.alpha,
+                            progress=not args.no_progress)
+    r = result.record
+    print(f"{r.method} (job {r.job_id}, fitted on {r.dataset}): {len(result.masks)} masks and overlays "
+          f"written to {args.out}")
     return 0
 
 
@@ -204,13 +258,25 @@ def cmd_boundaries(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fetch(args: argparse.Namespace) -> int:
+    from bench.fetch import fetch
+
+    result = fetch(args.dataset, args.root, url=args.url, sha256=args.sha256, progress=not args.no_progress)
+    print(result.summary())
+    return 0
+
+
 # -- parser -------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    r = sub.add_parser("run", help="run a suite of jobs and write the leaderboard")
-    r.add_argument("--suite", required=True, help="suite name (see `list`) or path to a suite .yaml")
+    r = sub.add_parser("run", help="run a suite of jobs (or one --method) and write the leaderboard")
+    r.add_argument("--suite", help="suite name (see `list`) or path to a suite .yaml")
+    r.add_argument("--method", help="instead of --suite: run one method, a registered name (see `list`) or an "
+                   "import spec package.module:Class")
+    r.add_argument("--settings", metavar="JSON", help="with --method: its settings as a JSON object, "
+                   "e.g. '{\"epochs\": 2}' (default: the method's defaults)")
     r.add_argument("--dataset", help="dataset name (default: the suite's, else ccp-mini)")
     r.add_argument("--data-root", help="folder that holds the dataset (not needed for built-in data)")
     r.add_argument("--eval-split", default="val", choices=["val", "test"], help="split to score on (default val)")
@@ -256,7 +322,30 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--no-boundary", action="store_true", help="skip the boundary F1 score (faster)")
     ev.add_argument("--format", default="text", choices=["text", "md", "json"])
     ev.add_argument("--no-progress", action="store_true")
+    ev.add_argument("--ci", action="store_true", help="95%% intervals by an image bootstrap (docs/UNCERTAINTY.md)")
+    ev.add_argument("--resamples", type=int, default=2000, help="with --ci: bootstrap resamples (default 2000)")
+    ev.add_argument("--seed", type=int, default=0, help="with --ci: the bootstrap's random seed (default 0)")
     ev.set_defaults(func=cmd_evaluate)
+
+    cp = sub.add_parser("compare", help="paired bootstrap of two methods (or jobs) scored on the same images")
+    cp.add_argument("a", help="a job id, or a method name (or leaderboard label) naming one leaderboard row")
+    cp.add_argument("b", help="the same for the second one")
+    cp.add_argument("--out", default="results", help="the results folder holding both (default results/)")
+    cp.add_argument("--format", default="md", choices=["md", "json"])
+    cp.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default 2000)")
+    cp.add_argument("--seed", type=int, default=0, help="the bootstrap's random seed (default 0)")
+    cp.set_defaults(func=cmd_compare)
+
+    pr = sub.add_parser("predict", help="apply a fitted job's method to a folder of images: index PNGs and overlays")
+    pr.add_argument("--results", required=True, help="the results folder the job ran into (`run --out`)")
+    pr.add_argument("--job", required=True, help="job id (records/<job_id>.json), or a method name when the folder "
+                    "holds one finished job of it")
+    pr.add_argument("--images", required=True, help="folder of images (.png, .jpg, ...)")
+    pr.add_argument("--out", required=True, help="output folder: <stem>.png class indices, <stem>_overlay.png colours")
+    pr.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
+    pr.add_argument("--alpha", type=float, default=0.5, help="opacity of the class colours in the overlays (default 0.5)")
+    pr.add_argument("--no-progress", action="store_true", help="no progress bar")
+    pr.set_defaults(func=cmd_predict)
 
     mo = sub.add_parser("models", help="table of the networks: parameters, GFLOPs, output stride")
     mo.add_argument("--input", type=_parse_hw, default=(360, 480), help="HxW (default 360x480)")
@@ -307,6 +396,15 @@ def build_parser() -> argparse.ArgumentParser:
     bd.add_argument("--format", default="md", choices=["md", "csv", "json"])
     bd.add_argument("--no-progress", action="store_true")
     bd.set_defaults(func=cmd_boundaries)
+
+    fe = sub.add_parser("fetch", help="download a public data set into the layout its reader expects")
+    fe.add_argument("dataset", metavar="DATASET", help="camvid, ccp, bsds500 or isbi2012")
+    fe.add_argument("--root", required=True, help="the dataset folder to make (then: --data-root ROOT)")
+    fe.add_argument("--url", help="download from here instead (a mirror, or file:///path/to/the/archive); "
+                    "$SEGBENCH_FETCH_BASE replaces the folder of every source URL")
+    fe.add_argument("--sha256", help="the archive's expected sha256 (none is published for these sources)")
+    fe.add_argument("--no-progress", action="store_true", help="no progress bars or messages")
+    fe.set_defaults(func=cmd_fetch)
     return p
 
 

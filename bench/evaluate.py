@@ -4,7 +4,8 @@ Both folders hold single-channel PNGs whose pixel values are class indices (8- o
 16-bit grey, or palette images whose palette indices are the classes); files are paired
 by name. Masks are read by :func:`bench.datasets.decoding.read_index_mask`, the reader of
 every dataset (a 3-channel PNG whose three channels are equal is accepted as grey), and
-scored by :class:`bench.metrics.Scorer`, the same code the runner uses.
+scored by :class:`bench.metrics.Scorer`, the same code the runner uses. With ``ci`` the
+figures get 95% image-bootstrap intervals (:mod:`bench.metrics.bootstrap`).
 """
 
 from __future__ import annotations
@@ -15,8 +16,11 @@ from typing import Any, Sequence
 from bench.datasets.decoding import read_index_mask
 from bench.errors import SegbenchError
 from bench.files import dumps
-from bench.formatting import fmt_value
-from bench.metrics import CONVENTIONS, Scorer
+from bench.formatting import fmt_value, is_finite_number
+from bench.metrics import Scorer
+from bench.metrics.bootstrap import METRICS, RESAMPLES, SEED, BootstrapError, bootstrap
+from bench.metrics.summary import check_convention
+from bench.per_image import PerImage, seeds_arm
 
 
 class EvaluateError(SegbenchError, ValueError):
@@ -40,19 +44,24 @@ def _listing(names: Sequence[str], limit: int = 5) -> str:
 
 
 def evaluate_folders(pred_dir: str | Path, gt_dir: str | Path, num_classes: int, ignore_index: int | None = None,
-                     convention: str = "mmseg", boundary: bool = True, progress: bool = True) -> dict:
+                     convention: str = "mmseg", boundary: bool = True, progress: bool = True, ci: bool = False,
+                     resamples: int = RESAMPLES, seed: int = SEED) -> dict:
     """Score predicted index PNGs against GT index PNGs of the same names.
 
     Returns :meth:`bench.metrics.Scorer.result` plus ``pred_dir``, ``gt_dir``,
-    ``num_classes`` and ``ignore_index``. Raises :class:`EvaluateError` for a missing
+    ``num_classes`` and ``ignore_index``; with ``ci`` also ``miou_ci`` ([lo, hi]),
+    ``ci`` ({metric: [lo, hi]}), ``iou_ci`` ([lo, hi] per class) and ``bootstrap`` (how:
+    ``resamples`` draws of the images, seeded by ``seed``). Raises :class:`EvaluateError` for a missing
     folder, a folder without PNGs, file names that differ, sizes that differ or labels
     outside the class range, and the reader's :class:`~bench.datasets.types.DatasetError`
     for an unreadable file or a mask that is not single-channel; each names the file.
     """
-    if convention not in CONVENTIONS:
-        raise EvaluateError(f"unknown mIoU convention {convention!r}; choose one of {', '.join(CONVENTIONS)}")
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise EvaluateError(f"num_classes must be a positive integer, not {num_classes!r}")
+    try:  # a known convention, and not smp with an ignore index that is a class
+        check_convention(convention, num_classes, ignore_index)
+    except ValueError as e:
+        raise EvaluateError(str(e)) from None
     pred_dir, gt_dir = Path(pred_dir), Path(gt_dir)
     pred_names = _png_names(pred_dir, "prediction")
     gt_names = _png_names(gt_dir, "ground-truth")
@@ -87,7 +96,21 @@ def evaluate_folders(pred_dir: str | Path, gt_dir: str | Path, num_classes: int,
             raise EvaluateError(f"{name}: {e}") from None
     result = scorer.result()
     result.update(pred_dir=str(pred_dir), gt_dir=str(gt_dir), num_classes=num_classes, ignore_index=ignore_index)
+    if ci:
+        data = PerImage(gt_names, scorer.image_matrices(), scorer.image_bf if boundary else None)
+        result.update(intervals(data, convention, resamples, seed))
     return result
+
+
+def intervals(data: PerImage, convention: str, resamples: int = RESAMPLES, seed: int = SEED) -> dict:
+    """``miou_ci``, ``ci`` ({metric: [lo, hi]}), ``iou_ci`` and ``bootstrap`` of one set of per-image data."""
+    try:
+        res = bootstrap([seeds_arm([data], convention)], resamples=resamples, seed=seed)
+    except BootstrapError as e:
+        raise EvaluateError(f"--ci: {e}") from None
+    est = res.arms[0]
+    return {"miou_ci": list(est.interval("miou")), "ci": {m: list(est.interval(m)) for m in METRICS},
+            "iou_ci": [[lo, hi] for lo, hi in zip(est.iou_lo, est.iou_hi)], "bootstrap": res.settings()}
 
 
 # ---------------------------------------------------------------------------------------
@@ -95,6 +118,19 @@ def evaluate_folders(pred_dir: str | Path, gt_dir: str | Path, num_classes: int,
 # ---------------------------------------------------------------------------------------
 def _fmt4(value: Any) -> str:
     return fmt_value(value, digits=4)
+
+
+def _ci_text(pair: Any) -> str:
+    """" [lo, hi]" of an interval (``--ci``), or nothing."""
+    if not pair or not all(is_finite_number(v) for v in pair):
+        return ""
+    return f" [{_fmt4(pair[0])}, {_fmt4(pair[1])}]"
+
+
+def _ci_note(result: dict) -> str:
+    b = result.get("bootstrap")
+    return "" if not b else (f"[lo, hi]: {100 * b['level']:g}% interval, basic bootstrap over the "
+                             f"{b['n_images']} images, {b['resamples']} resamples, seed {b['seed']}")
 
 
 _SUMMARY = (("mIoU", "miou"), ("pixel acc", "pixel_acc"), ("mean acc", "mean_acc"), ("fwIoU", "fwiou"),
@@ -117,19 +153,22 @@ def format_result(result: dict, fmt: str = "text", class_names: Sequence[str] | 
     acc = result.get("acc") or []
     names = list(class_names) if class_names is not None else [str(i) for i in range(len(iou))]
     conv = result.get("miou_convention", "mmseg")
-    summary = [(f"{label} ({conv})" if key == "miou" else label, _fmt4(result.get(key))) for label, key in _SUMMARY]
+    ci, iou_ci = result.get("ci") or {}, result.get("iou_ci") or []
+    summary = [(f"{label} ({conv})" if key == "miou" else label, _fmt4(result.get(key)) + _ci_text(ci.get(key)))
+               for label, key in _SUMMARY]
     by = result.get("miou_by_convention") or {}
     summary += [(f"mIoU ({c})", _fmt4(v)) for c, v in by.items() if c != conv]
     summary.append(("images", _fmt4(result.get("n_images"))))
-    per_class = [(names[i] if i < len(names) else str(i), _fmt4(iou[i]), _fmt4(acc[i] if i < len(acc) else None))
-                 for i in range(len(iou))]
+    per_class = [(names[i] if i < len(names) else str(i),
+                  _fmt4(iou[i]) + _ci_text(iou_ci[i] if i < len(iou_ci) else None),
+                  _fmt4(acc[i] if i < len(acc) else None)) for i in range(len(iou))]
 
     if fmt == "md":
         lines = ["| metric | value |", "|---|---:|"]
         lines += [f"| {k} | {v} |" for k, v in summary]
         lines += ["", "| class | IoU | acc |", "|---|---:|---:|"]
         lines += [f"| {n} | {a} | {b} |" for n, a, b in per_class]
-        return "\n".join(lines)
+        return "\n".join(lines + (["", _ci_note(result)] if _ci_note(result) else []))
 
     w = max(len(k) for k, _ in summary)
     lines = [f"{k:<{w}}  {v:>8}" for k, v in summary]
@@ -137,4 +176,4 @@ def format_result(result: dict, fmt: str = "text", class_names: Sequence[str] | 
         cw = max(5, max(len(n) for n, _, _ in per_class))
         lines += ["", f"{'class':<{cw}}  {'IoU':>8}  {'acc':>8}"]
         lines += [f"{n:<{cw}}  {a:>8}  {b:>8}" for n, a, b in per_class]
-    return "\n".join(lines)
+    return "\n".join(lines + (["", _ci_note(result)] if _ci_note(result) else []))

@@ -17,6 +17,7 @@ Registering a method is one entry point in the ``segbench.methods`` group of a p
 from __future__ import annotations
 
 import dataclasses
+import json
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar
@@ -25,7 +26,13 @@ import numpy as np
 
 from bench.datasets.types import DatasetInfo, Split
 from bench.errors import SegbenchError
+from bench.files import write_json_atomic
 from bench.registry import Registry
+
+#: the file :meth:`Method.save` writes last into a folder: what was fitted (method, settings,
+#: the dataset's classes); its presence means the folder holds a complete fitted state
+FITTED_FILE = "fitted.json"
+FITTED_FORMAT = "segbench-fitted-v1"
 
 
 class MethodError(SegbenchError, ValueError):
@@ -49,6 +56,24 @@ def result_settings(cls: type["Method"], settings: dict[str, Any]) -> dict[str, 
     that are not :func:`runtime_setting`; names that are no field (any longer) are dropped."""
     keep = {f.name for f in dataclasses.fields(cls.Settings) if f.metadata.get("affects_result", True)}
     return {k: v for k, v in settings.items() if k in keep}
+
+
+def id_settings(cls: type["Method"], settings: dict[str, Any]) -> dict[str, Any]:
+    """What of ``settings`` enters a job id: the :func:`result_settings` that differ from
+    ``cls``'s defaults, and ``cls.version`` when it is above 1."""
+    defaults = dataclasses.asdict(cls.Settings())
+    out = {k: v for k, v in result_settings(cls, settings).items()
+           if k not in defaults or _comparable(v) != _comparable(defaults[k])}
+    if cls.version != 1:
+        out["__version__"] = cls.version
+    return out
+
+
+def _comparable(value: Any) -> Any:
+    """Settings as JSON would hold them (tuples as lists), so a record's settings compare."""
+    if isinstance(value, (tuple, list)):
+        return [_comparable(v) for v in value]
+    return value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,6 +104,9 @@ class Capabilities:
     edge_map: bool = False
     #: ``predict_with_stages(image)``: (labels, seconds by stage) for per-stage timing
     stages: bool = False
+    #: ``save(folder)`` writes the fitted state, ``load(folder)`` reads it back (``bench
+    #: predict``), in formats whose reading runs no code (JSON, .npz, skops, torch weights)
+    save: bool = False
 
 
 class Method(ABC):
@@ -89,6 +117,9 @@ class Method(ABC):
     #: dataclass of the settings that define the method; every field goes into the record
     Settings: ClassVar[type] = NoSettings
     capabilities: ClassVar[Capabilities] = Capabilities()
+    #: raise when a change of defaults or of the algorithm changes what a job computes, so
+    #: that its earlier records no longer count as done (it enters the job id)
+    version: ClassVar[int] = 1
 
     def __init__(self, settings: Any = None):
         self.settings = settings if settings is not None else self.Settings()
@@ -127,6 +158,58 @@ class Method(ABC):
     def sync(self) -> None:
         """Wait for queued device work (CUDA) so that timings are honest."""
 
+    # -- the fitted state (capabilities.save) -------------------------------------------
+    def save(self, folder: str | Path) -> Path:
+        """Write the fitted state into ``folder``: the method's own files, then
+        :data:`FITTED_FILE` (method, settings, the dataset's classes and palette)."""
+        info = self._require_fitted()
+        if not self.capabilities.save:
+            raise MethodError(f"{self.name}: this method cannot save its fitted state")
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / FITTED_FILE).unlink(missing_ok=True)  # a half-written state never looks complete
+        self._save_state(folder)
+        write_json_atomic(folder / FITTED_FILE, {
+            "format": FITTED_FORMAT, "method": self.name, "settings": self.settings_dict(),
+            "info": {"name": info.name, "class_names": list(info.class_names), "palette": info.palette.tolist(),
+                     "ignore_index": info.ignore_index, "citation": info.citation},
+        })
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path, settings: Any = None, device: str = "cpu") -> "Method":
+        """The fitted method :meth:`save` wrote into ``folder``, ready to predict on ``device``.
+
+        ``settings`` (default: the saved ones) must match the saved result settings. Reading
+        runs no code from the folder (JSON, .npz without pickle, skops with a trusted-types
+        list, torch ``weights_only``). MethodError when the folder holds no such state.
+        """
+        folder = Path(folder)
+        if not cls.capabilities.save:
+            raise MethodError(f"{cls.name}: this method cannot save or load a fitted state")
+        meta = _read_fitted(folder / FITTED_FILE, cls.name)
+        saved = make_settings(cls, meta["settings"])
+        settings = saved if settings is None else settings
+        if result_settings(cls, dataclasses.asdict(settings)) != result_settings(cls, dataclasses.asdict(saved)):
+            raise MethodError(f"{folder / FITTED_FILE}: saved with other settings than the job's")
+        method = cls(settings)
+        try:
+            info = meta["info"]
+            method.info = DatasetInfo(**{**info, "class_names": tuple(info["class_names"])})
+        except (KeyError, TypeError, ValueError) as e:
+            raise MethodError(f"{folder / FITTED_FILE}: bad dataset info ({e})") from None
+        method.context = FitContext(run_dir=folder, device=device, progress=False)
+        method._load_state(folder)
+        return method
+
+    def _save_state(self, folder: Path) -> None:
+        """Write what ``predict`` needs besides settings and classes (``capabilities.save``)."""
+        raise NotImplementedError(f"{type(self).__name__} declares capabilities.save but has no _save_state")
+
+    def _load_state(self, folder: Path) -> None:
+        """Read back what :meth:`_save_state` wrote (``self.info`` and ``self.context`` are set)."""
+        raise NotImplementedError(f"{type(self).__name__} declares capabilities.save but has no _load_state")
+
     # -- helpers ------------------------------------------------------------------------
     def settings_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self.settings)
@@ -139,6 +222,23 @@ class Method(ABC):
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.settings_dict().items())
         return f"{self.name}({args})"
+
+
+def _read_fitted(path: Path, name: str) -> dict[str, Any]:
+    """The checked contents of a :data:`FITTED_FILE` of method ``name``."""
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise MethodError(f"{path.parent}: no saved fitted state ({FITTED_FILE} is missing)") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise MethodError(f"{path}: not a readable fitted state ({e})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FITTED_FORMAT:
+        raise MethodError(f"{path}: not a segbench fitted state (format {FITTED_FORMAT})")
+    if meta.get("method") != name:
+        raise MethodError(f"{path}: holds the state of method {meta.get('method')!r}, not {name!r}")
+    if not isinstance(meta.get("settings"), dict) or not isinstance(meta.get("info"), dict):
+        raise MethodError(f"{path}: no settings or dataset info")
+    return meta
 
 
 def _check_method(name: str, cls: type) -> None:

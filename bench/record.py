@@ -15,6 +15,8 @@ Fields (every record has all of them; ``None`` where they do not apply):
 - ``extra``: method-specific figures (dict); a job run with ``--skip-bad-samples`` adds
   ``skip_bad_samples``, ``skipped_samples`` and ``skipped_sample_list`` there
 - ``predictions``: paths of saved prediction PNGs, relative to the results folder
+- ``per_image``: path of the job's per-image data (``per_image/<job_id>.npz``, see
+  :mod:`bench.per_image`), relative to the results folder; None in older records
 
 Schema history: 1 (releases up to 0.1.0: ``job_id`` hashed every setting, also those that
 do not change the result); 2 (``job_id`` hashes only result settings, see :func:`job_id`).
@@ -43,9 +45,11 @@ def job_id(method: str, settings: dict[str, Any], dataset: str, data_root: str |
            seed: int, device: str, miou_convention: str, skip_bad_samples: bool = False) -> str:
     """``<method>-<12 hex digits>``: a hash of exactly what defines a job's result.
 
-    ``settings`` are reduced to the fields that change the result (runtime settings such as
-    worker counts are left out, :func:`bench.method.result_settings`); ``data_root`` counts as
-    its absolute path.
+    ``settings`` are reduced to the result settings that differ from the method's defaults
+    (:func:`bench.method.id_settings`: runtime settings such as worker counts never count, and
+    a setting added to a method later does not change the ids of jobs that leave it at its
+    default), together with the method's ``version`` (raised when a default or the algorithm
+    changes what a job computes); ``data_root`` counts as its absolute path.
     """
     key = {
         "method": method,
@@ -65,13 +69,13 @@ def job_id(method: str, settings: dict[str, Any], dataset: str, data_root: str |
 
 
 def _result_settings(method: str, settings: dict[str, Any]) -> dict[str, Any]:
-    from bench.method import method_class, result_settings  # the registry; imported late: it loads plugins
+    from bench.method import id_settings, method_class  # the registry; imported late: it loads plugins
 
     try:
         cls = method_class(method)
     except SegbenchError:  # a method no longer installed: every setting counts
         return dict(settings)
-    return result_settings(cls, settings)
+    return id_settings(cls, settings)
 
 
 @dataclasses.dataclass
@@ -113,6 +117,7 @@ class Record:
     finished: str | None = None
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
     predictions: list[str] = dataclasses.field(default_factory=list)
+    per_image: str | None = None
     schema: int = SCHEMA
     #: the id a schema-1 record was written under (None for records of this schema)
     legacy_job_id: str | None = None

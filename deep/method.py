@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from bench.datasets.types import Split
+from bench.files import write_atomic
 from bench.method import Capabilities, Method, MethodError, runtime_setting
 from bench.torch_helpers import AMP_TO_PRECISION, check_precision, sync
 from deep import models
@@ -84,7 +85,7 @@ class DeepMethod(Method):
 
     kind = "deep"
     Settings = DeepSettings
-    capabilities = Capabilities(validation=True, network=True)
+    capabilities = Capabilities(validation=True, network=True, save=True)
     #: the deep.models name of the network
     network: ClassVar[str] = ""
 
@@ -95,10 +96,15 @@ class DeepMethod(Method):
         self.pretrained_loaded: bool = False
         self.kept_weights: str | None = None  # "best" or "last" after fit
 
+    def network_options(self) -> dict[str, Any]:
+        """The settings that the network's builder takes besides the class count and
+        ``pretrained`` (here the width; a subclass with other settings says which)."""
+        return {"width": self.settings.width}
+
     def create_network(self, num_classes: int) -> nn.Module:
         """The untrained network of these settings (no pretrained weights loaded)."""
         try:
-            return models.create_model(self.network, num_classes=num_classes, width=self.settings.width)
+            return models.create_model(self.network, num_classes=num_classes, **self.network_options())
         except (ValueError, TypeError) as e:
             raise MethodError(_named(self.name, e)) from None
 
@@ -146,7 +152,8 @@ class DeepMethod(Method):
         torch.manual_seed(seed)
         pretrained = None if checkpoint is not None else s.pretrained
         try:
-            model = models.create_model(self.network, num_classes=num_classes, width=s.width, pretrained=pretrained)
+            model = models.create_model(self.network, num_classes=num_classes, pretrained=pretrained,
+                                        **self.network_options())
             self.pretrained_loaded = pretrained is not None
         except WeightsUnavailable as e:
             if not s.from_scratch:
@@ -193,6 +200,26 @@ class DeepMethod(Method):
         if not self.settings.keep_checkpoints:
             for name in ("last.pt", "best.pt"):
                 (run_dir / name).unlink(missing_ok=True)
+
+    def _save_state(self, folder: Path) -> None:
+        """``model.pt``: fit wrote it into its run folder; saving into another folder copies it."""
+        weights = Path(self.context.run_dir) / WEIGHTS_FILE
+        if weights.resolve() != (folder / WEIGHTS_FILE).resolve():
+            write_atomic(folder / WEIGHTS_FILE, weights.read_bytes())
+
+    def _load_state(self, folder: Path) -> None:
+        """The network with the weights of ``folder/model.pt`` (read ``weights_only``: tensors, no code)."""
+        path = folder / WEIGHTS_FILE
+        num_classes = self.info.num_classes
+        model = self.create_network(num_classes)
+        try:
+            ckpt = check_checkpoint(read_checkpoint(path), path, model_name=self.network, num_classes=num_classes)
+            check_state_compatible(model.state_dict(), ckpt["model"], str(path))
+        except CheckpointError as e:
+            raise MethodError(f"{self.name}: {e}") from None
+        model.load_state_dict(ckpt["model"])
+        self.model = model.to(self._device()).eval()
+        self.kept_weights = ckpt.get("kept")
 
     # -- predict ------------------------------------------------------------------------
     def predict(self, image: np.ndarray) -> np.ndarray:

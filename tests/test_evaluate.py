@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -145,3 +146,138 @@ def test_missing_and_empty_folders(tmp_path, folders):
     with pytest.raises(EvaluateError, match="convention"):
         evaluate_folders(pred_dir, gt_dir, K, convention="keras", progress=False)
     assert issubclass(EvaluateError, ValueError)
+
+
+# -- input strictness: what MMSegmentation, torchmetrics and smp accept or refuse ----------------
+def _cli_evaluate(capsys, pred_dir, gt_dir, *extra):
+    from bench.cli import main
+
+    code = main(["evaluate", "--pred", str(pred_dir), "--gt", str(gt_dir), "--num-classes", str(K),
+                 "--no-progress", "--format", "json", *extra])
+    return code, capsys.readouterr()
+
+
+def test_a_jpeg_named_png_is_refused_naming_the_file(folders, capsys):
+    """A JPEG's lossy pixels are no class indices (one trial scored one at mIoU 0.072 instead
+    of 0.892): the reader goes by the file's bytes, not by its suffix."""
+    pred_dir, gt_dir, pairs = folders
+    Image.fromarray(pairs["img_04.png"][0]).save(pred_dir / "img_04.png", format="JPEG", quality=95)
+    code, out = _cli_evaluate(capsys, pred_dir, gt_dir, "--ignore-index", str(IGNORE))
+    assert code == 2 and out.out == ""
+    (line,) = out.err.strip().splitlines()
+    assert line.startswith("segbench: error: ") and "img_04.png: the file is JPEG, not PNG" in line
+    assert str(pred_dir) in line
+
+
+def test_ignore_value_in_predictions_where_gt_is_ignored_is_accepted(folders, capsys):
+    """MMSegmentation, torchmetrics and smp drop those pixels before reading the prediction;
+    so does segbench: the scores equal those of the same predictions with classes there."""
+    pred_dir, gt_dir, pairs = folders
+    before = evaluate_folders(pred_dir, gt_dir, K, IGNORE, progress=False)
+    for name, (pred, gt) in pairs.items():
+        _write(pred_dir / name, np.where(gt == IGNORE, IGNORE, pred).astype(np.uint8))
+    code, out = _cli_evaluate(capsys, pred_dir, gt_dir, "--ignore-index", str(IGNORE))
+    assert code == 0, out.err
+    after = json.loads(out.out)
+    assert after["confusion_matrix"] == before["confusion_matrix"]
+    for key in ("miou", "pixel_acc", "mean_acc", "fwiou", "bf"):
+        assert after[key] == pytest.approx(before[key]), key
+    assert after["miou"] == pytest.approx(_independent(pairs)["miou"])
+
+
+def test_ignore_value_in_predictions_where_gt_is_a_class_is_refused(folders):
+    pred_dir, gt_dir, pairs = folders
+    pred, gt = pairs["img_02.png"]
+    y, x = np.argwhere(gt != IGNORE)[0]
+    pred = pred.copy()
+    pred[y, x] = IGNORE
+    _write(pred_dir / "img_02.png", pred)
+    with pytest.raises(EvaluateError, match=r"img_02.png: pred contains class index\(es\) \[255\] outside \[0, 6\) "
+                                            r"at pixels whose target is a class"):
+        evaluate_folders(pred_dir, gt_dir, K, IGNORE, progress=False)
+
+
+def test_smp_convention_with_an_ignore_index_that_is_a_class_is_refused(folders, capsys):
+    pred_dir, gt_dir, _ = folders
+    code, out = _cli_evaluate(capsys, pred_dir, gt_dir, "--ignore-index", "0", "--miou-convention", "smp")
+    assert code == 2
+    (line,) = out.err.strip().splitlines()
+    assert "smp mIoU convention is undefined with the ignore index 0 inside the class range [0, 6)" in line
+    with pytest.raises(EvaluateError, match="smp mIoU convention is undefined"):
+        evaluate_folders(pred_dir, gt_dir, K, 0, convention="smp", progress=False)
+
+
+# -- --ci: intervals by an image bootstrap (issue 15) ---------------------------------------------
+@pytest.fixture
+def many(tmp_path):
+    """40 image pairs whose predictions are right on 30-95% of the pixels (it varies by image)."""
+    rng = np.random.default_rng(7)
+    pairs = {}
+    for i in range(40):
+        gt = rng.integers(0, 4, (12, 16)).astype(np.uint8)
+        gt[0, :3] = IGNORE
+        pred = np.where(rng.random(gt.shape) < rng.uniform(0.3, 0.95), gt % IGNORE, rng.integers(0, 5, gt.shape))
+        name = f"im{i:02d}.png"
+        _write(tmp_path / "gt" / name, gt)
+        _write(tmp_path / "pred" / name, pred.astype(np.uint8))
+        pairs[name] = (pred, gt)
+    return tmp_path / "pred", tmp_path / "gt", pairs
+
+
+def _independent_bootstrap(pairs, resamples: int, seed: int) -> np.ndarray:
+    """Basic bootstrap interval of the mIoU from per-class pixel counts of each image (masks, no
+    confusion matrix), summed over images drawn with replacement, in a plain loop."""
+    names = sorted(pairs)
+    inter, union = np.zeros((len(names), K)), np.zeros((len(names), K))
+    for j, name in enumerate(names):
+        p, t = pairs[name]
+        p, t = p[t != IGNORE], t[t != IGNORE]
+        for c in range(K):
+            inter[j, c] = np.sum((p == c) & (t == c))
+            union[j, c] = np.sum((p == c) | (t == c))
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(resamples):
+        idx = rng.integers(0, len(names), len(names))
+        i, u = inter[idx].sum(0), union[idx].sum(0)
+        values.append(np.mean(i[u > 0] / u[u > 0]))
+    i, u = inter.sum(0), union.sum(0)
+    estimate = np.mean(i[u > 0] / u[u > 0])
+    q_lo, q_hi = np.percentile(values, [2.5, 97.5])
+    return np.array([2 * estimate - q_hi, 2 * estimate - q_lo])
+
+
+def test_ci_holds_the_estimate_and_matches_an_independent_bootstrap(many):
+    pred_dir, gt_dir, pairs = many
+    res = evaluate_folders(pred_dir, gt_dir, K, IGNORE, boundary=False, progress=False, ci=True, resamples=4000)
+    lo, hi = res["miou_ci"]
+    assert lo < res["miou"] < hi and res["ci"]["miou"] == [lo, hi]
+    ref_lo, ref_hi = _independent_bootstrap(pairs, 4000, seed=99)  # other draws: Monte Carlo error only
+    assert lo == pytest.approx(ref_lo, abs=0.08 * (ref_hi - ref_lo))
+    assert hi == pytest.approx(ref_hi, abs=0.08 * (ref_hi - ref_lo))
+    for c, (clo, chi) in enumerate(res["iou_ci"]):
+        assert (clo <= res["iou"][c] <= chi) if c < 5 else math.isnan(clo)  # class 5: never present
+    assert res["bootstrap"] == {"method": "basic bootstrap over images", "level": 0.95, "resamples": 4000,
+                                "seed": 0, "n_images": 40}
+
+
+def test_ci_on_the_command_line_is_seeded_and_recorded(many, capsys):
+    pred_dir, gt_dir, _ = many
+    args = ("--ignore-index", str(IGNORE), "--ci", "--resamples", "500", "--seed", "3")
+    first, second = (_cli_evaluate(capsys, pred_dir, gt_dir, *args) for _ in range(2))
+    assert first[0] == 0 and first[1].out == second[1].out
+    obj = json.loads(first[1].out)
+    assert obj["miou_ci"][0] <= obj["miou"] <= obj["miou_ci"][1] and len(obj["iou_ci"]) == K
+    assert obj["bootstrap"]["resamples"] == 500 and obj["bootstrap"]["seed"] == 3
+    other = json.loads(_cli_evaluate(capsys, pred_dir, gt_dir, *args[:-1], "4")[1].out)
+    assert other["miou_ci"] != obj["miou_ci"] and other["miou"] == obj["miou"]
+    text = format_result(evaluate_folders(pred_dir, gt_dir, K, IGNORE, progress=False, ci=True, resamples=200))
+    assert re.search(r"mIoU \(mmseg\) +0\.\d{4} \[0\.\d{4}, 0\.\d{4}\]", text)
+    assert "95% interval, basic bootstrap over the 40 images, 200 resamples, seed 0" in text
+
+
+def test_ci_needs_two_images(tmp_path):
+    _write(tmp_path / "gt" / "a.png", np.zeros((4, 4), np.uint8))
+    _write(tmp_path / "pred" / "a.png", np.zeros((4, 4), np.uint8))
+    with pytest.raises(EvaluateError, match="--ci: a bootstrap over images needs at least 2 images"):
+        evaluate_folders(tmp_path / "pred", tmp_path / "gt", K, progress=False, ci=True)

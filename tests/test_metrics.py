@@ -418,3 +418,87 @@ def test_property_counts_range_permutation(case):
     s2 = summarize(confusion_matrix(p2, t2, K, ignore))
     assert nan_equal(np.array(s2["iou"])[perm], s["iou"], 1e-12)
     assert nan_equal(s2["miou"], s["miou"], 1e-12)
+
+
+# ---------------------------------------------------------------------------------------
+# what a prediction may hold where the target is ignored; smp with an ignore index that is a class
+# ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype,K,ignore", [(np.uint8, 6, 255), (np.int32, 6, 255), (np.int64, 6, -1),
+                                            (np.uint8, 12, 11), (np.int32, 300, 255)])
+def test_cm_accepts_any_prediction_where_the_target_is_ignored(dtype, K, ignore, count_path):
+    """Those pixels are not scored (MMSegmentation, torchmetrics and smp drop them before
+    looking at the prediction), so the ignore value or any other value there is accepted."""
+    rng = np.random.default_rng(K)
+    t = rng.integers(0, K, (3, 40, 50))
+    p = rng.integers(0, K, t.shape)
+    ignored = rng.random(t.shape) < 0.3
+    t[ignored] = ignore
+    p[ignored] = ignore
+    p[ignored & (rng.random(t.shape) < 0.5)] = K + 7  # any value at all
+    p, t = p.astype(dtype), t.astype(dtype)
+    expected = ref_cm(p, t, K, ignore)
+    np.testing.assert_array_equal(confusion_matrix(p, t, K, ignore), expected)
+    np.testing.assert_array_equal(confusion_matrix(torch.from_numpy(p), torch.from_numpy(t), K, ignore).numpy(), expected)
+    native = C._cm_torch_native(torch.from_numpy(p).long(), torch.from_numpy(t).long(), K, ignore)
+    np.testing.assert_array_equal(native.numpy(), expected)
+    scorer = Scorer(K, ignore)
+    scorer.update(p, t)
+    cleared = np.where(ignored, 0, p).astype(dtype)  # the same images with a class at the ignored pixels
+    reference = Scorer(K, ignore)
+    reference.update(cleared, t)
+    assert scorer.result()["confusion_matrix"] == reference.result()["confusion_matrix"]
+    assert nan_equal(scorer.image_bf, reference.image_bf)
+
+
+def test_ignore_value_in_pred_where_target_is_ignored_matches_torchmetrics():
+    from torchmetrics.classification import MulticlassConfusionMatrix
+
+    rng = np.random.default_rng(21)
+    t = rng.integers(0, 5, (2, 30, 40))
+    p = rng.integers(0, 5, t.shape)
+    t[rng.random(t.shape) < 0.25] = 255
+    p[t == 255] = 255
+    tm = MulticlassConfusionMatrix(num_classes=5, ignore_index=255)(torch.from_numpy(p), torch.from_numpy(t))
+    np.testing.assert_array_equal(confusion_matrix(p, t, 5, 255), tm.numpy())
+
+
+def test_ignore_value_in_pred_at_a_scored_pixel_is_refused():
+    """A prediction of "ignore" where the target is a class has no column in a KxK matrix:
+    MMSegmentation and smp count it as a missed pixel (FN, no FP), torchmetrics fails on it
+    (its bincount no longer reshapes to KxK); segbench refuses it with one clear line."""
+    from bench.metrics import boundary_f1
+
+    t = np.array([[0, 1, 1], [255, 2, 2]], np.uint8)
+    p = np.array([[0, 255, 1], [255, 2, 2]], np.uint8)
+    msg = (r"pred contains class index\(es\) \[255\] outside \[0, 3\) at pixels whose target is a class "
+           r"\(any value is accepted only where the target is the ignore index 255\)")
+    for score in (lambda: confusion_matrix(p, t, 3, 255),
+                  lambda: confusion_matrix(torch.from_numpy(p), torch.from_numpy(t), 3, 255),
+                  lambda: C._cm_torch_native(torch.from_numpy(p), torch.from_numpy(t), 3, 255),
+                  lambda: Scorer(3, 255).update(p, t),
+                  lambda: boundary_f1(p, t, 3, 255)):
+        with pytest.raises(ValueError, match=msg):
+            score()
+    with pytest.raises(ValueError, match=r"\[255\] outside \[0, 3\)$"):  # no ignore index: nothing is exempt
+        confusion_matrix(p, np.zeros_like(t), 3)
+
+
+def test_smp_convention_with_an_ignore_index_inside_the_classes_is_refused():
+    """smp's get_stats refuses such an ignore index; counting the never-predicted void class
+    as IoU 1.0 (what the smp formula would give) is what no library does."""
+    rng = np.random.default_rng(22)
+    K = 5
+    t = rng.integers(0, K, (40, 40))  # class 0 is the void class: the ignore index
+    p = rng.integers(1, K, t.shape)  # never predicted
+    cm = confusion_matrix(p, t, K, 0)
+    told = summarize(cm, ignore_index=0)
+    untold = summarize(cm)
+    assert told["miou_by_convention"]["smp"] is None
+    iou = np.array(untold["iou"])
+    assert math.isnan(iou[0]) and untold["miou_by_convention"]["smp"] == pytest.approx((1.0 + iou[1:].sum()) / K)
+    assert told["miou"] == untold["miou"] == pytest.approx(iou[1:].mean())  # mmseg: the void class is left out
+    with pytest.raises(ValueError, match=r"smp mIoU convention is undefined with the ignore index 0 inside the "
+                                         r"class range \[0, 5\).*refuses it too"):
+        summarize(cm, "smp", ignore_index=0)
+    outside = summarize(confusion_matrix(p, np.where(t == 0, 255, t), K, 255), "smp", ignore_index=255)
+    assert outside["miou"] == pytest.approx((1.0 + iou[1:].sum()) / K)  # class 0 absent from both: 1.0, as smp

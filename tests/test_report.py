@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import statistics
 from pathlib import Path
 
@@ -328,7 +329,7 @@ def test_colorize_ignore_black():
 # -- robustness ---------------------------------------------------------------------------
 def test_no_records_no_crash(tmp_path):
     paths = report.build_report(tmp_path)
-    assert set(paths) == {"leaderboard.csv", "leaderboard.md", "per_class_iou.csv"}
+    assert set(paths) == {"leaderboard.csv", "leaderboard.md", "per_class_iou.csv", "report.html"}
     assert "No job records found" in (tmp_path / "leaderboard.md").read_text()
     assert len(pd.read_csv(tmp_path / "leaderboard.csv")) == 0
     assert "No job records" in report.format_leaderboard_text(tmp_path)
@@ -420,12 +421,12 @@ def test_previous_release_folder_reports_identically(tmp_path):
 
     old_paths, new_paths = report.build_report(old), report.build_report(new)
     assert not (old / "records").exists()  # reading a folder does not convert it
-    assert sorted(old_paths) == sorted(new_paths) and len(old_paths) == 8
+    assert sorted(old_paths) == sorted(new_paths) and len(old_paths) == 9
     for name in old_paths:
         old_bytes, new_bytes = old_paths[name].read_bytes(), new_paths[name].read_bytes()
-        if name == "leaderboard.md":  # the one difference: where the records were read from
-            assert "records from `records.jsonl`" in old_bytes.decode()
-            old_bytes = old_bytes.replace(b"`records.jsonl`", b"`records/`")
+        if name in ("leaderboard.md", "report.html"):  # the one difference: where the records were read from
+            assert "records.jsonl" in old_bytes.decode()
+            old_bytes = old_bytes.replace(b"`records.jsonl`", b"`records/`").replace(b"records.jsonl", b"records/")
         assert old_bytes == new_bytes, name
     assert report.format_leaderboard_text(old) == report.format_leaderboard_text(new)
 
@@ -436,3 +437,124 @@ def test_previous_release_folder_reports_identically(tmp_path):
     new_ids = {r.job_id for r in RecordStore(new).records()}
     assert set(";".join(df["job_ids"]).split(";")) == new_ids  # schema-2 ids, not the old "j-..." ones
     assert not any(i.startswith(("j-", "c-")) for i in new_ids)
+
+
+# -- intervals, ties and per-image evidence (issue 15) ------------------------------------------
+IDS = [f"img{i:02d}" for i in range(30)]
+SHOWN = IDS[:8]  # the images whose predictions the jobs "saved"
+
+
+def _per_image(rng: np.random.Generator, accuracy: float, k: int = 4):
+    """30 images' matrices: each pixel right with probability ``accuracy`` (+ noise per image),
+    wrong ones given to the next class; class 3 absent from about half of the images."""
+    from bench.per_image import PerImage
+
+    n = len(IDS)
+    counts = rng.integers(50, 400, (n, k))
+    counts[:, 3] *= rng.random(n) < 0.5
+    tp = rng.binomial(counts, np.clip(accuracy + rng.normal(0, 0.1, n), 0, 1)[:, None])
+    m = np.zeros((n, k, k), np.int64)
+    m[:, np.arange(k), np.arange(k)] = tp
+    m[:, np.arange(k), (np.arange(k) + 1) % k] = counts - tp
+    return PerImage(IDS, m, rng.random(n))
+
+
+def _scored(out: Path, job: str, method: str, kind: str, data, seed: int = 0) -> Record:
+    """A record whose figures are those of ``data``, written with it into ``out``."""
+    from bench.metrics import summarize
+    from bench.per_image import write_per_image
+
+    s = summarize(data.matrices.sum(0))
+    write_per_image(out / "per_image" / f"{job}.npz", data)
+    write_preds(out, job, SHOWN, 4)
+    return rec(job, method, kind=kind, seed=seed, miou=s["miou"], pixel_acc=s["pixel_acc"], mean_acc=s["mean_acc"],
+               fwiou=s["fwiou"], bf=float(np.mean(data.bf)), iou=s["iou"], class_names=["a", "b", "c", "d"],
+               per_image=f"per_image/{job}.npz", predictions=[f"predictions/{job}/{i}.png" for i in SHOWN])
+
+
+@pytest.fixture(scope="module")
+def uncertain(tmp_path_factory):
+    """deepnet (best), twin (deepnet's images with a few pixels moved either way), classic (two
+    seeds, much worse) and old (a record from before per-image data)."""
+    out = tmp_path_factory.mktemp("uncertain")
+    rng = np.random.default_rng(0)
+    deep = _per_image(rng, 0.8)
+    moved = np.tile([-3, 3], len(IDS) // 2)  # right on 3 pixels fewer, or more, of class 0
+    twin_m = deep.matrices.copy()
+    twin_m[:, 0, 0] += moved
+    twin_m[:, 0, 1] -= moved
+    twin = type(deep)(IDS, twin_m, deep.bf)
+    records = [_scored(out, "u-deep", "deepnet", "deep", deep), _scored(out, "u-twin", "twin", "deep", twin),
+               _scored(out, "u-cl0", "classic", "classical", _per_image(rng, 0.5)),
+               _scored(out, "u-cl1", "classic", "classical", _per_image(rng, 0.55), seed=1),
+               rec("u-old", "old", miou=0.3, iou=[0.3, 0.3, 0.3, None], class_names=["a", "b", "c", "d"])]
+    write_records(out, records)
+    write_samples(out, "camvid", "test", SHOWN, 4)
+    return out, report.build_report(out), records
+
+
+def test_leaderboard_csv_has_intervals_and_ties(uncertain):
+    out, _, records = uncertain
+    df = _lb(out).set_index("label")
+    assert list(df.index[:2]) == ["deepnet", "twin"] and set(df.index) == {"deepnet", "twin", "classic", "old"}
+    assert df["vs_best"].fillna("").to_dict() == {"deepnet": "best", "twin": "tied", "classic": "below", "old": ""}
+    assert df.loc["twin", "p_vs_best"] > 0.05 and df.loc["classic", "p_vs_best_holm"] < 0.05
+    assert df.loc["classic", "p_vs_best_holm"] == pytest.approx(min(1.0, 2 * df.loc["classic", "p_vs_best"]))
+    for label in ("deepnet", "twin", "classic"):
+        for m in ("miou", "pixel_acc", "mean_acc", "fwiou", "bf"):
+            assert df.loc[label, f"{m}_lo"] <= df.loc[label, m] + 1e-12 <= df.loc[label, f"{m}_hi"] + 2e-12, (label, m)
+        assert df.loc[label, "ci_resamples"] == 2000 and df.loc[label, "ci_seed"] == 0
+    assert df.loc["classic", "miou"] == pytest.approx(np.mean([r.miou for r in records if r.method == "classic"]))
+    assert df.loc[["old"], ["miou_lo", "miou_hi", "p_vs_best", "ci_resamples"]].isna().all(axis=None)
+    pc = pd.read_csv(out / "per_class_iou.csv")
+    deep = pc[pc.method == "deepnet"]
+    assert ((deep.iou_lo <= deep.iou) & (deep.iou <= deep.iou_hi)).all()
+    assert pc[pc.method == "old"][["iou_lo", "iou_hi"]].isna().all(axis=None)
+
+
+def test_leaderboard_md_shows_intervals_and_says_what_tied_means(uncertain):
+    out, _, _ = uncertain
+    md = (out / "leaderboard.md").read_text()
+    assert re.fullmatch(r"\d+\.\d \[\d+\.\d, \d+\.\d\]", _row(md, "deepnet")[3])
+    assert re.fullmatch(r"\d+\.\d ± \d+\.\d \[\d+\.\d, \d+\.\d\]", _row(md, "classic")[3])
+    assert _row(md, "old")[3] == "30.0" and _row(md, "old")[-1] == "–"
+    assert [_row(md, m)[-1] for m in ("deepnet", "twin", "classic")] == ["best", "tied", "below"]
+    assert "95% interval, basic bootstrap over the 30 images (and over the seeds when n > 1), 2000 " \
+           "resamples, seed 0" in md
+    assert "level 0.05 after Holm's correction over the section's 2 comparison(s)" in md
+    assert "No interval (and no test against the best row) for **old**" in md
+
+
+def test_evidence_figures(uncertain, tmp_path):
+    out, paths, records = uncertain
+    from bench.per_image import read_per_image
+    from bench.report import evidence
+    from bench.report.intervals import add_intervals
+
+    assert {"worst_images.png", "disagreement.png"} <= set(paths)
+    md = (out / "leaderboard.md").read_text()
+    assert "![worst images](worst_images.png)" in md and "(disagreement.png)" in md
+    with Image.open(paths["worst_images.png"]) as im:
+        assert im.info["Description"] == "segbench evidence: 6 rows x 3 columns"  # 3 methods with data x 2
+    with Image.open(paths["disagreement.png"]) as im:
+        assert im.info["Description"] == "segbench evidence: 4 rows x 4 columns"
+    [section] = aggregate.group_records(records)
+    add_intervals([section], out)
+    miou = {job: read_per_image(out / "per_image" / f"{job}.npz").image_scores().set_index("id")["miou"]
+            for job in ("u-deep", "u-cl0")}
+    gap = (miou["u-deep"] - miou["u-cl0"])[SHOWN].abs().sort_values(ascending=False)
+    assert evidence.plot_disagreement(section, out, tmp_path / "d.png") == list(gap.index[:4])
+    worst = evidence.plot_worst_images(section, out, tmp_path / "w.png")
+    assert worst[:2] == [("deepnet", i) for i in miou["u-deep"][SHOWN].sort_values().index[:2]]
+
+
+def test_unreadable_per_image_file_is_a_note_not_a_crash(tmp_path):
+    rng = np.random.default_rng(1)
+    recs = [_scored(tmp_path, "a", "one", "deep", _per_image(rng, 0.7)),
+            _scored(tmp_path, "b", "two", "classical", _per_image(rng, 0.5))]
+    (tmp_path / "per_image" / "b.npz").write_bytes(b"torn")
+    paths = report.build_report(tmp_path, records=recs)
+    md = (tmp_path / "leaderboard.md").read_text()
+    assert "No interval for **two**: " in md and "b.npz: not a readable per-image file" in md
+    assert "[" in _row(md, "one")[3] and "[" not in _row(md, "two")[3]
+    assert "leaderboard.csv" in paths

@@ -50,6 +50,7 @@ REQUIRED_FIELDS = {
     "miou", "pixel_acc", "mean_acc", "fwiou", "bf", "iou", "class_names", "miou_convention",
     "miou_by_convention", "n_train", "n_eval", "fit_time_s", "predict_time_per_image_s",
     "images_per_s", "params", "device", "device_name", "versions", "git_commit", "command", "predictions",
+    "per_image",
 }
 
 
@@ -68,6 +69,39 @@ def test_a_job_record_has_every_field_and_real_numbers(tmp_path):
     assert "--only majority" in rec["command"] and "--seeds 0" in rec["command"]
     for p in rec["predictions"]:
         assert (tmp_path / p).is_file()
+
+
+def test_each_job_keeps_every_images_matrix_and_its_worst_predictions(tmp_path):
+    """per_image/<job>.npz holds each evaluated image's matrix and BF (their pooled figures are
+    the record's), the CSV each image's mIoU and pixel accuracy; the job saved the predictions
+    (and sample images) of the first images, of the shared sample and of its 4 worst images."""
+    import pandas as pd
+
+    from bench.datasets import get_dataset
+    from bench.metrics import summarize
+    from bench.per_image import read_per_image
+    from bench.run.outputs import N_SAVED_PREDICTIONS, sample_ids
+
+    Runner(tmp_path, progress=False).run(plan_jobs(_suite("majority"), None))
+    (rec,) = read_records(tmp_path)
+    assert rec["per_image"] == f"per_image/{rec['job_id']}.npz"
+    data = read_per_image(tmp_path / rec["per_image"])
+    ids = list(get_dataset("shapes").split("val").ids)
+    assert data.ids == ids and data.matrices.dtype == np.uint32
+    pooled = summarize(data.matrices.sum(0))
+    for key in ("miou", "pixel_acc", "mean_acc", "fwiou"):
+        assert pooled[key] == pytest.approx(rec[key], rel=1e-12), key
+    assert np.nanmean(data.bf) == pytest.approx(rec["bf"])
+    csv = pd.read_csv(tmp_path / "per_image" / f"{rec['job_id']}.csv")
+    assert list(csv.columns) == ["id", "miou", "pixel_acc", "bf"] and list(csv["id"]) == ids
+    saved = {Path(p).stem for p in rec["predictions"]}
+    assert set(ids[:N_SAVED_PREDICTIONS]) | set(sample_ids(ids)) <= saved
+    fourth = np.sort(csv["miou"])[3]
+    worst = csv[csv["miou"] <= fourth + 1e-12]["id"]
+    assert len(set(worst) & saved) >= 4 and (csv[~csv["id"].isin(saved)]["miou"] >= fourth - 1e-12).all()
+    samples = tmp_path / "samples" / "shapes" / "val"
+    for sid in saved:
+        assert (samples / f"{sid}_image.png").is_file() and (samples / f"{sid}_gt.png").is_file()
 
 
 def test_majority_predictor_iou_matches_the_class_frequency(tmp_path):

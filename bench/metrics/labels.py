@@ -82,10 +82,29 @@ def bad_target_message(values: np.ndarray, num_classes: int, ignore_index: int |
             f"[0, {num_classes}) nor the ignore index {ignore_index}")
 
 
-def bad_pred_message(values: np.ndarray, num_classes: int) -> str:
+def bad_pred_message(values: np.ndarray, num_classes: int, ignore_index: int | None = None) -> str:
+    """``values``: the prediction at the scored pixels (those whose target is not ignored)."""
     bad = (values < 0) | (values >= num_classes)
     example = np.unique(values[bad])[:5].tolist()
-    return f"pred contains class index(es) {example} outside [0, {num_classes})"
+    if ignore_index is None:
+        return f"pred contains class index(es) {example} outside [0, {num_classes})"
+    return (f"pred contains class index(es) {example} outside [0, {num_classes}) at pixels whose target is a "
+            f"class (any value is accepted only where the target is the ignore index {ignore_index})")
+
+
+def scored_pred(pred: np.ndarray, target: np.ndarray, num_classes: int, ignore_index: int | None) -> np.ndarray:
+    """``pred`` with 0 wherever the target is the ignore index: those pixels are not scored,
+    so any value there (e.g. the ignore value itself) is accepted, as MMSegmentation,
+    torchmetrics and smp accept it. ValueError when a scored pixel is outside [0, K)."""
+    if ignore_index is None:
+        if pred.size and ((pred.dtype.kind != "u" and int(pred.min()) < 0) or int(pred.max()) >= num_classes):
+            raise ValueError(bad_pred_message(pred, num_classes))
+        return pred
+    ignored = target == ignore_index
+    outside = ((pred < 0) | (pred >= num_classes)) & ~ignored
+    if outside.any():
+        raise ValueError(bad_pred_message(pred[~ignored], num_classes, ignore_index))
+    return np.where(ignored, 0, pred).astype(pred.dtype, copy=False)
 
 
 def check_labels(pred: np.ndarray, target: np.ndarray, num_classes: int, ignore_index: int | None) -> None:
@@ -93,7 +112,7 @@ def check_labels(pred: np.ndarray, target: np.ndarray, num_classes: int, ignore_
     if pred.size == 0:
         return
     if (pred.dtype.kind != "u" and int(pred.min()) < 0) or int(pred.max()) >= num_classes:
-        raise ValueError(bad_pred_message(pred, num_classes))
+        scored_pred(pred, target, num_classes, ignore_index)
     bad = (target < 0) | (target >= num_classes)
     if ignore_index is not None:
         bad &= target != ignore_index

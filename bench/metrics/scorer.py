@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from bench.metrics.boundary import boundary_f1_unchecked, check_tolerance
 from bench.metrics.confusion import ConfusionMatrix
 from bench.metrics.labels import check_shapes, shape_of, to_numpy
 from bench.metrics.summary import check_convention, image_miou, nanmean, summarize
+
+#: a per-image matrix is kept as uint32 when its pixel count is below this
+_UINT32_LIMIT = 1 << 32
 
 
 class Scorer:
@@ -19,20 +24,22 @@ class Scorer:
     ``fwiou``, ``bf`` (NaN-skipping mean BF over images, None with ``boundary=False``),
     ``miou_convention``, ``miou_by_convention`` (all three), ``n_images`` and
     ``confusion_matrix`` (list of lists). Per-image values are kept in ``image_miou`` and
-    ``image_bf``.
+    ``image_bf``, and each image's own confusion matrix in :meth:`image_matrices` (what the
+    image-level bootstrap of :mod:`bench.metrics.bootstrap` resamples).
     """
 
     def __init__(self, num_classes: int, ignore_index: int | None = None, convention: str = "mmseg",
                  boundary: bool = True, tolerance: float = 0.0075):
-        check_convention(convention)
         check_tolerance(tolerance)
         self.cm = ConfusionMatrix(num_classes, ignore_index)
         self.num_classes, self.ignore_index = self.cm.num_classes, self.cm.ignore_index
+        check_convention(convention, self.num_classes, self.ignore_index)
         self.convention = convention
         self.boundary = bool(boundary)
         self.tolerance = float(tolerance)
         self.image_miou: list[float] = []
         self.image_bf: list[float] = []
+        self._matrices: list[np.ndarray] = []
 
     def update(self, pred: Any, target: Any) -> None:
         tshape = shape_of(target)
@@ -46,8 +53,9 @@ class Scorer:
             raise ValueError(f"Scorer.update takes an HxW image or an NxHxW batch, got shape {tshape}")
 
     def _update_one(self, pred: Any, target: Any) -> None:
-        m = self.cm.update(pred, target)  # validates dtypes and ranges
+        m = to_numpy(self.cm.update(pred, target), "confusion matrix")  # validates dtypes and ranges
         self.image_miou.append(image_miou(m))
+        self._matrices.append(m.astype(np.uint32) if m.sum() < _UINT32_LIMIT else m)
         if self.boundary:
             p = to_numpy(pred, "pred")
             t = to_numpy(target, "target")
@@ -57,9 +65,16 @@ class Scorer:
     def n_images(self) -> int:
         return len(self.image_miou)
 
+    def image_matrices(self) -> np.ndarray:
+        """(N, K, K) confusion matrix of each image, in update order (uint32 where the counts
+        fit, as they do for any image under 4 gigapixels; else int64)."""
+        if not self._matrices:
+            return np.zeros((0, self.num_classes, self.num_classes), np.uint32)
+        return np.stack(self._matrices)
+
     def result(self) -> dict:
         matrix = self.cm.matrix
-        out = summarize(matrix, self.convention, per_image_miou=self.image_miou)
+        out = summarize(matrix, self.convention, per_image_miou=self.image_miou, ignore_index=self.ignore_index)
         out["bf"] = nanmean(self.image_bf) if self.boundary else None
         out["n_images"] = self.n_images
         out["confusion_matrix"] = matrix.tolist()
@@ -69,6 +84,7 @@ class Scorer:
         self.cm.reset()
         self.image_miou.clear()
         self.image_bf.clear()
+        self._matrices.clear()
 
     def merge(self, other: "Scorer") -> "Scorer":
         """Add another scorer's images (same classes, ignore index and boundary setting)."""
@@ -77,6 +93,7 @@ class Scorer:
         self.cm.merge(other.cm)
         self.image_miou.extend(other.image_miou)
         self.image_bf.extend(other.image_bf)
+        self._matrices.extend(other._matrices)
         return self
 
     def __iadd__(self, other: "Scorer") -> "Scorer":

@@ -14,7 +14,11 @@ from the whole split. segbench computes all three and records them all
 ``"smp"`` -- reproduces segmentation_models_pytorch
     ``iou_score(tp, fp, fn, tn, reduction="macro", zero_division=1.0)`` with statistics
     summed over all images: a class absent from both prediction and ground truth of the
-    whole split counts as IoU 1.0 in the mean over all K classes.
+    whole split counts as IoU 1.0 in the mean over all K classes. With an ignore index
+    inside [0, K) it is undefined: smp's ``get_stats`` refuses such an ignore index
+    (ValueError), and counting the never-predicted void class as 1.0 is what no library
+    does. So this convention is refused when chosen, and its ``miou_by_convention`` entry
+    is None, when :func:`summarize` is told such an ``ignore_index``.
 ``"per-image"`` -- Keras ``tf.keras.metrics.MeanIoU`` applied to each image on its own
     and then averaged over images: for one image, IoU is computed from that image's
     matrix, classes whose TP + FP + FN is 0 *in that image* are left out of that image's
@@ -44,9 +48,18 @@ from bench.metrics.labels import is_tensor
 CONVENTIONS: tuple[str, ...] = ("mmseg", "smp", "per-image")
 
 
-def check_convention(convention: str) -> None:
+def check_convention(convention: str, num_classes: int | None = None, ignore_index: int | None = None) -> None:
+    """A known convention, and not ``smp`` with an ignore index inside [0, ``num_classes``)."""
     if convention not in CONVENTIONS:
         raise ValueError(f"unknown mIoU convention {convention!r}; choose one of {', '.join(CONVENTIONS)}")
+    if convention == "smp" and _ignore_is_class(num_classes, ignore_index):
+        raise ValueError(f"the smp mIoU convention is undefined with the ignore index {ignore_index} inside the "
+                         f"class range [0, {num_classes}) (segmentation_models_pytorch refuses it too); "
+                         "use the mmseg convention or an ignore index outside the classes")
+
+
+def _ignore_is_class(num_classes: int | None, ignore_index: int | None) -> bool:
+    return num_classes is not None and ignore_index is not None and 0 <= ignore_index < num_classes
 
 
 def nanmean(values: Any) -> float:
@@ -83,7 +96,8 @@ def image_miou(matrix: Any) -> float:
     return nanmean(iou)
 
 
-def summarize(matrix: Any, convention: str = "mmseg", per_image_miou: Sequence[float] | None = None) -> dict:
+def summarize(matrix: Any, convention: str = "mmseg", per_image_miou: Sequence[float] | None = None,
+              ignore_index: int | None = None) -> dict:
     """Scores of a (K, K) confusion matrix summed over a split.
 
     Returns ``miou`` (of ``convention``), ``iou`` (per class, NaN where undefined),
@@ -91,13 +105,15 @@ def summarize(matrix: Any, convention: str = "mmseg", per_image_miou: Sequence[f
     ``fwiou``, ``miou_convention`` and ``miou_by_convention`` (all conventions; the
     ``"per-image"`` entry is None unless ``per_image_miou`` is given). The ``"per-image"``
     convention needs ``per_image_miou``: the :func:`image_miou` of every image's own
-    matrix (NaN entries are skipped). All values are Python floats.
+    matrix (NaN entries are skipped). All values are Python floats. ``ignore_index`` (the
+    one the matrix was counted with) matters only inside [0, K): the ``smp`` convention is
+    then refused, and its entry is None.
     """
-    check_convention(convention)
+    cm = _as_matrix(matrix)
+    check_convention(convention, cm.shape[0], ignore_index)
     if convention == "per-image" and per_image_miou is None:
         raise ValueError("the per-image mIoU convention needs per_image_miou (one image_miou per image); "
                          "use Scorer, which tracks it")
-    cm = _as_matrix(matrix)
     total = cm.sum()
     tp = np.diag(cm)
     gt = cm.sum(axis=1)
@@ -112,6 +128,8 @@ def summarize(matrix: Any, convention: str = "mmseg", per_image_miou: Sequence[f
     else:
         by = {"mmseg": math.nan, "smp": math.nan}
         pixel_acc = fwiou = math.nan
+    if _ignore_is_class(cm.shape[0], ignore_index):
+        by["smp"] = None
     by["per-image"] = nanmean(per_image_miou) if per_image_miou is not None else None
     return {
         "miou": by[convention],

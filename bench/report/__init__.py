@@ -10,7 +10,10 @@
   full precision; ``<metric>_std`` is the sample standard deviation (ddof=1) over seeds
   (empty for one seed). Also ``extra_<key>`` for numeric ``extra`` figures (e.g.
   ``extra_oracle_miou``), ``miou_conv_<name>`` for every ``miou_by_convention`` entry, and
-  the provenance (device, git commit, job ids, commands).
+  the provenance (device, git commit, job ids, commands). Rows whose jobs kept per-image
+  data also get ``<metric>_lo``/``_hi`` (95% image-bootstrap interval, ``ci_resamples``,
+  ``ci_seed``) and ``vs_best``/``p_vs_best``/``p_vs_best_holm`` (the paired test against
+  the section's best row; :mod:`bench.report.intervals`).
 - ``leaderboard.md``: a section per dataset/split with the ranked table (percentages,
   one decimal, "mean ± std" when several seeds), the failed jobs with their errors, the
   mIoU convention, a "How to reproduce" list (command, seed, device, git commit, versions
@@ -19,10 +22,15 @@
   ``skipped samples`` column, a warning above the table when any sample was left out and a
   note naming each left-out sample and its error.
 - ``per_class_iou.csv``: long format, one row per (dataset, eval_split, method, class)
-  with the IoU averaged over seeds; classes that are NaN for every method are left out.
+  with the IoU averaged over seeds (and ``iou_lo``/``iou_hi``); classes that are NaN for
+  every method are left out.
+- ``worst_images.png``, ``disagreement.png``: each method's worst images, and where the best
+  classical and the best deep method disagree most (:mod:`bench.report.evidence`).
 - ``miou_vs_speed.png``, ``per_class_iou.png``, ``predictions_grid.png``: one set per
   dataset/split, suffixed ``_<dataset>`` (``_<dataset>_<split>`` when a dataset has
   several eval splits) as soon as the records hold more than one dataset/split.
+- ``report.html``: all of the above as one self-contained page (sortable tables, the plots
+  inline; :mod:`bench.report.html`).
 
 :func:`format_leaderboard_text` gives a compact table for a terminal.
 """
@@ -35,7 +43,10 @@ from typing import Callable, Iterable
 from bench.files import write_atomic
 from bench.record import Record
 from bench.report.aggregate import Section, group_records, leaderboard_frame, per_class_frame, per_class_table
+from bench.report.evidence import evidence_plots
 from bench.report.grid import plot_predictions_grid
+from bench.report.html import write_html_report
+from bench.report.intervals import add_intervals
 from bench.report.plots import plot_miou_vs_speed, plot_per_class
 from bench.report.tables import header_markdown, leaderboard_text, section_markdown, write_csv
 from bench.store import EXPORT_FILE, RECORDS_DIR, RecordStore
@@ -58,6 +69,7 @@ def _section_plots(s: Section, out_dir: Path, keep: Callable[[Path], Path]) -> d
         p = out_dir / f"predictions_grid{s.suffix}.png"
         if plot_predictions_grid(s, out_dir, p).path is not None:
             plots["predictions"] = keep(p)
+        plots.update({title: keep(p) for title, p in evidence_plots(s, out_dir).items()})
     except Exception as e:  # a plot must never cost the tables: reported in the section's notes
         s.notes.append(f"Plotting failed: {type(e).__name__}: {e}")
     return plots
@@ -79,19 +91,22 @@ def build_report(out_dir: str | Path, records: Iterable[Record] | None = None) -
     else:
         source = "the records given"
     sections = group_records(records)
+    add_intervals(sections, out_dir)
     written: dict[str, Path] = {}
 
     def keep(p: Path) -> Path:
         written[p.name] = p
         return p
 
-    write_csv(leaderboard_frame(sections), keep(out_dir / "leaderboard.csv"))
-    write_csv(per_class_frame(sections), keep(out_dir / "per_class_iou.csv"))
+    leaderboard, per_class = leaderboard_frame(sections), per_class_frame(sections)
+    write_csv(leaderboard, keep(out_dir / "leaderboard.csv"))
+    write_csv(per_class, keep(out_dir / "per_class_iou.csv"))
     md = header_markdown(sections, source)
-    for s in sections:
-        plots = _section_plots(s, out_dir, keep) if s.ranked else {}
-        md += section_markdown(s, plots)
+    plots = [_section_plots(s, out_dir, keep) if s.ranked else {} for s in sections]
+    for s, p in zip(sections, plots):
+        md += section_markdown(s, p)
     write_atomic(keep(out_dir / "leaderboard.md"), "\n".join(md).rstrip() + "\n")
+    write_html_report(keep(out_dir / "report.html"), sections, plots, leaderboard, per_class, source)
     return written
 
 

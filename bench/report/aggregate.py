@@ -12,6 +12,8 @@ import pandas as pd
 
 from bench.files import dumps
 from bench.formatting import DASH, is_finite_number
+from bench.metrics.bootstrap import Estimate
+from bench.per_image import PerImage
 from bench.record import Record
 
 #: metric fields (fractions in [0, 1]) and their leaderboard titles
@@ -76,6 +78,13 @@ class Group:
     ok: list[Record] = field(default_factory=list)
     failed: list[Record] = field(default_factory=list)
     label: str = ""
+    #: bootstrap figures over its per-image data (bench.report.intervals); None without
+    interval: Estimate | None = None
+    #: against the best row of its section: "best", "tied" (not significantly below), "below"
+    #: or "" (not compared); the two-sided p-value of the mIoU difference, and Holm-adjusted
+    vs_best: str = ""
+    p_vs_best: float = math.nan
+    p_vs_best_holm: float = math.nan
 
     @property
     def kind(self) -> str:
@@ -115,6 +124,10 @@ class Section:
     groups: list[Group]
     suffix: str = ""
     notes: list[str] = field(default_factory=list)
+    #: per-image data of its ok records by job id, as read by bench.report.intervals
+    per_image: dict[str, PerImage] = field(default_factory=dict)
+    #: how its intervals were made (bench.metrics.bootstrap.Result.settings); None without any
+    bootstrap: dict[str, Any] | None = None
 
     @property
     def ranked(self) -> list[Group]:
@@ -238,12 +251,17 @@ def _ok_row(s: Section, rank: int, g: Group, extras: list[str], convs: list[str]
     )
     for k in list(METRICS) + list(COSTS):
         row[k], row[f"{k}_std"], _ = g.stat(k)
+        if k in METRICS:
+            row[f"{k}_lo"], row[f"{k}_hi"] = g.interval.interval(k) if g.interval else (math.nan, math.nan)
     for k in extras:
         row[f"extra_{k}"], row[f"extra_{k}_std"], _ = g.extra_stat(k)
     for c in convs:
         vals = [(r.miou_by_convention or {}).get(c) for r in g.ok]
         row[f"miou_conv_{safe_name(c)}"], row[f"miou_conv_{safe_name(c)}_std"], _ = mean_std(vals)
+    boot = s.bootstrap if g.interval else None
     row.update(
+        vs_best=g.vs_best, p_vs_best=g.p_vs_best, p_vs_best_holm=g.p_vs_best_holm,
+        ci_resamples=boot["resamples"] if boot else None, ci_seed=boot["seed"] if boot else None,
         device=g.joined("device", sep=";"), miou_convention=g.joined("miou_convention", sep=";"),
         git_commit=g.joined("git_commit", sep=";"), job_ids=g.joined("job_id", sep=";"),
         error="", command=g.joined("command", sep="\n"),
@@ -271,14 +289,15 @@ def leaderboard_frame(sections: list[Section]) -> pd.DataFrame:
     cols = ["dataset", "eval_split", "rank", "method", "label", "kind", "settings", "status", "n_seeds",
             "seeds", "n_failed"]
     for k in list(METRICS) + list(COSTS):
-        cols += [k, f"{k}_std"]
+        cols += [k, f"{k}_std"] + ([f"{k}_lo", f"{k}_hi"] if k in METRICS else [])
     for k in extras:
         cols += [f"extra_{k}", f"extra_{k}_std"]
     for c in convs:
         cols += [f"miou_conv_{safe_name(c)}", f"miou_conv_{safe_name(c)}_std"]
-    cols += ["device", "miou_convention", "git_commit", "job_ids", "error", "command"]
+    cols += ["vs_best", "p_vs_best", "p_vs_best_holm", "ci_resamples", "ci_seed",
+             "device", "miou_convention", "git_commit", "job_ids", "error", "command"]
     df = pd.DataFrame(rows, columns=cols)
-    for c in ("rank", "n_seeds", "n_failed"):
+    for c in ("rank", "n_seeds", "n_failed", "ci_resamples", "ci_seed"):
         df[c] = df[c].astype("Int64")
     params = pd.to_numeric(df["params"], errors="coerce")
     if params.dropna().apply(float.is_integer).all():
@@ -297,6 +316,8 @@ class ClassTable:
     mean: np.ndarray  # (methods, classes)
     std: np.ndarray
     n: np.ndarray
+    lo: np.ndarray  # the bootstrap interval (NaN without per-image data)
+    hi: np.ndarray
 
 
 def _class_names(groups: list[Group]) -> list[str]:
@@ -319,15 +340,20 @@ def per_class_table(s: Section) -> ClassTable | None:
     mean = np.full((len(groups), width), np.nan)
     std = np.full_like(mean, np.nan)
     n = np.zeros(mean.shape, dtype=int)
+    lo, hi = np.full_like(mean, np.nan), np.full_like(mean, np.nan)
     for i, g in enumerate(groups):
         vals = [r.iou for r in g.ok if r.iou is not None]
         for c in range(width):
             mean[i, c], std[i, c], n[i, c] = mean_std(v[c] if c < len(v) else None for v in vals)
+        if g.interval is not None:
+            k = min(width, len(g.interval.iou))
+            lo[i, :k], hi[i, :k] = g.interval.iou_lo[:k], g.interval.iou_hi[:k]
     keep = ~np.all(np.isnan(mean), axis=0)
     if not keep.any():
         return None
     return ClassTable([g.label for g in groups], [c for c, k in zip(names, keep) if k],
-                      [int(i) for i in np.flatnonzero(keep)], mean[:, keep], std[:, keep], n[:, keep])
+                      [int(i) for i in np.flatnonzero(keep)], mean[:, keep], std[:, keep], n[:, keep],
+                      lo[:, keep], hi[:, keep])
 
 
 def per_class_frame(sections: list[Section]) -> pd.DataFrame:
@@ -341,6 +367,7 @@ def per_class_frame(sections: list[Section]) -> pd.DataFrame:
             for c, cls in enumerate(t.classes):
                 rows.append({"dataset": s.dataset, "eval_split": s.split, "method": label,
                              "class_index": t.class_index[c], "class": cls, "iou": t.mean[m, c],
-                             "iou_std": t.std[m, c], "n_seeds": int(t.n[m, c])})
+                             "iou_std": t.std[m, c], "iou_lo": t.lo[m, c], "iou_hi": t.hi[m, c],
+                             "n_seeds": int(t.n[m, c])})
     return pd.DataFrame(rows, columns=["dataset", "eval_split", "method", "class_index", "class", "iou",
-                                       "iou_std", "n_seeds"])
+                                       "iou_std", "iou_lo", "iou_hi", "n_seeds"])

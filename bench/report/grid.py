@@ -49,19 +49,19 @@ class _Panels:
         return [a for a in list(self.gts.values()) + list(self.preds.values()) if a is not None and a.ndim == 2]
 
 
-def _read_png(path: Path) -> np.ndarray | None:
-    from PIL import Image
+def read_png(path: Path) -> np.ndarray | None:
+    """A saved sample image (``*_image.png``, RGB) or label map (any other PNG) through the
+    datasets' readers; None when it is missing or unreadable (the panel then says so)."""
+    from bench.datasets.decoding import read_index_mask, read_rgb
+    from bench.datasets.types import DatasetError
 
     try:
-        with Image.open(path) as im:
-            if im.mode in ("RGBA", "LA"):
-                im = im.convert("RGB")
-            return np.asarray(im)
-    except (OSError, ValueError):
+        return read_rgb(path) if path.name.endswith("_image.png") else read_index_mask(path, formats=("PNG",))
+    except DatasetError:
         return None
 
 
-def _load_palette(sample_dir: Path) -> tuple[list[str], np.ndarray | None, int | None, str | None]:
+def load_palette(sample_dir: Path) -> tuple[list[str], np.ndarray | None, int | None, str | None]:
     """Class names, palette and ignore index of ``palette.json``; or a warning why not."""
     p = sample_dir / "palette.json"
     try:
@@ -74,7 +74,7 @@ def _load_palette(sample_dir: Path) -> tuple[list[str], np.ndarray | None, int |
         return [], None, None, f"{p} unreadable ({type(e).__name__}); a default palette is used"
 
 
-def _default_palette(n: int) -> np.ndarray:
+def default_palette(n: int) -> np.ndarray:
     import matplotlib
 
     cmap = matplotlib.colormaps["tab20"]
@@ -103,16 +103,16 @@ def _chosen_predictions(s: Section, out_dir: Path) -> tuple[list[tuple[str, dict
 
 
 def _load_panels(s: Section, sample_dir: Path, ids: list[str], methods: list[tuple[str, dict[str, Path]]]) -> _Panels:
-    names, palette, ignore, warn = _load_palette(sample_dir)
+    names, palette, ignore, warn = load_palette(sample_dir)
     if warn:
         s.notes.append(f"Predictions grid: {warn}.")
-    panels = _Panels(images={i: _read_png(sample_dir / f"{i}_image.png") for i in ids},
-                     gts={i: _read_png(sample_dir / f"{i}_gt.png") for i in ids},
-                     preds={(m, i): (_read_png(p[i]) if i in p else None) for m, p in methods for i in ids},
+    panels = _Panels(images={i: read_png(sample_dir / f"{i}_image.png") for i in ids},
+                     gts={i: read_png(sample_dir / f"{i}_gt.png") for i in ids},
+                     preds={(m, i): (read_png(p[i]) if i in p else None) for m, p in methods for i in ids},
                      names=names, palette=palette, ignore=ignore)
     if palette is None:
         top = max([int(a.max()) for a in panels.label_maps()] + [0])
-        panels.palette = _default_palette(top + 1)
+        panels.palette = default_palette(top + 1)
         panels.ignore = 255 if top >= 255 else None
     missing_img = [i for i in ids if panels.images[i] is None]
     if missing_img:
@@ -120,7 +120,7 @@ def _load_panels(s: Section, sample_dir: Path, ids: list[str], methods: list[tup
     return panels
 
 
-def _show(ax, arr: np.ndarray | None, text: str = "missing") -> None:
+def show_panel(ax, arr: np.ndarray | None, text: str = "missing") -> None:
     ax.set_xticks([])
     ax.set_yticks([])
     if arr is None:
@@ -151,10 +151,10 @@ def _draw(s: Section, info: GridInfo, methods: list[str], panels: _Panels, path:
         img = panels.images[i]
         if img is not None and img.ndim == 2:  # a grey image
             img = np.repeat(img.astype(np.uint8)[..., None], 3, axis=2)
-        _show(axes[r][0], img, "no image")
-        _show(axes[r][1], paint(panels.gts[i]), "no ground truth")
+        show_panel(axes[r][0], img, "no image")
+        show_panel(axes[r][1], paint(panels.gts[i]), "no ground truth")
         for c, m in enumerate(methods, 2):
-            _show(axes[r][c], paint(panels.preds[(m, i)]))
+            show_panel(axes[r][c], paint(panels.preds[(m, i)]))
         axes[r][0].set_ylabel(i, fontsize=8)
     for c, title in enumerate(info.columns):
         axes[0][c].set_title(title, fontsize=9 if len(title) < 28 else 7)
@@ -170,10 +170,12 @@ def _draw(s: Section, info: GridInfo, methods: list[str], panels: _Panels, path:
 
 
 def plot_predictions_grid(s: Section, out_dir: Path, path: Path, max_images: int = GRID_MAX_IMAGES) -> GridInfo:
-    """Rows: the first images with saved predictions; columns: image, GT, each method."""
+    """Rows: the images with saved predictions of the most methods (first saved first); columns:
+    image, GT, each method."""
     out_dir = Path(out_dir)
     methods, skipped = _chosen_predictions(s, out_dir)
-    ids = list(dict.fromkeys(i for _, preds in methods for i in preds))[:max_images]
+    saved = [i for _, preds in methods for i in preds]
+    ids = sorted(dict.fromkeys(saved), key=lambda i: -saved.count(i))[:max_images]  # a stable sort
     info = GridInfo(None, ids, ["image", "ground truth"] + [m for m, _ in methods], skipped)
     if not ids:
         s.notes.append("Predictions grid skipped: no saved prediction PNGs found.")

@@ -9,7 +9,7 @@ import numpy as np
 
 from bench.files import write_atomic
 from bench.formatting import DASH, is_finite_number
-from bench.report.aggregate import ClassTable, Section
+from bench.report.aggregate import ClassTable, Group, Section
 
 DPI = 120
 #: per-class plot becomes a heatmap above this many classes (or methods)
@@ -35,15 +35,25 @@ def save_figure(fig, path: Path, **kwargs: Any) -> Path:
     return write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=DPI, **kwargs))
 
 
+def _miou_error(g: Group) -> tuple[float, float] | None:
+    """The mIoU error bar (down, up) in points: the bootstrap interval, else ± the std over seeds."""
+    m, mstd, n = g.stat("miou")
+    lo, hi = g.interval.interval("miou") if g.interval is not None else (None, None)
+    if is_finite_number(lo) and is_finite_number(hi):
+        return 100 * max(0.0, m - lo), 100 * max(0.0, hi - m)
+    return (100 * mstd, 100 * mstd) if n > 1 and is_finite_number(mstd) else None
+
+
 def plot_miou_vs_speed(s: Section, path: Path) -> bool:
-    """mIoU (%) against images/s (log x), one marker/colour per kind, points labelled."""
+    """mIoU (%) against images/s (log x), one marker/colour per kind, points labelled; error bars
+    are the bootstrap intervals (else ± the std over seeds)."""
     pts = []
     skipped = []
     for g in s.ranked:
-        m, mstd, n = g.stat("miou")
+        m = g.stat("miou")[0]
         v = g.stat("images_per_s")[0]
         if is_finite_number(m) and is_finite_number(v) and v > 0:
-            pts.append((g, v, 100 * m, 100 * mstd if n > 1 and is_finite_number(mstd) else 0.0))
+            pts.append((g, v, 100 * m, _miou_error(g)))
         else:
             skipped.append(g.label)
     if not pts:
@@ -57,7 +67,7 @@ def plot_miou_vs_speed(s: Section, path: Path) -> bool:
         style = KIND_STYLE.get(kind, OTHER_STYLE)
         lab = kind if kind not in seen else None
         seen.add(kind)
-        ax.errorbar([x], [y], yerr=[yerr] if yerr else None, linestyle="none", markersize=9,
+        ax.errorbar([x], [y], yerr=[[yerr[0]], [yerr[1]]] if yerr else None, linestyle="none", markersize=9,
                     markeredgecolor="black", markeredgewidth=0.6, capsize=3, label=lab, **style)
         ax.annotate(g.label, (x, y), xytext=(8, 6 if i % 2 == 0 else -13), textcoords="offset points",
                     fontsize=8.5, arrowprops=dict(arrowstyle="-", color="0.55", lw=0.6, shrinkA=1, shrinkB=5))
@@ -65,7 +75,7 @@ def plot_miou_vs_speed(s: Section, path: Path) -> bool:
     ax.margins(x=0.25, y=0.15)
     texts = list(ax.texts)
     ax.set_xlabel("images / s (log scale, higher is faster)")
-    ax.set_ylabel("mIoU (%)")
+    ax.set_ylabel("mIoU (%)" + (", bars: 95% interval" if s.bootstrap else ""))
     ax.set_title(f"{s.title}: mIoU vs speed")
     ax.grid(True, which="both", alpha=0.3)
     handles, labels = ax.get_legend_handles_labels()

@@ -11,14 +11,14 @@ import pandas as pd
 
 from bench.files import write_atomic
 from bench.formatting import DASH, fmt_count, fmt_pct, fmt_rate, fmt_value, is_finite_number
-from bench.report.aggregate import (METRICS, ClassTable, Section, has_extra, num, per_class_table, skips)
+from bench.report.aggregate import (METRICS, ClassTable, Group, Section, has_extra, num, per_class_table, skips)
 
 #: per-class tables with more classes than this get classes as rows
 TRANSPOSE_CLASSES = 12
 #: skipped samples named per job in the notes
 SKIP_NOTE_ITEMS = 5
 
-_NUMERIC_CELL = re.compile(r"^[-–+\d.,±\s%kMGe]*$")
+_NUMERIC_CELL = re.compile(r"^[-–+\d.,±\s%kMGe\[\]]*$")
 
 
 def write_csv(df: pd.DataFrame, path: Path) -> Path:
@@ -64,6 +64,22 @@ def _skip_notes(s: Section) -> list[str]:
     return notes
 
 
+def _metric_cell(g: Group, key: str) -> str:
+    """``mean`` (``± std`` over seeds) and the bootstrap interval when there is one: "44.0 [41.2, 46.9]"."""
+    mean, std, n = g.stat(key)
+    text = fmt_pct(mean, std, n)
+    if g.interval is not None and text != DASH:
+        lo, hi = g.interval.interval(key)
+        if is_finite_number(lo) and is_finite_number(hi):
+            text += f" [{fmt_pct(lo)}, {fmt_pct(hi)}]"
+    return text
+
+
+def _compared(s: Section) -> bool:
+    """Whether any row of the section was tested against the best row."""
+    return any(g.vs_best for g in s.ranked)
+
+
 def _display_table(s: Section) -> pd.DataFrame:
     """The ranked table of a section as leaderboard.md shows it (percentages, humanised costs)."""
     ok = [r for g in s.ranked for r in g.ok]
@@ -73,7 +89,7 @@ def _display_table(s: Section) -> pd.DataFrame:
     for rank, g in enumerate(s.ranked, 1):
         row = {"rank": str(rank), "method": g.label, "kind": g.kind}
         for k, title in METRICS.items():
-            row[title] = fmt_pct(*g.stat(k))
+            row[title] = _metric_cell(g, k)
         if oracle:
             row["oracle mIoU"] = fmt_pct(*g.extra_stat("oracle_miou"))
         if regions:  # the partition's size next to its quality (classical methods)
@@ -87,6 +103,8 @@ def _display_table(s: Section) -> pd.DataFrame:
             counts = [num(r.extra.get("skipped_samples")) for r in g.ok if skips(r)]
             counts = [c for c in counts if is_finite_number(c)]
             row["skipped samples"] = str(int(max(counts))) if counts else DASH
+        if _compared(s):
+            row["vs best"] = g.vs_best or DASH
         rows.append({k: md_cell(v) for k, v in row.items()})
     return pd.DataFrame(rows)
 
@@ -128,9 +146,26 @@ def _convention_line(s: Section) -> str:
     return "mIoU convention: not recorded."
 
 
+def _uncertainty_lines(s: Section) -> list[str]:
+    """What the intervals and the `vs best` column mean (nothing when the section has neither)."""
+    b = s.bootstrap
+    if b is None:
+        return []
+    level = f"{100 * b['level']:g}%"
+    lines = [f"[lo, hi]: {level} interval, basic bootstrap over the {b['n_images']} images (and over the seeds "
+             f"when n > 1), {b['resamples']} resamples, seed {b['seed']}; an interval beside its figure says the "
+             "figure is biased, typically by classes that few images hold (docs/UNCERTAINTY.md)."]
+    if _compared(s):
+        n = sum(1 for g in s.ranked if g.vs_best in ("tied", "below"))
+        lines.append(f"vs best: `below` = mIoU significantly lower than the best row's (paired bootstrap over the "
+                     f"same images, two-sided, level {1 - b['level']:g} after Holm's correction over the section's "
+                     f"{n} comparison(s)); `tied` = not significantly lower; – = not compared.")
+    return lines
+
+
 def _ranked_markdown(s: Section) -> list[str]:
     md = [_convention_line(s), "Metrics in %; mean ± sample std (ddof=1) over seeds when n > 1; "
-          "– = not available.", ""]
+          "– = not available.", *_uncertainty_lines(s), ""]
     if _skip_notes(s):
         md += ["**Partial scores: some rows marked `--skip-bad-samples` were scored with unreadable samples "
                "left out (their count is in column `skipped samples`); they are not comparable with rows "

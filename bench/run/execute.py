@@ -1,8 +1,10 @@
 """Execute one job: fit, predict the evaluation split with honest timing, score. Returns the
-record's figures and the predictions to keep; writes nothing itself (the runner does)."""
+record's figures, the per-image data and the predictions to keep; writes nothing itself (the
+runner does) besides what the method keeps in its own run folder (checkpoints, fitted state)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -10,11 +12,12 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from bench.datasets import Dataset, SkippingSplit, Split, get_dataset
+from bench.datasets import Dataset, Sample, SkippingSplit, Split, get_dataset
 from bench.method import FitContext, Method, create_method
 from bench.metrics import Scorer
+from bench.per_image import PerImage
 from bench.run.provenance import device_name
-from bench.run.outputs import N_SAVED_PREDICTIONS
+from bench.run.outputs import N_SAVED_PREDICTIONS, N_WORST, sample_ids
 from bench.run.plan import Job
 from bench.seeding import seed_everything
 from bench.speed.core import Timing, timed, warm_up
@@ -51,10 +54,13 @@ class DataCache:
 
 @dataclass
 class JobOutput:
-    """What one execution produced: record fields, and predictions to save for the grid."""
+    """What one execution produced: record fields, predictions to save (the first images, the
+    shared sample, the worst images), per-image data and the worst images' samples."""
 
     fields: dict[str, Any]
     predictions: list[tuple[str, np.ndarray]] = field(default_factory=list)
+    per_image: PerImage | None = None
+    samples: list[Sample] = field(default_factory=list)
 
 
 def execute(job: Job, data: DataCache, run_dir: Path, resume: bool, progress: bool) -> JobOutput:
@@ -71,6 +77,8 @@ def execute(job: Job, data: DataCache, run_dir: Path, resume: bool, progress: bo
         val = data.split(job, "val")
     context = FitContext(run_dir=run_dir, resume=resume, device=job.device, seed=job.seed, progress=progress)
     _, fit_time = timed(lambda: method.fit(train, val, context), method.sync)
+    if method.capabilities.save:  # runs/<job_id>/: what `bench predict` loads
+        method.save(run_dir)
     scored = _predict_and_score(job, method, evaluation, progress)
 
     extra = dict(method.extra_metrics())
@@ -92,7 +100,7 @@ def execute(job: Job, data: DataCache, run_dir: Path, resume: bool, progress: bo
         "params": method.num_parameters(), "device_name": device_name(job.device),
         "settings": method.settings_dict(), "extra": extra,
     }
-    return JobOutput(fields, scored["predictions"])
+    return JobOutput(fields, scored["predictions"], scored["per_image"], scored["worst_samples"])
 
 
 def _predict_and_score(job: Job, method: Method, evaluation: Split, progress: bool) -> dict[str, Any]:
@@ -100,8 +108,12 @@ def _predict_and_score(job: Job, method: Method, evaluation: Split, progress: bo
     scorer = Scorer(info.num_classes, info.ignore_index, convention=job.miou_convention)
     oracle = Scorer(info.num_classes, info.ignore_index, boundary=False) \
         if method.capabilities.partition_oracle else None
+    ids = list(evaluation.ids)
+    keep = set(ids[:N_SAVED_PREDICTIONS]) | set(sample_ids(ids))
     kept: list[tuple[str, np.ndarray]] = []
+    worst = _Worst(N_WORST)
     times: list[float] = []
+    seen: list[str] = []
     for i, sample in enumerate(tqdm(evaluation, desc=f"{job.method}: predict {job.eval_split}", unit="img",
                                     leave=False, disable=not progress)):
         if i == 0:  # one untimed call: lazy initialisation, caches, kernel selection
@@ -113,12 +125,38 @@ def _predict_and_score(job: Job, method: Method, evaluation: Split, progress: bo
             raise ValueError(f"{job.method} returned a {pred.shape} map for image {sample.id} "
                              f"of size {sample.label.shape}")
         scorer.update(pred, sample.label)
+        seen.append(sample.id)
         if oracle is not None:
             best = np.asarray(method.partition_oracle(sample.image, sample.label))
             if info.ignore_index is not None:  # all-void regions: their pixels are not scored anyway
                 best = np.where((best == info.ignore_index) & (sample.label == info.ignore_index), 0, best)
             oracle.update(best, sample.label)
-        if i < N_SAVED_PREDICTIONS:
+        if sample.id in keep:
             kept.append((sample.id, pred))
+        worst.offer(scorer.image_miou[-1], sample, pred)
+    kept += [(s.id, p) for s, p in worst.items() if s.id not in keep]
+    per_image = PerImage(seen, scorer.image_matrices(), scorer.image_bf if scorer.boundary else None)
     return {"result": scorer.result(), "seconds_per_image": Timing(times).mean,
-            "oracle_miou": oracle.result()["miou"] if oracle is not None else None, "predictions": kept}
+            "oracle_miou": oracle.result()["miou"] if oracle is not None else None, "predictions": kept,
+            "per_image": per_image, "worst_samples": [s for s, _ in worst.items() if s.id not in keep]}
+
+
+class _Worst:
+    """The ``n`` images of lowest per-image mIoU seen so far, with their predictions."""
+
+    def __init__(self, n: int):
+        self.n = n
+        self._items: list[tuple[float, int, Sample, np.ndarray]] = []  # (mIoU, order seen, ...)
+        self._seen = 0
+
+    def offer(self, miou: float, sample: Sample, pred: np.ndarray) -> None:
+        self._seen += 1
+        if math.isnan(miou):  # an image with no scored pixel is not "wrong"
+            return
+        self._items.append((miou, self._seen, sample, pred))
+        self._items.sort(key=lambda t: t[:2])
+        del self._items[self.n:]
+
+    def items(self) -> list[tuple[Sample, np.ndarray]]:
+        """Worst first."""
+        return [(s, p) for _, _, s, p in self._items]

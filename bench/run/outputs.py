@@ -1,9 +1,11 @@
 """The files a run writes besides records: the output-folder checks before any work, saved
-predictions and the evaluation samples the report's image grid shows. Every file is written
-atomically (bench.files), so concurrent runs into one folder never leave a torn one."""
+predictions, each job's per-image data and the evaluation samples the report's figures show.
+Every file is written atomically (bench.files), so concurrent runs into one folder never
+leave a torn one."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -12,12 +14,19 @@ from typing import Sequence
 
 import numpy as np
 
-from bench.datasets import Split
+from bench.datasets import Sample, Split
 from bench.files import write_json_atomic, write_png_atomic
-from bench.run.plan import RunError
+from bench.per_image import PerImage, relative_path, write_per_image
+from bench.run.plan import Job, RunError
 
 #: how many evaluation images get their predictions saved for the report's image grid
 N_SAVED_PREDICTIONS = 3
+#: images of a fixed pseudo-random sample of the split (by a hash of their ids, the same for
+#: every method) whose predictions each job saves too: the report shows two methods side by
+#: side on those where they disagree most
+N_SAMPLE = 12
+#: each job also saves the predictions of its worst images (lowest per-image mIoU)
+N_WORST = 4
 #: free space (MB) the output folder's file system needs before a run starts; the
 #: environment variable SEGBENCH_MIN_FREE_MB overrides it (0 turns the check off)
 MIN_FREE_MB = 200
@@ -56,18 +65,34 @@ def check_output_dir(out_dir: Path) -> None:
         raise RunError(f"{out_dir}: cannot write results there ({e.strerror or e})") from None
 
 
+def sample_ids(ids: Sequence[str], n: int = N_SAMPLE) -> list[str]:
+    """The ``n`` ids whose SHA-1 comes first: a pseudo-random sample that depends on the ids only."""
+    return sorted(ids, key=lambda i: hashlib.sha1(str(i).encode()).hexdigest())[:n]
+
+
+def _samples_folder(out_dir: Path, dataset_name: str, split_name: str) -> Path:
+    return out_dir / "samples" / dataset_name / split_name
+
+
+def _write_sample(folder: Path, s: Sample) -> None:
+    if not (folder / f"{s.id}_gt.png").exists():
+        write_png_atomic(folder / f"{s.id}_image.png", s.image)
+        write_png_atomic(folder / f"{s.id}_gt.png", s.label)
+
+
 def save_samples(out_dir: Path, dataset_name: str, split: Split, n: int = N_SAVED_PREDICTIONS) -> None:
-    """Images, ground truths and the palette of the first ``n`` evaluation images (for the grid)."""
-    folder = out_dir / "samples" / dataset_name / split.name
+    """Images, ground truths and the palette of the first ``n`` evaluation images (for the grid)
+    and of the :func:`sample_ids` sample (for the report's figures); those saved are kept."""
+    folder = _samples_folder(out_dir, dataset_name, split.name)
     info = split.info
     write_json_atomic(folder / "palette.json", {"class_names": list(info.class_names),
                                                 "palette": info.palette.tolist(),
                                                 "ignore_index": info.ignore_index})
-    for i in range(min(n, len(split))):
-        s = split[i]
-        if not (folder / f"{s.id}_gt.png").exists():
-            write_png_atomic(folder / f"{s.id}_image.png", s.image)
-            write_png_atomic(folder / f"{s.id}_gt.png", s.label)
+    ids = list(split.ids)
+    position = {sid: k for k, sid in enumerate(ids)}
+    for sid in dict.fromkeys(ids[:n] + sample_ids(ids)):
+        if not (folder / f"{sid}_gt.png").exists():
+            _write_sample(folder, split[position[sid]])
 
 
 def save_predictions(out_dir: Path, job_id: str, predictions: Sequence[tuple[str, np.ndarray]]) -> list[str]:
@@ -77,3 +102,15 @@ def save_predictions(out_dir: Path, job_id: str, predictions: Sequence[tuple[str
         path = write_png_atomic(out_dir / "predictions" / job_id / f"{sample_id}.png", pred)
         saved.append(str(path.relative_to(out_dir)))
     return saved
+
+
+def save_per_image(out_dir: Path, job: Job, per_image: PerImage | None, samples: Sequence[Sample] = ()) -> str | None:
+    """A job's per-image data (``per_image/<job_id>.npz`` and ``.csv``) and the image and ground
+    truth of ``samples`` (its worst images); the .npz path relative to ``out_dir``, None without data."""
+    if per_image is None:
+        return None
+    folder = _samples_folder(out_dir, job.dataset, job.eval_split)
+    for s in samples:
+        _write_sample(folder, s)
+    write_per_image(out_dir / relative_path(job.job_id), per_image)
+    return relative_path(job.job_id)

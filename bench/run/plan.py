@@ -4,6 +4,7 @@ named by a job id that hashes exactly what defines its result."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +14,10 @@ from bench.errors import SegbenchError
 from bench.method import make_settings, method_class
 from bench.record import job_id
 from bench.suites import Suite, SuiteError
+
+
+#: the suite name of the one job that `run --method` runs without a suite file
+COMMAND_LINE_SUITE = "command-line"
 
 
 class RunError(SegbenchError, RuntimeError):
@@ -42,11 +47,17 @@ class Job:
 
     def command(self, out_dir: str | Path) -> str:
         """The command line that reruns exactly this job."""
-        parts = ["python", "-m", "bench", "run", "--suite", self.suite, "--dataset", self.dataset]
+        if self.suite == COMMAND_LINE_SUITE:  # `run --method`: no suite file; the settings not at their defaults
+            defaults = dataclasses.asdict(method_class(self.method).Settings())
+            given = {k: v for k, v in self.settings.items() if k not in defaults or v != defaults[k]}
+            what = ["--method", self.method, "--settings", json.dumps(given, sort_keys=True)]
+        else:
+            what = ["--suite", self.suite, "--only", self.method]
+        parts = ["python", "-m", "bench", "run", *what, "--dataset", self.dataset]
         if self.data_root:
             parts += ["--data-root", str(self.data_root)]
         parts += ["--eval-split", self.eval_split, "--device", self.device, "--seeds", str(self.seed),
-                  "--only", self.method, "--miou-convention", self.miou_convention, "--out", str(out_dir)]
+                  "--miou-convention", self.miou_convention, "--out", str(out_dir)]
         if self.skip_bad_samples:
             parts.append("--skip-bad-samples")
         return shlex.join(parts)

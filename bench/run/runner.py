@@ -24,7 +24,7 @@ from bench.method import method_class
 from bench.record import SCHEMA, Record
 from bench.run.provenance import git_commit, versions
 from bench.run.execute import DataCache, execute
-from bench.run.outputs import check_output_dir, save_predictions, save_samples
+from bench.run.outputs import check_output_dir, save_per_image, save_predictions, save_samples
 from bench.run.plan import Job
 from bench.store import RecordStore
 
@@ -132,6 +132,7 @@ class Runner:
             output = execute(job, self.data, self.out_dir / "runs" / job.job_id, self.resume, self.progress)
             save_samples(self.out_dir, job.dataset, self.data.split(job, job.eval_split))
             output.fields["predictions"] = save_predictions(self.out_dir, job.job_id, output.predictions)
+            output.fields["per_image"] = save_per_image(self.out_dir, job, output.per_image, output.samples)
             for key, value in output.fields.items():
                 setattr(record, key, value)
             record.status = "ok"

@@ -27,6 +27,7 @@ in memory is halved until one fits (status ``ok`` with a note, or ``oom`` when e
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import sys
 import tempfile
@@ -264,7 +265,8 @@ def build_network(name: str, num_classes: int, width: float = 1.0, seed: int = 0
     if not cls.capabilities.network:
         raise MethodError(f"method '{name}' has no network to time (a {cls.kind} method); "
                           f"time it with `bench speed --method {name}`")
-    method = create_method(name, {"width": float(width)})
+    has_width = "width" in {f.name for f in dataclasses.fields(cls.Settings)}  # library networks: one size
+    method = create_method(name, {"width": float(width)} if has_width else {})
     torch.manual_seed(seed)  # after create_method: the weights depend on the seed alone
     return method.create_network(num_classes)
 

@@ -103,3 +103,33 @@ def test_boundary_f1_360x480(benchmark):
     target[:12] = 255
     assert 0 < benchmark(boundary_f1, pred, target, K, 255) < 1
     _pixels_per_s(benchmark, pred.size)
+
+
+@pytest.mark.benchmark(group="boundary-f1")
+def test_boundary_f1_512x1024_19_classes_one_thread(benchmark):
+    """The `evaluate` case of docs/BENCHMARKS.md: Cityscapes-sized maps, 19 classes, OpenCV on one thread.
+
+    Smooth regions (argmax of a smooth random field) with blocks of a coarse grid; the prediction
+    perturbs the field and shifts the blocks. Reports ``images_per_s``.
+    """
+    rng = np.random.default_rng(3)
+    h, w, k = 512, 1024, 19
+
+    def field(cells):
+        f = rng.normal(size=(k,) + cells).astype(np.float32)
+        return np.stack([cv2.resize(c, (w, h), interpolation=cv2.INTER_CUBIC) for c in f])
+
+    f = field((6, 12))
+    target, pred = f.argmax(0).astype(np.uint8), (f + 0.25 * field((24, 48))).argmax(0).astype(np.uint8)
+    blocks = cv2.resize(rng.integers(0, k, (8, 16)).astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
+    target[:, 512:] = blocks[:, 512:]
+    pred[:, 512:] = np.roll(blocks, (2, -3), axis=(0, 1))[:, 512:]
+    target[-40:] = 255  # an ignored strip (the ego vehicle)
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        assert 0.5 < benchmark(boundary_f1, pred, target, k, 255) < 1
+    finally:
+        cv2.setNumThreads(threads)
+    if benchmark.stats is not None:
+        benchmark.extra_info["images_per_s"] = 1 / benchmark.stats.stats.mean

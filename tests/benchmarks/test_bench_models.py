@@ -9,13 +9,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from deep.models import create_model, model_names
+from bench.method import method_class, method_names
+from deep.models import create_model
 
 WIDTH = 0.125
 INPUT = (1, 3, 96, 128)
+#: the networks of the papers (deep.method; the library reference networks come in one size)
+NETWORKS = sorted(method_class(m).network for m in method_names() if method_class(m).__module__ == "deep.method")
 
 
-@pytest.mark.parametrize("name", model_names())
+@pytest.mark.parametrize("name", NETWORKS)
 def test_bench_forward(benchmark, name):
     torch.set_num_threads(1)
     torch.manual_seed(0)
