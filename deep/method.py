@@ -53,12 +53,14 @@ WEIGHTS_FILE = "model.pt"
 
 
 @dataclasses.dataclass
-class DeepSettings(TrainConfig):
-    """Everything that defines a trained network (all of it goes into the record): the
-    training settings of :class:`~deep.engine.config.TrainConfig` and the network's."""
+class NetworkSettings(TrainConfig):
+    """The training settings of :class:`~deep.engine.config.TrainConfig` and the weights to
+    start from: what every trained network's method has (the networks with a channel width
+    add it, :class:`DeepSettings`)."""
 
-    width: float = 0.25  # channel multiplier of the network (1.0 = the paper's widths)
-    pretrained: str | None = None  # None (from scratch) | "imagenet" | path (VGG16 file or a segbench checkpoint)
+    #: None (from scratch) | "imagenet" (torchvision's file in the torch hub cache) | a path
+    #: (a weights file, or a segbench model.pt)
+    pretrained: str | None = None
     from_scratch: bool = False  # with pretrained="imagenet": train from scratch if the weights are missing
     keep: str = "last"  # "last" | "best" (by val mIoU: optimistic when the scored split is the validation split)
     #: after training keep last.pt/best.pt (with optimiser state); default: model.pt only
@@ -69,15 +71,27 @@ class DeepSettings(TrainConfig):
             super().__post_init__()
         except ValueError as e:
             raise MethodError(str(e)) from None
-        checks = [
-            (self.width > 0, f"width must be > 0, got {self.width}"),
+        for ok, message in self._network_checks():
+            if not ok:
+                raise MethodError(message)
+
+    def _network_checks(self) -> list[tuple[bool, str]]:
+        return [
             (self.pretrained is None or isinstance(self.pretrained, str),
              f"pretrained must be None, 'imagenet' or a path, got {self.pretrained!r}"),
             (self.keep in ("best", "last"), f"keep must be 'best' or 'last', got {self.keep!r}"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise MethodError(message)
+
+
+@dataclasses.dataclass
+class DeepSettings(NetworkSettings):
+    """Everything that defines a trained network of :mod:`deep.models` (all of it goes into
+    the record): :class:`NetworkSettings` and the channel width."""
+
+    width: float = 0.25  # channel multiplier of the network (1.0 = the paper's widths)
+
+    def _network_checks(self) -> list[tuple[bool, str]]:
+        return [(self.width > 0, f"width must be > 0, got {self.width}")] + super()._network_checks()
 
 
 class DeepMethod(Method):

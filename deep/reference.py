@@ -18,34 +18,15 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from bench.method import MethodError, runtime_setting
-from deep.engine.config import TrainConfig
-from deep.method import DeepMethod
+from bench.method import MethodError
+from deep.method import DeepMethod, NetworkSettings
 from deep.models.smp_models import DEFAULT_ENCODER, MissingExtra, check_encoder, import_smp, smp_installed
 
 
 @dataclasses.dataclass
-class ReferenceSettings(TrainConfig):
-    """The training settings of :class:`~deep.engine.config.TrainConfig` and the weights to
-    start from (as :class:`deep.method.DeepSettings`, without ``width``)."""
-
-    #: None (from scratch) | "imagenet" (the backbone file in the torch hub cache) | a path
-    #: (a torchvision or smp state_dict, or a segbench model.pt)
-    pretrained: str | None = None
-    from_scratch: bool = False  # with pretrained="imagenet": train from scratch if the weights are missing
-    keep: str = "last"  # "last" | "best" (by val mIoU: optimistic when the scored split is the validation split)
-    #: after training keep last.pt/best.pt (with optimiser state); default: model.pt only
-    keep_checkpoints: bool = runtime_setting(False)
-
-    def __post_init__(self) -> None:
-        try:  # the trainer's own checks (epochs >= 1, optimizer names, ...)
-            super().__post_init__()
-        except ValueError as e:
-            raise MethodError(str(e)) from None
-        if not (self.pretrained is None or isinstance(self.pretrained, str)):
-            raise MethodError(f"pretrained must be None, 'imagenet' or a path, got {self.pretrained!r}")
-        if self.keep not in ("best", "last"):
-            raise MethodError(f"keep must be 'best' or 'last', got {self.keep!r}")
+class ReferenceSettings(NetworkSettings):
+    """:class:`deep.method.NetworkSettings` (training and the weights to start from; a
+    ``pretrained`` path may be a torchvision or smp state_dict too); no width: one size."""
 
 
 @dataclasses.dataclass

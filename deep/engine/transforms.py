@@ -93,19 +93,10 @@ def _to_float_normalised() -> list[v2.Transform]:
     ]
 
 
-def train_transform(
-    *,
-    scale: float = 1.0,
-    scale_range: tuple[float, float] = (1.0, 1.0),
-    crop: tuple[int, int] | None = None,
-    hflip: bool = True,
-    jitter: float = 0.0,
-    ignore: int = LOSS_IGNORE,
-) -> v2.Compose:
-    """Training augmentation: input scale, random scale, random crop (padded with the
-    ignore value where the image is smaller), horizontal flip, colour jitter, normalise."""
-    return v2.Compose([Scale(scale), augment_transform(scale_range=scale_range, crop=crop, hflip=hflip,
-                                                       jitter=jitter, ignore=ignore)])
+def train_transform(*, scale: float = 1.0, **augment: Any) -> v2.Compose:
+    """Training augmentation: the input scale, then :func:`augment_transform` (random scale,
+    random crop padded with the ignore value, horizontal flip, colour jitter, normalise)."""
+    return v2.Compose([Scale(scale), augment_transform(**augment)])
 
 
 def augment_transform(
