@@ -21,7 +21,7 @@ from bench.datasets.file_split import resize_pair
 from bench.datasets.pairing import pair_files, split_ids
 from bench.datasets.palettes import colorize
 
-from conftest import CCP_NAMES, LANDCOVER_COLOURS, rand_image, write_image, write_mat
+from conftest import CCP_NAMES, LANDCOVER_COLOURS, make_camvid, rand_image, write_image, write_mat
 
 
 def _truncate(path: Path, keep: float = 0.5) -> None:
@@ -746,3 +746,33 @@ def test_real_isbi2012(real_data):
     assert len(d.split("train")) + len(d.split("val")) == 24
     s = d.split("val")[0]
     assert s.image.shape == (512, 512, 3) and 0.6 < s.label.mean() < 0.95
+
+
+# =========================================================================== camvid-holdout
+class TestCamVidHoldOut:
+    @pytest.fixture
+    def two_sequences(self, tmp_path) -> Path:
+        root = make_camvid(tmp_path / "camvid", {"train": 3, "val": 2})
+        rng = np.random.default_rng(1)
+        for j in range(2):  # two frames of a second sequence in train
+            name = f"0006R0_f{j:05d}.png"
+            write_image(root / "train" / name, rand_image(rng, 36, 48))
+            write_image(root / "trainannot" / name, rng.integers(0, 12, (36, 48), dtype=np.uint8))
+        return root
+
+    def test_sequence_moves_out_of_train(self, two_sequences):
+        d = get_dataset("camvid-holdout", two_sequences)
+        assert d.split_names() == ["train", "val", "0006R0"] and d.info.name == "camvid-holdout"
+        assert d.split("train").ids == ["0001TP_train_000", "0001TP_train_001", "0001TP_train_002"]
+        assert d.split("0006R0").ids == ["0006R0_f00000", "0006R0_f00001"]
+        assert d.split("val").ids == get_dataset("camvid", two_sequences).split("val").ids
+        np.testing.assert_array_equal(d.split("0006R0")[1].label,
+                                      get_dataset("camvid", two_sequences).split("train")[4].label)
+
+    def test_bad_sequences_named(self, two_sequences):
+        with pytest.raises(DatasetError, match="no train frame of sequence 'Seq05VD'"):
+            get_dataset("camvid-holdout", two_sequences, sequence="Seq05VD")
+        with pytest.raises(DatasetError, match="nothing would be left"):
+            get_dataset("camvid-holdout", two_sequences, sequence="0")
+        with pytest.raises(DatasetError, match="no split 'bogus'"):
+            get_dataset("camvid-holdout", two_sequences).split("bogus")

@@ -226,3 +226,31 @@ def test_killed_run_resumes_without_redoing_finished_jobs(tmp_path):
             assert r == before[r["job_id"]]  # not redone
     assert f"{len(before)} already done" in stdout
     assert (out / "leaderboard.md").exists()
+
+
+def test_one_fit_serves_every_evaluation_split(tmp_path):
+    """Jobs that differ only in the evaluation split share one fit: the second loads the first's
+    saved state and scores exactly what a fresh fit would (sobel is deterministic)."""
+    suite = Suite("test", "", "shapes", [SuiteJob("sobel", {"max_train_images": 8})], Path("test.yaml"))
+    val_job, test_job = plan_jobs(suite, None)[0], plan_jobs(suite, None, eval_split="test")[0]
+    assert val_job.fit_id == test_job.fit_id and val_job.job_id != test_job.job_id
+    Runner(tmp_path / "shared", progress=False).run([val_job, test_job])
+    recs = {r["eval_split"]: r for r in read_records(tmp_path / "shared")}
+    assert "fit_reused_from" not in recs["val"]["extra"]
+    assert recs["test"]["extra"]["fit_reused_from"] == val_job.job_id
+    assert recs["test"]["fit_time_s"] == recs["val"]["fit_time_s"]
+    assert recs["test"]["extra"]["train_regions_per_image"] == recs["val"]["extra"]["train_regions_per_image"]
+    Runner(tmp_path / "alone", progress=False).run([test_job])  # a fit of its own
+    (alone,) = read_records(tmp_path / "alone")
+    assert alone["iou"] == recs["test"]["iou"] and alone["miou"] == recs["test"]["miou"]
+
+
+def test_a_lost_shared_fit_is_fitted_again(tmp_path):
+    suite = Suite("test", "", "shapes", [SuiteJob("majority")], Path("test.yaml"))
+    val_job, test_job = plan_jobs(suite, None)[0], plan_jobs(suite, None, eval_split="test")[0]
+    Runner(tmp_path, progress=False).run([val_job])
+    for f in (tmp_path / "runs" / val_job.job_id).iterdir():  # the saved state is gone
+        f.unlink()
+    Runner(tmp_path, progress=False).run([test_job])
+    rec = next(r for r in read_records(tmp_path) if r["eval_split"] == "test")
+    assert rec["status"] == "ok" and "fit_reused_from" not in rec["extra"]

@@ -4,6 +4,7 @@ runner does) besides what the method keeps in its own run folder (checkpoints, f
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +14,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from bench.datasets import Dataset, Sample, SkippingSplit, Split, get_dataset
-from bench.method import FitContext, Method, create_method
+from bench.files import write_json_atomic
+from bench.method import FitContext, Method, MethodError, create_method
 from bench.metrics import Scorer
 from bench.per_image import PerImage
 from bench.run.provenance import device_name
@@ -63,29 +65,40 @@ class JobOutput:
     samples: list[Sample] = field(default_factory=list)
 
 
-def execute(job: Job, data: DataCache, run_dir: Path, resume: bool, progress: bool) -> JobOutput:
+def execute(job: Job, data: DataCache, run_dir: Path, resume: bool, progress: bool,
+            fits_dir: Path | None = None) -> JobOutput:
     """Fit ``job``'s method on train (and val when it uses one), then predict and score the
     evaluation split. Each predict is timed alone (device synchronised) after one untimed
-    warm-up call."""
-    dataset = data.dataset(job)
+    warm-up call.
+
+    With ``fits_dir``, a method that saves its fitted state is fitted once for all jobs that
+    differ only in the evaluation split or mIoU convention (:attr:`Job.fit_id`): the first
+    writes ``fits_dir/<fit_id>.json`` naming its job (whose run folder ``runs/<job_id>`` beside
+    ``fits_dir`` holds the state), the others load that state."""
     train = data.split(job, "train")
     evaluation = data.split(job, job.eval_split)
     seed_everything(job.seed)
     method = create_method(job.method, job.settings)
-    val = None
-    if method.capabilities.validation and "val" in dataset.split_names():
-        val = data.split(job, "val")
-    context = FitContext(run_dir=run_dir, resume=resume, device=job.device, seed=job.seed, progress=progress)
-    _, fit_time = timed(lambda: method.fit(train, val, context), method.sync)
-    if method.capabilities.save:  # runs/<job_id>/: what `bench predict` loads
-        method.save(run_dir)
+    fit_file = fits_dir / f"{job.fit_id}.json" if fits_dir is not None and method.capabilities.save else None
+    reused = _reuse_fit(method, fit_file, job) if fit_file is not None else None
+    if reused is not None:
+        method, fit_time, fit_extra, source = reused
+    else:
+        method, fit_time, fit_extra = _fit(job, method, data, train, run_dir, resume, progress)
+        if method.capabilities.save:  # runs/<job_id>/: what `bench predict` loads
+            method.save(run_dir)
+            if fit_file is not None:
+                write_json_atomic(fit_file, {"job_id": job.job_id, "fit_time_s": fit_time, "fit_extra": fit_extra})
     scored = _predict_and_score(job, method, evaluation, progress)
 
-    extra = dict(method.extra_metrics())
+    extra = {**fit_extra, **method.extra_metrics()}
+    if reused is not None:
+        extra["fit_reused_from"] = source
     if scored["oracle_miou"] is not None:
         extra["oracle_miou"] = scored["oracle_miou"]
     if job.skip_bad_samples:  # say which samples the scores leave out (see bench.report)
-        skipped = {s.name: s.skipped for s in (train, evaluation, val) if isinstance(s, SkippingSplit)}
+        splits = [train, evaluation] + ([data.split(job, "val")] if "val" in data.dataset(job).split_names() else [])
+        skipped = {s.name: s.skipped for s in splits if isinstance(s, SkippingSplit)}
         extra["skip_bad_samples"] = True
         extra["skipped_samples"] = sum(len(v) for v in skipped.values())
         extra["skipped_sample_list"] = [x.as_dict() for v in skipped.values() for x in v]
@@ -101,6 +114,29 @@ def execute(job: Job, data: DataCache, run_dir: Path, resume: bool, progress: bo
         "settings": method.settings_dict(), "extra": extra,
     }
     return JobOutput(fields, scored["predictions"], scored["per_image"], scored["worst_samples"])
+
+
+def _fit(job: Job, method: Method, data: DataCache, train: Split, run_dir: Path, resume: bool,
+         progress: bool) -> tuple[Method, float, dict[str, Any]]:
+    """Fit ``method``; returns it, the fit's seconds and its extra figures right after fit."""
+    val = None
+    if method.capabilities.validation and "val" in data.dataset(job).split_names():
+        val = data.split(job, "val")
+    context = FitContext(run_dir=run_dir, resume=resume, device=job.device, seed=job.seed, progress=progress)
+    _, fit_time = timed(lambda: method.fit(train, val, context), method.sync)
+    return method, fit_time, dict(method.extra_metrics())
+
+
+def _reuse_fit(method: Method, fit_file: Path, job: Job) -> tuple[Method, float, dict[str, Any], str] | None:
+    """The fitted state another job of the same fit saved, its fit seconds, fit figures and job
+    id (None when there is none or it cannot be loaded: then this job fits itself)."""
+    try:
+        meta = json.loads(fit_file.read_text())
+        source = str(meta["job_id"])
+        loaded = type(method).load(fit_file.parent.parent / "runs" / source, method.settings, device=job.device)
+        return loaded, float(meta["fit_time_s"]), dict(meta.get("fit_extra") or {}), source
+    except (OSError, ValueError, KeyError, TypeError, MethodError):
+        return None
 
 
 def _predict_and_score(job: Job, method: Method, evaluation: Split, progress: bool) -> dict[str, Any]:

@@ -45,6 +45,13 @@ class Job:
         return job_id(self.method, self.settings, self.dataset, self.data_root, self.eval_split, self.seed,
                       self.device, self.miou_convention, self.skip_bad_samples)
 
+    @property
+    def fit_id(self) -> str:
+        """``<method>-<hash>`` of what changes the fit alone (the job id without the evaluation
+        split and the mIoU convention): jobs that differ only in those share one fit."""
+        return job_id(self.method, self.settings, self.dataset, self.data_root, "(fit)", self.seed,
+                      self.device, "(fit)", self.skip_bad_samples)
+
     def command(self, out_dir: str | Path) -> str:
         """The command line that reruns exactly this job."""
         if self.suite == COMMAND_LINE_SUITE:  # `run --method`: no suite file; the settings not at their defaults
