@@ -102,6 +102,26 @@ class Group:
     def extra_stat(self, key: str) -> tuple[float, float, int]:
         return mean_std(r.extra.get(key) for r in self.ok)
 
+    @property
+    def budget(self) -> str:
+        """What each row was given to learn: a network's epochs and optimiser steps, a classical
+        method's training images, and the fit's wall time (first seed)."""
+        if not self.ok:
+            return DASH
+        r = self.ok[0]
+        epochs = r.extra.get("epochs_trained")
+        if epochs and r.settings.get("batch_size") and r.n_train:
+            batch = int(r.settings["batch_size"])
+            per_epoch = -(-int(r.n_train) // batch) - (1 if r.n_train > batch and r.n_train % batch == 1 else 0)
+            what = f"{epochs} ep, {int(epochs) * per_epoch} steps"
+        elif r.n_train:
+            cap = r.settings.get("max_train_images")
+            what = f"{min(int(r.n_train), int(cap)) if cap else int(r.n_train)} img"
+        else:
+            what = ""
+        took = f"{r.fit_time_s:.0f} s" if is_finite_number(r.fit_time_s) else ""
+        return ", ".join(x for x in (what, took) if x) or DASH
+
     def seeds(self) -> list:
         return [r.seed for r in self.ok]
 
@@ -247,7 +267,7 @@ def _ok_row(s: Section, rank: int, g: Group, extras: list[str], convs: list[str]
     row: dict[str, Any] = dict(
         dataset=s.dataset, eval_split=s.split, rank=rank, method=g.method, label=g.label,
         kind=g.kind, settings=settings_key(g.settings), status="ok", n_seeds=len(g.ok),
-        seeds=";".join(str(x) for x in g.seeds()), n_failed=len(g.failed),
+        seeds=";".join(str(x) for x in g.seeds()), n_failed=len(g.failed), budget=g.budget,
     )
     for k in list(METRICS) + list(COSTS):
         row[k], row[f"{k}_std"], _ = g.stat(k)
@@ -287,7 +307,7 @@ def leaderboard_frame(sections: list[Section]) -> pd.DataFrame:
         rows += [_ok_row(s, rank, g, extras, convs) for rank, g in enumerate(s.ranked, 1)]
         rows += [_failed_row(s, g, r) for g, r in s.failed]
     cols = ["dataset", "eval_split", "rank", "method", "label", "kind", "settings", "status", "n_seeds",
-            "seeds", "n_failed"]
+            "seeds", "n_failed", "budget"]
     for k in list(METRICS) + list(COSTS):
         cols += [k, f"{k}_std"] + ([f"{k}_lo", f"{k}_hi"] if k in METRICS else [])
     for k in extras:

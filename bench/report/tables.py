@@ -97,6 +97,7 @@ def _display_table(s: Section) -> pd.DataFrame:
         speed, sstd, n = g.stat("images_per_s")
         row["images/s"] = fmt_rate(speed) + (f" ± {fmt_rate(sstd)}" if n > 1 and is_finite_number(sstd) else "")
         row["params"] = fmt_count(g.stat("params")[0])
+        row["budget"] = g.budget
         row["device"] = g.joined("device") or DASH
         row["seeds (n)"] = str(len(g.ok))
         if skipping:  # how many samples each row's scores leave out (most over its seeds)
