@@ -36,7 +36,7 @@ def test_list_shows_methods_datasets_and_suites():
     for name in ("majority", "shapes", "ccp-mini", "camvid", "landcover", "folder", "smoke", "all"):
         assert name in proc.stdout
     (default_line,) = [l for l in proc.stdout.splitlines() if "(default)" in l]
-    assert default_line.split()[0] == "ccp-mini"
+    assert default_line.split()[0] == "ccp-mini-groups"
 
 
 @pytest.mark.parametrize(

@@ -230,12 +230,12 @@ class TestFolders:
 
 # =========================================================================== registry
 def test_registry_lists_all_and_rejects_bad_options(fake_camvid):
-    assert {"shapes", "ccp", "ccp-mini", "camvid", "folder", "landcover", "bsds500", "isbi2012"} <= set(dataset_names())
+    assert {"shapes", "ccp", "ccp-mini", "ccp-mini-groups", "camvid", "camvid-holdout", "folder", "landcover", "bsds500", "isbi2012"} <= set(dataset_names())
     with pytest.raises(DatasetError, match="bad options"):
         get_dataset("camvid", fake_camvid, no_such_option=1)
     with pytest.raises(DatasetError, match="needs --data-root"):
         get_dataset("camvid")
-    assert DEFAULT_DATASET == "ccp-mini"
+    assert DEFAULT_DATASET == "ccp-mini-groups"
 
 
 def test_every_entry_point_is_a_dataset_named_by_the_registry():

@@ -20,8 +20,9 @@ __all__ = [
     "register_dataset", "get_dataset", "dataset_names", "dataset_class", "DEFAULT_DATASET",
 ]
 
-#: used when the user names no dataset: real photos shipped with the package
-DEFAULT_DATASET = "ccp-mini"
+#: used when the user names no dataset: real photos shipped with the package, CCP's 59 classes
+#: in 7 person and garment groups (bench/datasets/ccp_groups.py)
+DEFAULT_DATASET = "ccp-mini-groups"
 
 
 def _check_dataset(name: str, cls: type) -> None:
