@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import time
 from abc import abstractmethod
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 from tqdm.auto import tqdm
 
 from baselines.features import context_features, region_adjacency, region_features, region_majority_labels
@@ -58,6 +59,9 @@ class RegionSettings:
     max_train_regions: int = 40000
     #: boosting iterations (trees per class) / number of trees
     n_estimators: int = 100
+    #: "hgb" shrinkage (fewer iterations with a larger rate predict faster: scikit-learn
+    #: spends about 25-40 us per tree and class on a call, whatever the number of regions)
+    learning_rate: float = 0.1
     #: weight of a training region: "area" (pixels, matches pixel metrics), "sqrt_area" or "none"
     sample_weight: str = "area"
     #: "balanced" reweights classes by inverse pixel frequency (helps rare classes in mIoU)
@@ -75,6 +79,8 @@ class RegionSettings:
         for name in ("max_train_images", "max_train_regions", "n_estimators"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, not {getattr(self, name)}")
+        if not 0.0 < self.learning_rate <= 1.0:
+            raise ValueError(f"learning_rate must be in (0, 1], not {self.learning_rate}")
 
 
 @dataclasses.dataclass
@@ -95,6 +101,13 @@ class WorkingCopySettings(RegionSettings):
             raise ValueError(f"smooth_sigma must be >= 0, not {self.smooth_sigma}")
 
 
+@functools.cache
+def _thread_pools() -> ThreadpoolController:
+    """The thread pools (OpenMP, BLAS) of the loaded libraries, found once: finding them
+    (what every ``threadpool_limits()`` call does) takes 5-20 ms, longer than a prediction."""
+    return ThreadpoolController()
+
+
 class RegionClassifier:
     """A scikit-learn classifier over region features that always speaks in dataset classes.
 
@@ -102,10 +115,13 @@ class RegionClassifier:
     probability 0); a training set with a single class gives a constant predictor.
     """
 
-    def __init__(self, kind: str, num_classes: int, n_estimators: int = 100, seed: int = 0):
+    def __init__(
+        self, kind: str, num_classes: int, n_estimators: int = 100, seed: int = 0, learning_rate: float = 0.1
+    ):
         self.kind = kind
         self.num_classes = num_classes
         self.n_estimators = n_estimators
+        self.learning_rate = learning_rate
         self.seed = seed
         self.model = None
         self.classes_: np.ndarray = np.zeros(0, np.int64)
@@ -115,7 +131,7 @@ class RegionClassifier:
             from sklearn.ensemble import HistGradientBoostingClassifier
 
             return HistGradientBoostingClassifier(
-                max_iter=self.n_estimators, learning_rate=0.1, max_leaf_nodes=31, min_samples_leaf=10,
+                max_iter=self.n_estimators, learning_rate=self.learning_rate, max_leaf_nodes=31, min_samples_leaf=10,
                 l2_regularization=1e-3, early_stopping=False, random_state=self.seed,
             )
         if self.kind == "et":
@@ -152,13 +168,13 @@ class RegionClassifier:
         if sample_weight is not None:
             sample_weight = sample_weight / sample_weight.mean()
             kw = {"logisticregression__sample_weight" if self.kind == "logreg" else "sample_weight": sample_weight}
-        with threadpool_limits(1):
+        with _thread_pools().limit(limits=1):
             self.model.fit(X, y, **kw)
         return self
 
     def _proba(self, X: np.ndarray) -> np.ndarray:
         # one thread: OpenMP/BLAS pools spin badly on a shared machine for a few hundred rows
-        with threadpool_limits(1):
+        with _thread_pools().limit(limits=1):
             return self.model.predict_proba(X)
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
@@ -330,7 +346,8 @@ class RegionLabeller(Method):
 
     def fit_classifier(self, X: np.ndarray, y: np.ndarray, w: np.ndarray, num_classes: int) -> RegionClassifier:
         s = self.settings
-        return RegionClassifier(s.classifier, num_classes, s.n_estimators, self.context.seed).fit(X, y, w)
+        clf = RegionClassifier(s.classifier, num_classes, s.n_estimators, self.context.seed, s.learning_rate)
+        return clf.fit(X, y, w)
 
     def _fit(self, train: Split, val: Split | None) -> None:
         data = self.collect(train)

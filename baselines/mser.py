@@ -1,5 +1,13 @@
 """``mser``: Maximally Stable Extremal Regions as a partition, then region labelling.
 
+In the literature's words: MSER (Matas, Chum, Urban & Pajdla 2002), the extremal regions of
+a grey image whose area changes least over ``delta`` threshold levels, computed per Lab
+channel (an approximation of colour MSER; not Forssen's 2007 MSCR, which grows regions
+over colour edges), turned into a partition and labelled by the shared region classifier.
+MSER is a region *detector* (for matching), not a segmenter: the painting below is what
+makes its nested, overlapping output a partition. Deliberately left out: the ellipse fits
+and affine normalisation used for matching, and MSCR.
+
 OpenCV's MSER (``cv2.MSER_create``, both polarities) runs on a lightly smoothed working
 copy of the image (longer side at most ``work_size``), on the lightness and, with
 ``colour=True``, also on the a and b channels of Lab (each rescaled to 8 bits), so that

@@ -1,5 +1,14 @@
 """``region-growing``: seeded region growing on colour similarity, then region labelling.
 
+In the literature's words: seeded region growing (Adams & Bischof 1994) from grid seeds,
+followed by region merging of adjacent similar regions (split-and-merge style, Horowitz &
+Pavlidis 1976) and region labelling with the shared region classifier. It differs from
+Adams & Bischof on purpose: all frontier pixels join at once per iteration (a synchronous,
+vectorised growth instead of their sequentially sorted list, which is one pixel at a time)
+and a pixel joins only under a colour threshold, leftovers becoming regions of their own.
+Deliberately left out: seed selection by the user or by histogram peaks, texture-aware
+homogeneity criteria beyond the merge step, and any boundary refinement.
+
 The partition is computed on a working copy of the image whose longer side is at most
 ``work_size`` pixels (Lab, lightly smoothed), then scaled back with nearest neighbour:
 

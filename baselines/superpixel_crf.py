@@ -1,11 +1,23 @@
 """``superpixel-crf`` and ``superpixel-unary``: SLIC superpixels, a region classifier for the
 unaries and (for the CRF) contrast-sensitive Potts smoothing learned by a structural SVM.
 
+In the literature's words: a superpixel CRF - SLIC superpixels (Achanta et al. 2012, the
+SLICO variant), unary potentials from a region classifier, a pairwise contrast-sensitive
+Potts model (Boykov & Jolly 2001) over the superpixel adjacency graph, MAP inference by
+alpha-expansion (Boykov, Veksler & Zabih 2001), and the CRF weights learned by an n-slack
+structural SVM with margin rescaling (Tsochantaridis et al. 2005; as in Nowozin & Lampert
+2011 and Lucchi et al. 2011), optimised by projected subgradient descent (Ratliff et al.
+2007). Deliberately left out: higher-order (P^n) potentials, class-pair-dependent pairwise
+terms, pixel-level (dense) CRFs, joint learning of the features and the CRF, and
+1-slack cutting-plane solvers (the weights are few: a unary scale, class biases, two
+Potts weights).
+
 Pipeline for one image:
 
 1. SLIC superpixels (``skimage.segmentation.slic``, SLICO variant by default),
    ``n_segments`` of them, but none smaller on average than ``min_segment_area`` pixels
-   (small images get fewer).
+   (small images get fewer), computed on a working copy whose longer side is at most
+   ``work_size`` (240) and scaled back (:func:`superpixel_partition`).
 2. Region features (:meth:`baselines.labelling.RegionLabeller.describe`) -> classifier
    ``predict_proba`` -> unary costs U_i(k) = -log p_i(k) (probabilities smoothed with a
    small floor so that no cost is infinite).
@@ -37,12 +49,13 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 from skimage.segmentation import slic
 from tqdm.auto import tqdm
 
-from baselines.labelling import RegionClassifier, RegionData, RegionLabeller, RegionSettings
-from baselines.preprocess import relabel_contiguous
+from baselines.labelling import RegionData, RegionLabeller, RegionSettings
+from baselines.preprocess import upscale_labels
 from baselines.ssvm import CRFGraph, PottsCRF, train_ssvm
 from baselines.state_files import load_arrays, save_arrays
 from bench.datasets.types import DatasetInfo
@@ -56,21 +69,33 @@ def superpixel_partition(
     min_segment_area: int = 48,
     sigma: float = 1.0,
     slic_zero: bool = True,
+    work_size: int | None = 240,
 ) -> np.ndarray:
     """SLIC superpixels of an RGB uint8 image -> HxW int32 ids 0..n-1.
 
     SLICO (``slic_zero``, adaptive compactness) by default: plain SLIC with a fixed
     compactness fragments strongly textured areas, whose fragments the connectivity
     step then merges into a few huge superpixels (pure noise becomes one).
+    SLIC runs on a copy whose longer side is at most ``work_size`` (area interpolation,
+    ``sigma`` scaled along; None: full size) and its superpixels are scaled back with
+    nearest neighbour: at 480x360 -> 240x180 a quarter of the pixels, so about a quarter
+    of the time, for superpixels of about 24x24 pixels whose boundaries move by at most
+    one working pixel (2 image pixels).
     """
     h, w = image.shape[:2]
     n = int(max(1, min(n_segments, (h * w) // max(min_segment_area, 1))))
-    if n <= 1 or min(h, w) < 2:
+    scale = 1.0 if work_size is None else min(1.0, work_size / max(h, w))
+    small = image
+    if scale < 1.0:
+        size = (max(int(round(w * scale)), 1), max(int(round(h * scale)), 1))
+        small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    if n <= 1 or min(small.shape[:2]) < 2:
         return np.zeros((h, w), np.int32)
     seg = slic(
-        image, n_segments=n, compactness=compactness, sigma=sigma, start_label=0, channel_axis=-1, slic_zero=slic_zero
+        small, n_segments=n, compactness=compactness, sigma=sigma * scale, start_label=0, channel_axis=-1,
+        slic_zero=slic_zero,
     )
-    return relabel_contiguous(seg)
+    return upscale_labels(seg, (h, w))
 
 
 def edge_features(lab_means: np.ndarray, edges: np.ndarray, length: np.ndarray, mean_area: float) -> np.ndarray:
@@ -103,6 +128,9 @@ class SuperpixelSettings(RegionSettings):
     min_segment_area: int = 48
     #: SLIC Gaussian pre-smoothing (pixels)
     slic_sigma: float = 1.0
+    #: SLIC runs on a copy whose longer side is at most this (pixels), its superpixels
+    #: scaled back (nearest neighbour)
+    work_size: int = 240
     #: image groups for the out-of-fold unaries the SSVM learns from (>= 2)
     unary_folds: int = 3
     #: at most this many training images train the SSVM (seeded subset of the fitted ones)
@@ -124,6 +152,8 @@ class SuperpixelSettings(RegionSettings):
             raise ValueError(f"min_segment_area must be >= 1, not {self.min_segment_area}")
         if self.slic_sigma < 0:
             raise ValueError(f"slic_sigma must be >= 0, not {self.slic_sigma}")
+        if self.work_size < 8:
+            raise ValueError(f"work_size must be >= 8, not {self.work_size}")
         if self.unary_folds < 2:
             raise ValueError(f"unary_folds must be >= 2, not {self.unary_folds}")
         if self.max_ssvm_images < 1 or self.ssvm_epochs < 1:
@@ -134,6 +164,8 @@ class SuperpixelSettings(RegionSettings):
 
 class SuperpixelCRF(RegionLabeller):
     Settings = SuperpixelSettings
+    #: 2: SLIC runs on a working copy (``work_size``)
+    version = 2
     #: False for the unaries-only variant
     pairwise = True
 
@@ -145,7 +177,9 @@ class SuperpixelCRF(RegionLabeller):
 
     def partition(self, image: np.ndarray) -> np.ndarray:
         s = self.settings
-        return superpixel_partition(image, s.n_segments, s.compactness, s.min_segment_area, s.slic_sigma, s.slic_zero)
+        return superpixel_partition(
+            image, s.n_segments, s.compactness, s.min_segment_area, s.slic_sigma, s.slic_zero, s.work_size
+        )
 
     def describe(self, rgb: np.ndarray, regions: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
         feats, extra = super().describe(rgb, regions)
@@ -181,7 +215,7 @@ class SuperpixelCRF(RegionLabeller):
                 if len(y) == 0:
                     clf = self.classifier
                 else:
-                    clf = RegionClassifier(s.classifier, k, s.n_estimators, self.context.seed).fit(X, y, w)
+                    clf = self.fit_classifier(X, y, w, k)
                 for i in held:
                     proba[i] = clf.predict_proba(data[i].features)
         else:

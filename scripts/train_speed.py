@@ -3,15 +3,16 @@
 
     python scripts/train_speed.py --data-root ../shared/datasets/camvid --networks fcn8s,segnet,unet
 
-For each network the same short training (the first ``--images`` CamVid train images at
+For each network the same short training (CamVid train, or its first ``--images`` images, at
 scale 0.5, batch 8, ``--epochs`` epochs, validation on ``--val-images`` val images) runs
 twice, interleaved, from the same seed:
 
 - ``before``: images decoded and resized every epoch, contiguous memory format, eager
   execution, validation every epoch (the settings of the 8-epoch CamVid suite);
-- ``after``: images decoded and resized once and kept in memory, channels-last where the
-  network gains from it, ``torch.compile`` when ``--compile``, validation only after the
-  last epoch (``val_every`` = epochs).
+- ``after``: images decoded and resized once and kept in memory, validation only after the
+  last epoch (``val_every`` = epochs); channels-last with ``--channels-last`` and
+  ``torch.compile`` with ``--compile`` (neither pays for these widths on the 2-core EPYC:
+  docs/BENCHMARKS.md).
 
 It prints one Markdown row per network: training images/s of the training steps alone
 (median over the epochs after the first), wall seconds of the whole training (decoding,
@@ -37,10 +38,6 @@ from bench.run.provenance import device_name  # noqa: E402
 from deep.engine.config import TrainConfig  # noqa: E402
 from deep.engine.loop import train  # noqa: E402
 
-#: networks whose training step is slower in channels-last on this CPU (max-unpooling)
-CONTIGUOUS_ONLY = {"segnet", "segnet-basic", "deconvnet"}
-
-
 class _View:
     """The first ``n`` samples of a split (same decoding cost on every access)."""
 
@@ -60,10 +57,11 @@ class _View:
         return (self[i] for i in range(self._n))
 
 
-def one_training(name: str, train_split, val_split, epochs: int, after: bool, compile: bool) -> dict:
+def one_training(name: str, train_split, val_split, epochs: int, after: bool, compile: bool,
+                 channels_last: bool) -> dict:
     cfg = dict(width=0.25, scale=0.5, epochs=epochs, batch_size=8, lr=0.002, class_weights="median-freq",
                in_memory="on" if after else "off", val_every=epochs if after else 1,
-               channels_last=after and name not in CONTIGUOUS_ONLY, compile=after and compile)
+               channels_last=after and channels_last, compile=after and compile)
     torch.manual_seed(0)
     net = create_method(name, {"width": cfg.pop("width")}).create_network(train_split.info.num_classes)
     tc = TrainConfig(**cfg)
@@ -81,20 +79,25 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data-root", required=True)
     p.add_argument("--networks", default="fcn8s,segnet,unet")
-    p.add_argument("--images", type=int, default=64)
-    p.add_argument("--val-images", type=int, default=24)
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--compile", action="store_true")
+    p.add_argument("--images", type=int, default=0, help="first N train images (default 0: all 367)")
+    p.add_argument("--val-images", type=int, default=0, help="first N val images (default 0: all 101)")
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--compile", action="store_true", help="after: torch.compile the training step")
+    p.add_argument("--channels-last", action="store_true", help="after: channels-last memory format")
     args = p.parse_args()
     data = get_dataset("camvid", args.data_root)
-    train_split, val_split = _View(data.split("train"), args.images), _View(data.split("val"), args.val_images)
-    print(f"device: {device_name('cpu')}, torch {torch.__version__}, {args.images} train images at 180x240, "
-          f"batch 8, {args.epochs} epochs, {args.val_images} val images\n")
+    train, val = data.split("train"), data.split("val")
+    train_split = _View(train, args.images or len(train))
+    val_split = _View(val, args.val_images or len(val))
+    print(f"device: {device_name('cpu')}, torch {torch.__version__}, {len(train_split)} train images at 180x240, "
+          f"batch 8, {args.epochs} epochs, {len(val_split)} val images\n")
     print("| network | step img/s before | step img/s after | wall s before | wall s after | ratio (img per wall s) |")
     print("|---|---|---|---|---|---|")
     for name in args.networks.split(","):
-        before = one_training(name, train_split, val_split, args.epochs, after=False, compile=args.compile)
-        after = one_training(name, train_split, val_split, args.epochs, after=True, compile=args.compile)
+        before = one_training(name, train_split, val_split, args.epochs, after=False, compile=args.compile,
+                              channels_last=args.channels_last)
+        after = one_training(name, train_split, val_split, args.epochs, after=True, compile=args.compile,
+                             channels_last=args.channels_last)
         ratio = after["images_per_wall_s"] / before["images_per_wall_s"]
         print(f"| {name} | {before['step_images_per_s']:.2f} | {after['step_images_per_s']:.2f} | "
               f"{before['wall_s']:.0f} | {after['wall_s']:.0f} | {ratio:.2f}x |", flush=True)

@@ -19,6 +19,7 @@ from baselines.features import (
     region_features,
     region_label_histogram,
     region_majority_labels,
+    uniform_lbp,
 )
 from baselines.preprocess import (
     as_rgb,
@@ -75,6 +76,22 @@ def test_region_features_values():
     assert (region_features(image, regions, n_regions=5)[3:] == 0).all()
     with pytest.raises(ValueError):
         region_features(image, regions[:10])
+
+
+def test_uniform_lbp_matches_scikit_image():
+    from skimage.feature import local_binary_pattern
+
+    rng = np.random.default_rng(3)
+    images = [
+        textured_image(rng, 40, 56)[0][..., 0],
+        rng.integers(0, 256, (23, 31), dtype=np.uint8),
+        rng.integers(100, 103, (17, 12), dtype=np.uint8),  # many ties with the centre
+        np.full((6, 7), 9, np.uint8),
+        np.arange(35, dtype=np.uint8).reshape(5, 7) * 7,
+    ]
+    for g in images:
+        expected = local_binary_pattern(g, 8, 1.0, method="uniform").astype(np.intp)
+        np.testing.assert_array_equal(uniform_lbp(g), expected)
 
 
 def test_region_features_tiny_and_flat_images():
@@ -191,6 +208,22 @@ def test_watershed_partition_follows_edges():
     np.testing.assert_array_equal(flat, grid_cells(10, 12, 2))
 
 
+def test_edge_partition_on_working_copy():
+    image = np.zeros((120, 160, 3), np.uint8)
+    image[:, 81:] = [255, 255, 255]
+    method = edges.SobelWatershed(edges.EdgeSettings(work_size=80, grid_cells=4))
+    regions = method.partition(image)
+    assert regions.shape == (120, 160) and regions.max() + 1 == len(np.unique(regions))
+    # the step survives the half-size copy within its 2-pixel resolution
+    assert not set(np.unique(regions[:, :78])) & set(np.unique(regions[:, 84:]))
+    # at full size (work_size >= the image) it is the watershed of the full-size map
+    full = edges.SobelWatershed(edges.EdgeSettings(work_size=160, grid_cells=4)).partition(image)
+    expected = edges.watershed_partition(
+        edges.sobel_strength(image), local_sigma=160 / 8, grid_cells=4, smooth_sigma=1.0
+    )
+    np.testing.assert_array_equal(full, expected)
+
+
 # ------------------------------------------------------------------------- region growing
 def test_grid_seeds_and_grow():
     image = np.zeros((40, 60, 3), np.float32)
@@ -258,6 +291,10 @@ def test_superpixel_partition_counts():
     image = textured_image(np.random.default_rng(1), 96, 128)[0]
     r = spc.superpixel_partition(image, n_segments=100)
     assert 50 <= r.max() + 1 <= 150
+    # on a working copy (half size here) the superpixels come back at the image's size
+    half = spc.superpixel_partition(image, n_segments=100, work_size=64)
+    assert half.shape == (96, 128) and 50 <= half.max() + 1 <= 150
+    assert half.max() + 1 == len(np.unique(half))
     # small images are not cut below min_segment_area on average
     assert spc.superpixel_partition(image[:16, :16], n_segments=300, min_segment_area=32).max() + 1 <= 16
     noise = np.random.default_rng(0).integers(0, 256, (50, 70, 3), dtype=np.uint8)

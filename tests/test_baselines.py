@@ -184,9 +184,11 @@ def test_predict_before_fit(name):
 COMMON_BAD = [
     {"classifier": "svm"}, {"max_train_images": 0}, {"max_train_regions": 0}, {"n_estimators": 0},
     {"sample_weight": "pixels"}, {"class_weight": "auto"}, {"no_such_setting": 1}, {"classifier": 3},
+    {"learning_rate": 0.0}, {"learning_rate": 1.5},
 ]
 SPECIFIC_BAD = {
-    "sobel": [{"sigma": -1.0}, {"low_quantile": 0.0}, {"low_quantile": 1.5}, {"grid_cells": 0}, {"local_ratio": 2.5}],
+    "sobel": [{"sigma": -1.0}, {"low_quantile": 0.0}, {"low_quantile": 1.5}, {"grid_cells": 0}, {"local_ratio": 2.5},
+              {"work_size": 4}],
     "laplacian": [{"smooth_sigma": -0.5}, {"min_marker_frac": 0.7}],
     "log": [{"sigma": -2.0}, {"grid_cells": -3}],
     "canny": [{"sigma": -1.0}, {"low_quantile": 2.0}],
@@ -195,7 +197,7 @@ SPECIFIC_BAD = {
     "mser": [{"delta": 0}, {"min_area_frac": 0.0}, {"min_area_frac": 0.6, "max_area_frac": 0.5},
              {"max_area_frac": 1.5}, {"max_variation": 0.0}, {"work_size": 2}, {"min_visible_frac": 1.5},
              {"min_diversity": 1.0}],
-    "superpixel-unary": [{"n_segments": 0}, {"compactness": 0.0}, {"unary_folds": 1}],
+    "superpixel-unary": [{"n_segments": 0}, {"compactness": 0.0}, {"unary_folds": 1}, {"work_size": 2}],
     "superpixel-crf": [{"ssvm_epochs": 0}, {"ssvm_lr": 0.0}, {"ssvm_reg": -1.0}, {"min_segment_area": 0},
                        {"max_ssvm_images": 0}],
 }

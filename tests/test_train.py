@@ -111,9 +111,12 @@ def test_learns_easy_split_and_writes_files(splits, tmp_path):
     assert not list(tmp_path.glob(".*tmp")), "temporary files left behind"
 
 
-def test_resume_reaches_the_same_weights(splits, tmp_path):
+@pytest.mark.parametrize("every_s, saved_epoch", [(0.0, 2), (3600.0, 1)])
+def test_resume_reaches_the_same_weights(splits, tmp_path, every_s, saved_epoch):
+    """Checkpoints after every epoch (0 s), or only after the first and the last (an hour
+    apart): an interrupted run resumes from the last one written and ends the same."""
     train_split, val_split = splits
-    cfg = fast_cfg(epochs=3)
+    cfg = fast_cfg(epochs=3, checkpoint_every_s=every_s)
     straight = train(tiny_model(), train_split, val_split, cfg, ctx(tmp_path / "straight"))
 
     class Interrupted(Exception):
@@ -125,7 +128,9 @@ def test_resume_reaches_the_same_weights(splits, tmp_path):
 
     with pytest.raises(Interrupted):
         train(tiny_model(), train_split, val_split, cfg, ctx(tmp_path / "resumed"), on_epoch_end=stop_after_two)
-    assert load_checkpoint(tmp_path / "resumed" / "last.pt", model_name="tiny", num_classes=3)["epoch"] == 2
+    assert load_checkpoint(tmp_path / "resumed" / "last.pt", model_name="tiny", num_classes=3)["epoch"] == saved_epoch
+    with open(tmp_path / "resumed" / "history.csv") as f:
+        assert len(list(csv.DictReader(f))) == saved_epoch
     torch.manual_seed(1234)  # the global state at resume time must not matter
     resumed = train(tiny_model(seed=99), train_split, val_split, cfg, ctx(tmp_path / "resumed", resume=True))
 

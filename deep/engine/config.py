@@ -48,6 +48,10 @@ class TrainConfig:
     #: decode (and resize by ``scale``) every image once and keep the splits in memory:
     #: "auto" when they fit in a quarter of the free memory, "on", "off"; same numbers either way
     in_memory: str = runtime_setting("auto")
+    #: write last.pt/best.pt, history.csv and the figures after the first epoch, then at most
+    #: every this many seconds, and after the last epoch: a resumed run repeats at most that
+    #: much work (0 = after every epoch); same numbers either way
+    checkpoint_every_s: float = runtime_setting(60.0)
 
     def __post_init__(self) -> None:
         if isinstance(self.crop, list):
@@ -84,6 +88,7 @@ class TrainConfig:
             (self.num_workers >= 0, f"num_workers must be >= 0, got {self.num_workers}"),
             (self.val_every >= 1, f"val_every must be >= 1, got {self.val_every}"),
             (self.warmup_epochs >= 0, f"warmup_epochs must be >= 0, got {self.warmup_epochs}"),
+            (self.checkpoint_every_s >= 0, f"checkpoint_every_s must be >= 0, got {self.checkpoint_every_s}"),
             (self.in_memory in IN_MEMORY, f"in_memory must be 'auto', 'on' or 'off', got {self.in_memory!r}"),
         ]
 

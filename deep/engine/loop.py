@@ -207,6 +207,8 @@ class _Run:
     state: TrainState
     run_dir: Path
     val_confusion: np.ndarray | None = None
+    last_write: float = -math.inf  # time.monotonic() of the last checkpoint write
+    best_unsaved: bool = False  # best weights changed since best.pt was last written
 
     @property
     def model(self) -> nn.Module:  # unwrapped: what is validated and saved
@@ -354,11 +356,16 @@ def _end_epoch(run: _Run, row: dict[str, float], first_images: Sequence) -> None
     if not math.isnan(val_miou) and (math.isnan(state.best_miou) or val_miou > state.best_miou):
         state.best_epoch, state.best_miou = epoch, val_miou
         state.best_state = state_to_cpu(run.model)
-        if writer:
-            save_checkpoint(weights_checkpoint(run.model_name, num_classes, epoch, state.best_state,
-                                               val_miou=val_miou), run.run_dir / "best.pt")
-    if not writer:
+        run.best_unsaved = True
+    # the first epoch of a (re)start is always due: last_write starts at -inf
+    due = epoch >= run.cfg.epochs or time.monotonic() - run.last_write >= run.cfg.checkpoint_every_s
+    if not writer or not due:
         return
+    run.last_write = time.monotonic()
+    if run.best_unsaved:
+        save_checkpoint(weights_checkpoint(run.model_name, num_classes, state.best_epoch, state.best_state,
+                                           val_miou=state.best_miou), run.run_dir / "best.pt")
+        run.best_unsaved = False
     save_checkpoint(last_checkpoint(run.trainables, state, model_name=run.model_name, num_classes=num_classes,
                                     dataset=run.info.name, epoch=epoch, cfg=run.cfg, seed=run.context.seed),
                     run.run_dir / "last.pt")
