@@ -216,12 +216,18 @@ def test_edge_partition_on_working_copy():
     assert regions.shape == (120, 160) and regions.max() + 1 == len(np.unique(regions))
     # the step survives the half-size copy within its 2-pixel resolution
     assert not set(np.unique(regions[:, :78])) & set(np.unique(regions[:, 84:]))
-    # at full size (work_size >= the image) it is the watershed of the full-size map
-    full = edges.SobelWatershed(edges.EdgeSettings(work_size=160, grid_cells=4)).partition(image)
+    # at full size (work_size None, or >= the image) it is the watershed of the full-size map
     expected = edges.watershed_partition(
         edges.sobel_strength(image), local_sigma=160 / 8, grid_cells=4, smooth_sigma=1.0
     )
-    np.testing.assert_array_equal(full, expected)
+    for work_size in (None, 160):
+        full = edges.SobelWatershed(edges.EdgeSettings(work_size=work_size, grid_cells=4)).partition(image)
+        np.testing.assert_array_equal(full, expected)
+    # canny shrinks its full-size map instead: the same as the watershed of that map shrunk
+    canny = edges.CannyWatershed(edges.WideEdgeSettings(work_size=80, grid_cells=4))
+    shrunk = cv2.resize(canny.edge_strength(image), (80, 60), interpolation=cv2.INTER_AREA)
+    expected = edges.watershed_partition(shrunk, smooth_sigma=0.5, local_sigma=80 / 8, grid_cells=4)
+    np.testing.assert_array_equal(canny.partition(image), upscale_labels(expected, (120, 160)))
 
 
 # ------------------------------------------------------------------------- region growing

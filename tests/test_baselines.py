@@ -191,7 +191,7 @@ SPECIFIC_BAD = {
               {"work_size": 4}],
     "laplacian": [{"smooth_sigma": -0.5}, {"min_marker_frac": 0.7}],
     "log": [{"sigma": -2.0}, {"grid_cells": -3}],
-    "canny": [{"sigma": -1.0}, {"low_quantile": 2.0}],
+    "canny": [{"sigma": -1.0}, {"low_quantile": 2.0}, {"work_size": 7}],
     "region-growing": [{"threshold": 0.0}, {"seed_cells": 0}, {"work_size": 4}, {"merge_threshold": -1.0},
                        {"min_region_frac": 0.9}],
     "mser": [{"delta": 0}, {"min_area_frac": 0.0}, {"min_area_frac": 0.6, "max_area_frac": 0.5},

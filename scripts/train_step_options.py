@@ -1,0 +1,80 @@
+#!/usr/bin/env python
+"""Seconds of one training step (forward, loss, backward, Adam) of a network under the speed
+options the trainer has: eager, channels-last, torch.compile, both.
+
+    python scripts/train_step_options.py --networks fcn8s,segnet --input 180x240 --batch 8
+
+Random images and labels (11 classes), the network's CPU-variant width; the first two calls
+of each option are untimed (compilation, kernel selection), then the median of ``--iters``.
+It prints one Markdown row per network and option: images/s and the time to the first step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.method import create_method  # noqa: E402
+from bench.run.provenance import device_name  # noqa: E402
+
+OPTIONS = {"eager": (False, False), "channels-last": (True, False), "compile": (False, True),
+           "compile + channels-last": (True, True)}
+
+
+def step_speed(name: str, width: float, size: tuple[int, int], batch: int, channels_last: bool, compiled: bool,
+               iters: int) -> tuple[float, float]:
+    """(images/s of the median step, seconds of the first two untimed steps)."""
+    torch.manual_seed(0)
+    net = create_method(name, {"width": width}).create_network(11)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    net = net.to(memory_format=fmt)
+    opt = torch.optim.Adam(net.parameters(), 1e-3)
+    x = torch.randn(batch, 3, *size).contiguous(memory_format=fmt)
+    y = torch.randint(0, 11, (batch, *size))
+    loss_fn = torch.nn.CrossEntropyLoss()
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        loss_fn(net(x), y).backward()
+        opt.step()
+
+    fn = torch.compile(step) if compiled else step
+    t0 = time.perf_counter()
+    fn(), fn()
+    first = time.perf_counter() - t0
+    times = []
+    for _ in range(iters):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return batch / statistics.median(times), first
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--networks", default="fcn8s,segnet")
+    p.add_argument("--width", type=float, default=0.25)
+    p.add_argument("--input", default="180x240", help="HxW")
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--iters", type=int, default=6)
+    args = p.parse_args()
+    size = tuple(int(v) for v in args.input.split("x"))
+    print(f"device: {device_name('cpu')}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
+          f"input {args.input}, batch {args.batch}, width {args.width}\n")
+    print("| network | option | step img/s | first two steps (s) |")
+    print("|---|---|---|---|")
+    for name in args.networks.split(","):
+        for option, (cl, comp) in OPTIONS.items():
+            rate, first = step_speed(name, args.width, size, args.batch, cl, comp, args.iters)
+            print(f"| {name} | {option} | {rate:.2f} | {first:.1f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
