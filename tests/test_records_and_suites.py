@@ -176,8 +176,15 @@ def test_a_default_no_job_can_take_is_an_error(tmp_path):
         load_suite(str(path))
 
 
-def test_the_suites_with_defaults_plan_the_same_jobs_as_before():
-    """deep.yaml's defaults block reproduces the settings every job spelled out before."""
-    jobs = {j.method: j.settings for j in load_suite("deep").jobs}
-    assert jobs["fcn8s"] == {"width": 0.25, "scale": 0.5, "epochs": 12, "batch_size": 8, "lr": 0.002}
-    assert jobs["deconvnet"]["width"] == 0.125 and jobs["segnet-basic"]["width"] == 0.5
+def test_the_deep_suite_gives_every_network_one_recipe():
+    """deep.yaml's defaults block is every job's recipe; a job's own settings only add the
+    higher rate of the BatchNorm networks and U-Net's BatchNorm."""
+    jobs = load_suite("deep").jobs
+    recipe = {"width": 0.25, "scale": 0.5, "epochs": 40, "batch_size": 8, "lr": 0.002, "warmup_epochs": 1,
+              "class_weights": "none", "scale_range": [0.75, 1.25], "jitter": 0.1, "val_every": 10}
+    by_method = {j.method: j.settings for j in jobs}
+    assert by_method["fcn8s"] == by_method["dilatednet"] == recipe
+    assert by_method["unet"] == {**recipe, "lr": 0.004, "batch_norm": True}
+    for job in jobs:  # the modern networks have no width; nothing else differs
+        differs = {k for k in set(job.settings) | set(recipe) if job.settings.get(k) != recipe.get(k)}
+        assert differs <= {"width", "lr", "batch_norm"}, job.method
