@@ -247,7 +247,7 @@ def test_checkpoint_write_is_atomic_and_a_torn_temp_file_does_not_stop_resume(tm
         torch.manual_seed(0)
         return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 3, 1))
 
-    cfg = TrainConfig(epochs=3, batch_size=2, lr=1e-2, hflip=False)
+    cfg = TrainConfig(epochs=3, batch_size=2, lr=1e-2, hflip=False, checkpoint_every_s=0)  # a checkpoint each epoch
     straight = train(model(), train_split, val_split, cfg, FitContext(run_dir=tmp_path / "straight", progress=False),
                      model_name="tiny")
 
