@@ -300,6 +300,7 @@ class DeconvNet(DeepMethod):
     """DeconvNet (Noh, Hong, Han 2015): VGG16-BN and its mirrored deconvolution network."""
 
     network = "deconvnet"
+    version = 2  # 2: BatchNorm statistics recomputed after training (precise_bn)
 
 
 @dataclasses.dataclass
@@ -314,6 +315,7 @@ class UNet(DeepMethod):
     """U-Net (Ronneberger, Fischer, Brox 2015); ``batch_norm=True`` adds BatchNorm (not in the paper)."""
 
     network = "unet"
+    version = 2  # 2: BatchNorm statistics recomputed after training (precise_bn)
     Settings = UNetSettings
 
     def network_options(self) -> dict[str, Any]:
@@ -324,12 +326,14 @@ class SegNet(DeepMethod):
     """SegNet (Badrinarayanan, Kendall, Cipolla 2017): VGG16-BN, unpooling decoder."""
 
     network = "segnet"
+    version = 2  # 2: BatchNorm statistics recomputed after training (precise_bn)
 
 
 class SegNetBasic(DeepMethod):
     """SegNet-Basic: four 7x7 encoder and decoder layers."""
 
     network = "segnet-basic"
+    version = 2  # 2: BatchNorm statistics recomputed after training (precise_bn)
 
 
 class DilatedNet(DeepMethod):

@@ -48,6 +48,7 @@ class ReferenceMethod(DeepMethod):
     """A library's network trained by :mod:`deep.engine` (no width: one size)."""
 
     Settings = ReferenceSettings
+    version = 2  # 2: BatchNorm statistics recomputed after training (precise_bn)
 
     def network_options(self) -> dict[str, Any]:
         return {}

@@ -343,3 +343,24 @@ def test_training_stops_at_its_epoch_budget(splits, tmp_path):
     assert [r["epoch"] for r in result.history] == [1, 2, 3]
     assert math.isnan(result.history[0]["val_miou"]) and not math.isnan(result.history[-1]["val_miou"])
     assert result.history[-1]["lr"] == pytest.approx(0.0, abs=1e-9)
+
+
+@pytest.mark.parametrize("name", ["adam", "sgd"])
+def test_the_fused_optimiser_makes_the_plain_update(name):
+    from deep.engine.optim import make_optimizer
+    cfg = fast_cfg(optimizer=name, lr=0.01, weight_decay=1e-4)
+    fused_net, plain_net = tiny_model(), tiny_model()
+    fused = make_optimizer(fused_net, cfg)
+    assert fused.defaults["fused"] is True
+    plain_cls = torch.optim.SGD if name == "sgd" else torch.optim.Adam
+    extra = {"momentum": 0.9} if name == "sgd" else {}
+    plain = plain_cls(plain_net.parameters(), lr=0.01, weight_decay=1e-4, foreach=False, **extra)
+    x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    for _ in range(3):
+        for net, opt in ((fused_net, fused), (plain_net, plain)):
+            opt.zero_grad()
+            net.eval()  # no dropout: both see the same function
+            net(x).square().mean().backward()
+            opt.step()
+    for a, b in zip(fused_net.parameters(), plain_net.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)

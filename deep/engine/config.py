@@ -31,6 +31,9 @@ class TrainConfig:
     warmup_epochs: float = 0.0  # linear learning-rate warm-up over this many epochs' steps, then the schedule
     weight_decay: float = 1e-4
     class_weights: str = "none"  # "none" | "median-freq" (SegNet's median frequency balancing)
+    #: recompute BatchNorm running statistics over the training images before each validation
+    #: and after the last epoch (deep.engine.batchnorm); networks without BatchNorm: no effect
+    precise_bn: bool = True
     # data and augmentation (image and mask transformed together)
     scale: float = 1.0  # input resize factor, training and prediction (small CPU variants)
     scale_range: tuple = (1.0, 1.0)  # random rescale augmentation (low, high)

@@ -128,6 +128,8 @@ class Loaders:
     #: the split the progress figure shows (the validation split, else the training split)
     eval_dataset: SplitDataset | InMemoryDataset
     ignore: int  # the label value the loss skips
+    #: the training split preprocessed as for prediction (precise BatchNorm statistics)
+    calibration: SplitDataset
 
 
 def make_loaders(train_split: Split, val_split: Split | None, cfg: TrainConfig, *, seed: int, process_seed: int,
@@ -166,7 +168,8 @@ def make_loaders(train_split: Split, val_split: Split | None, cfg: TrainConfig, 
             eval_ds, batch_size=1, sampler=parallel.val_shard(len(eval_ds)), num_workers=cfg.num_workers,
             worker_init_fn=seed_worker, generator=torch.Generator().manual_seed(0),
         )
-    return Loaders(train_loader, sampler, generator, val_loader, eval_ds, ignore)
+    calibration = SplitDataset(train_split, T.eval_transform(cfg.scale), keep_label=True)
+    return Loaders(train_loader, sampler, generator, val_loader, eval_ds, ignore, calibration)
 
 
 def median_frequency_weights(labels: Iterable[np.ndarray], num_classes: int, ignore_index: int | None) -> np.ndarray:

@@ -46,6 +46,8 @@ from bench.metrics import ConfusionMatrix, summarize
 from bench.seeding import seed_everything
 from bench.torch_helpers import AMP_TO_PRECISION, check_precision, sync
 from deep.engine import plots
+from deep.engine import transforms as T
+from deep.engine.batchnorm import recalibrate_batchnorm, same_size_batches
 from deep.engine.checkpoint import (
     Trainables,
     TrainState,
@@ -324,13 +326,17 @@ def _setup(model: nn.Module, train_split: Split, val_split: Split | None, cfg: T
 
 def _validate(run: _Run, epoch: int) -> tuple[float, float]:
     """Validation mIoU and time of this epoch (nan, 0 when it does not validate), and the
-    progress snapshot's maps of the epochs that keep one (uncompiled model: sizes vary)."""
+    progress snapshot's maps of the epochs that keep one (uncompiled model: sizes vary).
+    Precise BatchNorm statistics are computed first when the model is evaluated or kept."""
     cfg, model = run.cfg, run.model
     model.eval()
     eval_kw = dict(device=run.device, amp=cfg.amp, channels_last=cfg.channels_last, min_size=min_input_size(model))
     keep = N_PROGRESS_IMAGES if epoch in snapshot_epochs(cfg.epochs) else 0
+    validating = run.loaders.val is not None and (epoch % cfg.val_every == 0 or epoch == cfg.epochs)
+    if cfg.precise_bn and (validating or keep or epoch == cfg.epochs):
+        _recalibrate(run)
     val_miou, val_time = float("nan"), 0.0
-    if run.loaders.val is not None and (epoch % cfg.val_every == 0 or epoch == cfg.epochs):
+    if validating:
         t1 = time.perf_counter()
         # each process scores its shard; the sum over processes is the whole split's matrix
         whole_split = run.parallel.world_size == 1
@@ -344,6 +350,16 @@ def _validate(run: _Run, epoch: int) -> tuple[float, float]:
     if keep and epoch not in run.state.snapshots and run.parallel.is_writer:
         run.state.snapshots[epoch] = predict_first(model, run.loaders.eval_dataset, keep, **eval_kw)
     return val_miou, val_time
+
+
+def _recalibrate(run: _Run) -> None:
+    """Precise BatchNorm statistics of the model over the whole training split (every process
+    computes the same ones), the images padded as for prediction."""
+    data, min_size = run.loaders.calibration, min_input_size(run.model)
+    images = (T.pad_to(image, max(image.shape[-2], min_size), max(image.shape[-1], min_size), 0.0)
+              for image, _ in (data[i] for i in range(len(data))))
+    with amp_context(run.cfg.amp, run.device):
+        recalibrate_batchnorm(run.model, same_size_batches(images, run.cfg.batch_size), run.device)
 
 
 def _end_epoch(run: _Run, row: dict[str, float], first_images: Sequence) -> None:
