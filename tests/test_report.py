@@ -561,10 +561,11 @@ def test_unreadable_per_image_file_is_a_note_not_a_crash(tmp_path):
 
 
 def test_each_row_states_its_budget(tmp_path):
-    """A network's row says its epochs and optimiser steps (the loader drops a last batch of
-    one), a classical row its training images; both the fit's seconds."""
+    """A network's row says its epochs and the optimiser steps its trainer counted (an older
+    record without the count: epochs only), a classical row its training images; each the
+    fit's seconds."""
     recs = [rec("net", "fcn8s", kind="deep", miou=0.5, settings={"batch_size": 8, "epochs": 40},
-                extra={"epochs_trained": 40}),
+                extra={"epochs_trained": 40, "optimizer_steps": 80}),
             rec("odd", "unet", kind="deep", miou=0.45, settings={"batch_size": 3, "epochs": 2},
                 extra={"epochs_trained": 2}),
             rec("cls", "sobel", miou=0.4, settings={"max_train_images": 4}),
@@ -574,8 +575,8 @@ def test_each_row_states_its_budget(tmp_path):
     md = (tmp_path / "leaderboard.md").read_text()
     header = _cells(next(l for l in md.splitlines() if "budget" in l and "rank" in l))
     col = header.index("budget")
-    assert _row(md, "fcn8s")[col] == "40 ep, 80 steps, 2 s"  # 10 images, batch 8: 2 steps an epoch
-    assert _row(md, "unet")[col] == "2 ep, 6 steps, 2 s"  # 10 images, batch 3: 3 steps (a batch of 1 dropped)
+    assert _row(md, "fcn8s")[col] == "40 ep, 80 steps, 2 s"
+    assert _row(md, "unet")[col] == "2 ep, 2 s"
     assert _row(md, "sobel")[col] == "4 img, 2 s" and _row(md, "mser")[col] == "10 img, 2 s"
     csv = pd.read_csv(tmp_path / "leaderboard.csv")
     assert csv.set_index("method").loc["fcn8s", "budget"] == "40 ep, 80 steps, 2 s"

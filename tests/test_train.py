@@ -343,6 +343,8 @@ def test_training_stops_at_its_epoch_budget(splits, tmp_path):
     assert [r["epoch"] for r in result.history] == [1, 2, 3]
     assert math.isnan(result.history[0]["val_miou"]) and not math.isnan(result.history[-1]["val_miou"])
     assert result.history[-1]["lr"] == pytest.approx(0.0, abs=1e-9)
+    # 8 images, batch 4: 2 steps an epoch, counted by the trainer for the leaderboard's budget
+    assert [r["steps"] for r in result.history] == [2, 2, 2] and result.summary()["optimizer_steps"] == 6
 
 
 @pytest.mark.parametrize("name", ["adam", "sgd"])

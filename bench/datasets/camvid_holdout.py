@@ -36,11 +36,12 @@ class CamVidHoldOutDataset(CamVidDataset):
         super().__init__(root, scale)
         if "train" not in super().split_names():
             raise DatasetError(f"{self.where}: camvid-holdout needs the train split (train/ + trainannot/)")
-        held = [t for t in super().triples("train") if self._held(t)]
+        train = super().triples("train")
+        held = [t for t in train if self._held(t)]
         if not held:
             raise DatasetError(f"{self.where}: no train frame of sequence {self.sequence!r} "
                                "(file names start with the sequence, e.g. 0006R0_f02400.png)")
-        if len(held) == len(super().triples("train")):
+        if len(held) == len(train):
             raise DatasetError(f"{self.where}: every train frame is of sequence {self.sequence!r}; "
                                "nothing would be left to train on")
         self._info = DatasetInfo(name="camvid-holdout", class_names=self._info.class_names,

@@ -109,11 +109,9 @@ class Group:
         if not self.ok:
             return DASH
         r = self.ok[0]
-        epochs = r.extra.get("epochs_trained")
-        if epochs and r.settings.get("batch_size") and r.n_train:
-            batch = int(r.settings["batch_size"])
-            per_epoch = -(-int(r.n_train) // batch) - (1 if r.n_train > batch and r.n_train % batch == 1 else 0)
-            what = f"{epochs} ep, {int(epochs) * per_epoch} steps"
+        epochs, steps = r.extra.get("epochs_trained"), r.extra.get("optimizer_steps")
+        if epochs:
+            what = f"{epochs} ep, {steps} steps" if steps else f"{epochs} ep"
         elif r.n_train:
             cap = r.settings.get("max_train_images")
             what = f"{min(int(r.n_train), int(cap)) if cap else int(r.n_train)} img"

@@ -66,7 +66,7 @@ from deep.engine.parallel import SingleProcess, process_seed
 
 #: validation images drawn in ``progress.png``
 N_PROGRESS_IMAGES = 3
-HISTORY_COLUMNS = ("epoch", "train_loss", "val_miou", "lr", "train_time_s", "val_time_s", "images_per_s")
+HISTORY_COLUMNS = ("epoch", "train_loss", "val_miou", "lr", "train_time_s", "val_time_s", "images_per_s", "steps")
 
 
 @dataclass
@@ -88,6 +88,8 @@ class TrainResult:
             "best_epoch": self.best_epoch,
             "best_val_miou": None if math.isnan(self.best_miou) else self.best_miou,
             "epochs_trained": len(self.history),
+            # optimiser steps over every epoch
+            "optimizer_steps": _total_steps(self.history),
             "final_train_loss": self.history[-1]["train_loss"] if self.history else None,
             "train_loss": [row["train_loss"] for row in self.history],
             "val_miou": [None if math.isnan(row["val_miou"]) else row["val_miou"] for row in self.history],
@@ -101,11 +103,12 @@ def train_one_epoch(net: nn.Module, criterion: nn.Module, optimizer: torch.optim
                     scheduler, scaler: torch.amp.GradScaler, *, cfg: TrainConfig, device: torch.device,
                     ignore: int, parallel: SingleProcess, progress: bool, desc: str) -> dict[str, float]:
     """One pass over ``loader``: forward, loss, backward, step, schedule per batch. Returns
-    the epoch's mean loss over every process, its time and images per second."""
+    the epoch's mean loss over every process, its time, images per second and optimiser
+    steps."""
     net.train()
     t0 = time.perf_counter()
     loss_sum = torch.zeros((), device=device)
-    batches = images_seen = 0
+    batches = images_seen = steps = 0
     bar = tqdm(loader, desc=desc, unit="batch", leave=False, disable=not progress)
     for images, labels in bar:
         labelled = bool((labels != ignore).any())
@@ -128,6 +131,7 @@ def train_one_epoch(net: nn.Module, criterion: nn.Module, optimizer: torch.optim
         scaler.step(optimizer)
         scaler.update()
         scheduler.step()
+        steps += 1
 
         if labelled:
             loss_sum += loss.detach()
@@ -142,7 +146,7 @@ def train_one_epoch(net: nn.Module, criterion: nn.Module, optimizer: torch.optim
                         torch.tensor([batches, images_seen], dtype=torch.float64, device=device)])
     loss_total, batches, images_seen = parallel.all_reduce_sum(totals).tolist()  # over all processes
     return {"train_loss": loss_total / batches if batches else float("nan"), "train_time_s": seconds,
-            "images_per_s": images_seen / seconds if seconds > 0 else float("nan")}
+            "images_per_s": images_seen / seconds if seconds > 0 else float("nan"), "steps": steps}
 
 
 def evaluate(
@@ -264,7 +268,7 @@ def train(
             val_miou, val_time = _validate(run, epoch)
             row = {"epoch": epoch, "train_loss": stats["train_loss"], "val_miou": val_miou,
                    "lr": t.optimizer.param_groups[0]["lr"], "train_time_s": stats["train_time_s"],
-                   "val_time_s": val_time, "images_per_s": stats["images_per_s"]}
+                   "val_time_s": val_time, "images_per_s": stats["images_per_s"], "steps": stats["steps"]}
             _end_epoch(run, row, first_images)
             bar.set_postfix(loss=f"{row['train_loss']:.4f}", val_miou=f"{val_miou:.3f}")
             if on_epoch_end is not None:
@@ -313,6 +317,9 @@ def _setup(model: nn.Module, train_split: Split, val_split: Split | None, cfg: T
     if context.resume and (run_dir / "last.pt").exists():
         state = restore_last(run_dir / "last.pt", run_dir / "best.pt", trainables, model_name=model_name,
                              num_classes=train_split.info.num_classes, cfg=cfg, seed=context.seed)
+        for row in state.history:  # epochs of a run from before the trainer counted steps: this loader's
+            if row.get("steps") is None or row["steps"] != row["steps"]:
+                row["steps"] = steps
         if parallel.rank != 0:  # only rank 0's random state is saved: the others draw a fresh stream
             seed_everything(process_seed(context.seed, parallel.rank, state.start_epoch))
             loaders.generator.manual_seed(process_seed(context.seed, parallel.rank, state.start_epoch))
@@ -399,6 +406,15 @@ def _result(run: _Run, seconds: float) -> TrainResult:
     return TrainResult(history=state.history, best_epoch=best_epoch, best_miou=state.best_miou,
                        final_state=state_to_cpu(run.model), best_state=state.best_state, out_dir=run.run_dir,
                        train_time_s=seconds, val_confusion=run.val_confusion)
+
+
+def _total_steps(history: Sequence[dict[str, float]]) -> int | None:
+    """Optimiser steps of a run's history; None when a row does not say (resumed from a run
+    that did not count them)."""
+    steps = [row.get("steps") for row in history]
+    if any(s is None or (isinstance(s, float) and math.isnan(s)) for s in steps):
+        return None
+    return int(sum(steps))
 
 
 def write_history_csv(history: Sequence[dict[str, float]], path: Path) -> None:
