@@ -185,6 +185,9 @@ def test_the_deep_suite_gives_every_network_one_recipe():
     by_method = {j.method: j.settings for j in jobs}
     assert by_method["fcn8s"] == by_method["dilatednet"] == recipe
     assert by_method["unet"] == {**recipe, "lr": 0.004, "batch_norm": True}
+    # the modern reference rows of the default leaderboard: the recipe without a width
+    recipe_bn = {k: v for k, v in recipe.items() if k != "width"} | {"lr": 0.004}
+    assert by_method["lraspp-mobilenet-v3-large"] == by_method["deeplabv3-mobilenet-v3-large"] == recipe_bn
     for job in jobs:  # the modern networks have no width; nothing else differs
         differs = {k for k in set(job.settings) | set(recipe) if job.settings.get(k) != recipe.get(k)}
         assert differs <= {"width", "lr", "batch_norm"}, job.method
