@@ -8,9 +8,10 @@ scale 0.5, batch 8, ``--epochs`` epochs, validation on ``--val-images`` val imag
 twice, interleaved, from the same seed:
 
 - ``before``: images decoded and resized every epoch, contiguous memory format, eager
-  execution, validation every epoch (the settings of the 8-epoch CamVid suite);
-- ``after``: images decoded and resized once and kept in memory, validation only after the
-  last epoch (``val_every`` = epochs); channels-last with ``--channels-last`` and
+  execution, torch's default (unfused) Adam, validation every epoch (the settings of the
+  8-epoch CamVid suite);
+- ``after``: images decoded and resized once and kept in memory, fused Adam, validation
+  only after the last epoch (``val_every`` = epochs); channels-last with ``--channels-last`` and
   ``torch.compile`` with ``--compile`` (neither pays for these widths on the 2-core EPYC:
   docs/BENCHMARKS.md).
 
@@ -60,7 +61,7 @@ class _View:
 def one_training(name: str, train_split, val_split, epochs: int, after: bool, compile: bool,
                  channels_last: bool) -> dict:
     cfg = dict(width=0.25, scale=0.5, epochs=epochs, batch_size=8, lr=0.002, class_weights="median-freq",
-               in_memory="on" if after else "off", val_every=epochs if after else 1,
+               in_memory="on" if after else "off", val_every=epochs if after else 1, fused=after,
                channels_last=after and channels_last, compile=after and compile)
     torch.manual_seed(0)
     net = create_method(name, {"width": cfg.pop("width")}).create_network(train_split.info.num_classes)

@@ -354,6 +354,7 @@ def test_the_fused_optimiser_makes_the_plain_update(name):
     fused_net, plain_net = tiny_model(), tiny_model()
     fused = make_optimizer(fused_net, cfg)
     assert fused.defaults["fused"] is True
+    assert not make_optimizer(tiny_model(), fast_cfg(optimizer=name, fused=False)).defaults["fused"]
     plain_cls = torch.optim.SGD if name == "sgd" else torch.optim.Adam
     extra = {"momentum": 0.9} if name == "sgd" else {}
     plain = plain_cls(plain_net.parameters(), lr=0.01, weight_decay=1e-4, foreach=False, **extra)

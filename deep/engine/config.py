@@ -44,6 +44,8 @@ class TrainConfig:
     amp: str = "none"  # "none" | "bf16" | "fp16": autocast in training and prediction
     channels_last: bool = False
     compile: bool = False  # torch.compile the model for training
+    #: torch's fused optimiser kernels where it has them (CPU, CUDA): the same update to rounding
+    fused: bool = runtime_setting(True)
     grad_clip: float = 0.0  # max gradient norm, 0 = off
     deterministic: bool = False  # torch.use_deterministic_algorithms(True, warn_only=True)
     val_every: int = 1  # validate every n epochs (and always after the last)

@@ -15,11 +15,11 @@ FUSED_DEVICES = ("cpu", "cuda")
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """Adam or SGD over the trainable parameters, fused where torch has the kernel: the
-    same update to rounding, 9x faster for Adam on this CPU (260 -> 29 ms a step for
+    """Adam or SGD over the trainable parameters, fused (``cfg.fused``) where torch has the
+    kernel: the same update to rounding, 9x faster for Adam on this CPU (260 -> 29 ms a step for
     FCN-8s at 1/4 width; docs/BENCHMARKS.md)."""
     params = [p for p in model.parameters() if p.requires_grad]
-    fused = all(p.device.type in FUSED_DEVICES and p.is_floating_point() for p in params) or None
+    fused = cfg.fused and all(p.device.type in FUSED_DEVICES and p.is_floating_point() for p in params) or None
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay, fused=fused)
     return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
