@@ -1,5 +1,6 @@
 """The runner: records with every field, failures recorded, reruns skip, kills lose nothing."""
 
+import json
 import os
 import signal
 import subprocess
@@ -243,6 +244,17 @@ def test_one_fit_serves_every_evaluation_split(tmp_path):
     Runner(tmp_path / "alone", progress=False).run([test_job])  # a fit of its own
     (alone,) = read_records(tmp_path / "alone")
     assert alone["iou"] == recs["test"]["iou"] and alone["miou"] == recs["test"]["miou"]
+
+
+def test_a_forced_rerun_fits_again(tmp_path):
+    """--force redoes the fit too, not only the scoring: its record has its own fit."""
+    suite = Suite("test", "", "shapes", [SuiteJob("sobel", {"max_train_images": 4})], Path("test.yaml"))
+    val_job, test_job = plan_jobs(suite, None)[0], plan_jobs(suite, None, eval_split="test")[0]
+    Runner(tmp_path, progress=False).run([val_job])
+    Runner(tmp_path, force=True, progress=False).run([test_job])
+    rec = next(r for r in read_records(tmp_path) if r["eval_split"] == "test")
+    assert rec["status"] == "ok" and "fit_reused_from" not in rec["extra"]
+    assert json.loads((tmp_path / "fits" / f"{test_job.fit_id}.json").read_text())["job_id"] == test_job.job_id
 
 
 def test_a_lost_shared_fit_is_fitted_again(tmp_path):

@@ -66,7 +66,7 @@ class JobOutput:
 
 
 def execute(job: Job, data: DataCache, run_dir: Path, resume: bool, progress: bool,
-            fits_dir: Path | None = None) -> JobOutput:
+            fits_dir: Path | None = None, reuse_fit: bool = True) -> JobOutput:
     """Fit ``job``'s method on train (and val when it uses one), then predict and score the
     evaluation split. Each predict is timed alone (device synchronised) after one untimed
     warm-up call.
@@ -74,13 +74,14 @@ def execute(job: Job, data: DataCache, run_dir: Path, resume: bool, progress: bo
     With ``fits_dir``, a method that saves its fitted state is fitted once for all jobs that
     differ only in the evaluation split or mIoU convention (:attr:`Job.fit_id`): the first
     writes ``fits_dir/<fit_id>.json`` naming its job (whose run folder ``runs/<job_id>`` beside
-    ``fits_dir`` holds the state), the others load that state."""
+    ``fits_dir`` holds the state), the others load that state. ``reuse_fit=False`` (a forced
+    rerun) fits again and makes this job the one the others load."""
     train = data.split(job, "train")
     evaluation = data.split(job, job.eval_split)
     seed_everything(job.seed)
     method = create_method(job.method, job.settings)
     fit_file = fits_dir / f"{job.fit_id}.json" if fits_dir is not None and method.capabilities.save else None
-    reused = _reuse_fit(method, fit_file, job) if fit_file is not None else None
+    reused = _reuse_fit(method, fit_file, job) if fit_file is not None and reuse_fit else None
     if reused is not None:
         method, fit_time, fit_extra, source = reused
     else:

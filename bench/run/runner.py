@@ -130,7 +130,7 @@ class Runner:
         record = self.base_record(job)
         try:
             output = execute(job, self.data, self.out_dir / "runs" / job.job_id, self.resume, self.progress,
-                             fits_dir=self.out_dir / "fits")
+                             fits_dir=self.out_dir / "fits", reuse_fit=not self.force)
             save_samples(self.out_dir, job.dataset, self.data.split(job, job.eval_split))
             output.fields["predictions"] = save_predictions(self.out_dir, job.job_id, output.predictions)
             output.fields["per_image"] = save_per_image(self.out_dir, job, output.per_image, output.samples)
