@@ -209,8 +209,9 @@ class EdgeWatershed(RegionLabeller):
 
     Settings = EdgeSettings
     capabilities = Capabilities(partition_oracle=True, edge_map=True, stages=True, save=True)
-    #: 2: the partition runs on a working copy (``work_size``)
-    version = 2
+    #: 2: the partition runs on a working copy (``work_size``); 3: TextonBoost-style
+    #: features (textons, colour and orientation histograms) with context
+    version = 3
     #: the edge operator: (image, sigma=) -> HxW float32 strength in [0, 1]
     operator: ClassVar[Callable[..., np.ndarray]]
     #: compute the edge map on the image itself and shrink the map (area interpolation) to
@@ -276,5 +277,6 @@ class CannyWatershed(EdgeWatershed):
     Settings = WideEdgeSettings
     operator = staticmethod(canny_strength)
     edge_map_full_size = True
-    #: 3: the map at full size, shrunk (2 computed it on the shrunk image)
-    version = 3
+    #: 3: the map at full size, shrunk (2 computed it on the shrunk image); 4: TextonBoost-style
+    #: features with context
+    version = 4

@@ -4,10 +4,12 @@ Stage (a) of every classical method partitions an image into regions (an HxW map
 region ids 0..n-1); stage (b) describes each region by a fixed-length vector and labels
 it with a classifier. This module holds the shared, fully vectorised pieces of stage (b):
 
-* :func:`region_features` - per-region colour (Lab), texture (LBP histograms at two scales,
-  :func:`lbp_histograms` of the codes of :func:`uniform_lbp`; gradient and band-pass
-  energies), position and size, all via ``np.bincount`` over the flat region map (no
-  per-region or per-pixel Python loop);
+* :func:`region_features` - per-region colour (Lab mean and spread, Lab and hue
+  histograms), texture (gradient and band-pass energies, gradient orientation histogram,
+  LBP histograms at two scales, :func:`lbp_histograms` of the codes of :func:`uniform_lbp`,
+  and with a :class:`~baselines.textons.TextonDictionary` a texton histogram), position,
+  size and spread, all via ``np.bincount`` over the flat region map (no per-region or
+  per-pixel Python loop), on a working copy of at most ``work_size`` pixels a side;
 * :func:`region_adjacency` / :func:`context_features` - the region graph and each region's
   neighbours' mean features;
 * :func:`region_label_histogram` / :func:`region_majority_labels` - per-region class counts
@@ -20,6 +22,7 @@ import cv2
 import numpy as np
 
 from baselines.preprocess import as_rgb, gaussian_blur, rgb_to_lab, sobel_xy
+from baselines.textons import TextonDictionary, filter_responses, gaussian_stack, region_histograms, working_rgb
 
 #: LBP settings: uniform patterns with P neighbours give P + 2 codes; radius 1 at full
 #: resolution and radius 1 on the image downscaled by 2 (a coarser texture scale at a
@@ -28,26 +31,55 @@ LBP_POINTS = 8
 LBP_RADIUS = 1.0
 LBP_SCALES = (1, 2)
 LBP_BINS = LBP_POINTS + 2
+#: unsigned gradient orientation bins (0..180 degrees), weighted by gradient magnitude
+ORIENTATION_BINS = 8
+#: bins of each colour histogram: (Lab channel, low, high) with 8 bins each, then hue
+COLOUR_RANGES = ((0, 0.0, 100.0), (1, -40.0, 40.0), (2, -40.0, 60.0))
+COLOUR_BINS = 8
 
 
-def feature_names() -> list[str]:
-    """Names of the columns of :func:`region_features`, in order."""
+def feature_names(texton_k: int = 0) -> list[str]:
+    """Names of the columns of :func:`region_features` (with ``texton_k`` textons), in order."""
     names = [f"lab_mean_{c}" for c in "Lab"] + [f"lab_std_{c}" for c in "Lab"]
     names += ["grad_mean", "grad_std", "grad_x", "grad_y", "bandpass_fine", "bandpass_coarse"]
     for scale in LBP_SCALES:
         names += [f"lbp_s{scale}_{k}" for k in range(LBP_BINS)]
-    names += ["centroid_y", "centroid_x", "log_area", "area_fraction"]
+    names += ["centroid_y", "centroid_x", "log_area", "area_fraction", "spread_y", "spread_x", "cov_xy"]
+    names += [f"orientation_{k}" for k in range(ORIENTATION_BINS)]
+    names += [f"hist_{c}_{k}" for c in "Lab" for k in range(COLOUR_BINS)]
+    names += [f"hist_hue_{k}" for k in range(COLOUR_BINS)]
+    names += [f"texton_{k}" for k in range(texton_k)]
     return names
 
 
-def region_features(image: np.ndarray, regions: np.ndarray, n_regions: int | None = None) -> np.ndarray:
+def working_regions(image: np.ndarray, regions: np.ndarray, work_size: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """The image (:func:`baselines.textons.working_rgb`) and its region map (nearest
+    neighbour) shrunk so that the longer side is at most ``work_size`` (None: as they are)."""
+    small = working_rgb(image, work_size)
+    if small.shape[:2] == regions.shape:
+        return small, regions
+    return small, cv2.resize(regions.astype(np.int32), small.shape[1::-1], interpolation=cv2.INTER_NEAREST)
+
+
+def region_features(
+    image: np.ndarray,
+    regions: np.ndarray,
+    n_regions: int | None = None,
+    textons: TextonDictionary | None = None,
+    work_size: int | None = 240,
+) -> np.ndarray:
     """Describe every region of ``regions`` (HxW ids 0..n-1) of an RGB image.
 
     Returns an ``(n_regions, d)`` float32 array, columns as in :func:`feature_names`:
     Lab mean and standard deviation; mean and spread of the Sobel gradient magnitude of L,
-    mean |dL/dx| and |dL/dy| (orientation); mean absolute band-pass response of L at a
-    fine and a coarse scale; normalised uniform-LBP histograms (P=8, R=1) at full and half resolution;
-    centroid (y, x) as a fraction of the image size; log area and area fraction.
+    mean |dL/dx| and |dL/dy|; mean absolute band-pass response of L at a fine and a coarse
+    scale; normalised uniform-LBP histograms (P=8, R=1) at two scales; centroid (y, x) as a
+    fraction of the image size, log area and area fraction (of the full-size map), the
+    spread (standard deviation) of y and x and their covariance; the gradient orientation
+    histogram; Lab and hue (weighted by saturation) histograms; with ``textons``, the
+    texton histogram. Pixel statistics are taken on a copy whose longer side is at most
+    ``work_size`` (the region map shrunk by nearest neighbour); a region that loses all its
+    pixels there takes the features of the region that covers its place on the copy.
     Regions with no pixel (possible when ``n_regions`` is larger than the map's max + 1)
     get zeros.
     """
@@ -56,41 +88,86 @@ def region_features(image: np.ndarray, regions: np.ndarray, n_regions: int | Non
     h, w = image.shape[:2]
     if regions.shape != (h, w):
         raise ValueError(f"region map has shape {regions.shape}, image is {h}x{w}")
-    flat = regions.ravel().astype(np.intp)
-    n = int(flat.max()) + 1 if n_regions is None else int(n_regions)
-    area = np.bincount(flat, minlength=n).astype(np.float64)
-    safe_area = np.maximum(area, 1.0)
+    n = int(regions.max()) + 1 if n_regions is None else int(n_regions)
+    area = np.bincount(regions.ravel().astype(np.intp), minlength=n).astype(np.float64)
+    small, small_regions = working_regions(image, regions, work_size)
+    flat = small_regions.ravel().astype(np.intp)
+    small_area = np.bincount(flat, minlength=n).astype(np.float64)
+    safe_area = np.maximum(small_area, 1.0)
 
     def mean(values: np.ndarray) -> np.ndarray:
         return np.bincount(flat, weights=values.ravel(), minlength=n) / safe_area
 
-    lab = rgb_to_lab(image)
-    L = np.ascontiguousarray(lab[:, :, 0])
-    cols: list[np.ndarray] = []
-    lab_means = [mean(lab[:, :, c]) for c in range(3)]
-    cols += lab_means
-    for c in range(3):
-        sq = mean(lab[:, :, c].astype(np.float64) ** 2)
-        cols.append(np.sqrt(np.maximum(sq - lab_means[c] ** 2, 0.0)))
+    def spread(values: np.ndarray, mu: np.ndarray) -> np.ndarray:
+        return np.sqrt(np.maximum(mean(values.astype(np.float64) ** 2) - mu**2, 0.0))
 
+    lab = rgb_to_lab(small)
+    stack = gaussian_stack(lab)
+    cols = _colour_and_gradient(lab, stack, mean, spread)
+    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)  # LBP on the image itself: fine texture
+    for scale in LBP_SCALES:
+        cols += list(lbp_histograms(grey, regions, n, scale).T)
+    sh, sw = small_regions.shape
+    yy, xx = np.indices((sh, sw), dtype=np.float64)
+    yy, xx = yy / max(sh - 1, 1), xx / max(sw - 1, 1)
+    cy, cx = mean(yy), mean(xx)
+    cols += [cy, cx, np.log1p(area), area / float(h * w), spread(yy, cy), spread(xx, cx), mean(yy * xx) - cy * cx]
+    blocks = [np.stack(cols, axis=1), *_histograms(small, lab, stack, small_regions, n, textons)]
+    out = np.concatenate(blocks, axis=1).astype(np.float32)
+    _fill_lost(out, area, small_area, regions, small_regions)
+    return out
+
+
+def _colour_and_gradient(lab: np.ndarray, stack: dict, mean, spread) -> list[np.ndarray]:
+    """Lab mean and spread, gradient magnitude mean and spread, mean |dL/dx|, |dL/dy|, band-pass energies."""
+    L = np.ascontiguousarray(lab[:, :, 0])
+    lab_means = [mean(lab[:, :, c]) for c in range(3)]
+    cols = lab_means + [spread(lab[:, :, c], lab_means[c]) for c in range(3)]
     gx, gy = sobel_xy(L)
     mag = np.sqrt(gx * gx + gy * gy)
     g_mean = mean(mag)
-    g_sq = mean(mag.astype(np.float64) ** 2)
-    cols += [g_mean, np.sqrt(np.maximum(g_sq - g_mean**2, 0.0)), mean(np.abs(gx)), mean(np.abs(gy))]
-    blur1, blur3 = gaussian_blur(L, 1.0), gaussian_blur(L, 3.0)
-    cols += [mean(np.abs(L - blur1)), mean(np.abs(blur1 - blur3))]
+    cols += [g_mean, spread(mag, g_mean), mean(np.abs(gx)), mean(np.abs(gy))]
+    blur1, blur3 = stack[1.0][:, :, 0], gaussian_blur(L, 3.0)
+    return cols + [mean(np.abs(L - blur1)), mean(np.abs(blur1 - blur3))]
 
-    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-    for scale in LBP_SCALES:
-        cols += list(lbp_histograms(grey, regions, n, scale).T)
 
-    yy, xx = np.indices((h, w), dtype=np.float64)
-    cols += [mean(yy) / max(h - 1, 1), mean(xx) / max(w - 1, 1)]
-    cols += [np.log1p(area), area / float(h * w)]
-    out = np.stack(cols, axis=1).astype(np.float32)
-    out[area == 0] = 0.0
+def _histograms(rgb: np.ndarray, lab: np.ndarray, stack: dict, regions: np.ndarray, n: int, textons) -> list[np.ndarray]:
+    """Per-region histograms: gradient orientation (by magnitude, L smoothed at sigma 1), Lab
+    channels, hue (by saturation), and textons when a dictionary is given (``stack``: the
+    :func:`~baselines.textons.gaussian_stack` of ``lab``)."""
+    gx, gy = sobel_xy(np.ascontiguousarray(stack[1.0][:, :, 0]))
+    angle = np.mod(np.arctan2(gy, gx), np.pi)
+    orientation = np.minimum((angle * (ORIENTATION_BINS / np.pi)).astype(np.intp), ORIENTATION_BINS - 1)
+    out = [region_histograms(orientation, regions, n, ORIENTATION_BINS, np.sqrt(gx * gx + gy * gy))]
+    for c, lo, hi in COLOUR_RANGES:
+        b = np.clip(((lab[:, :, c] - lo) * (COLOUR_BINS / (hi - lo))).astype(np.intp), 0, COLOUR_BINS - 1)
+        out.append(region_histograms(b, regions, n, COLOUR_BINS))
+    hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)  # OpenCV's uint8 hue is 0..179
+    hue = np.minimum(hsv[:, :, 0].astype(np.intp) * COLOUR_BINS // 180, COLOUR_BINS - 1)
+    out.append(region_histograms(hue, regions, n, COLOUR_BINS, hsv[:, :, 1] + 1.0))
+    if textons is not None:
+        out.append(region_histograms(textons.assign(filter_responses(lab, stack)), regions, n, textons.k))
     return out
+
+
+def _fill_lost(out: np.ndarray, area: np.ndarray, small_area: np.ndarray, regions: np.ndarray, small: np.ndarray) -> None:
+    """Rows of regions that have pixels but none on the working copy take the row of the
+    working-copy region at their first pixel (keeping their own area columns); empty regions get zeros."""
+    lost = np.flatnonzero((area > 0) & (small_area == 0))
+    if len(lost):
+        flat = regions.ravel()
+        first = np.full(len(area), flat.size, np.intp)
+        np.minimum.at(first, flat, np.arange(flat.size))
+        ys, xs = np.divmod(first[lost], regions.shape[1])
+        sy, sx = (ys * small.shape[0]) // regions.shape[0], (xs * small.shape[1]) // regions.shape[1]
+        keep = out[lost][:, _AREA_COLUMNS].copy()
+        out[lost] = out[small[sy, sx]]
+        out[np.ix_(lost, _AREA_COLUMNS)] = keep
+    out[area == 0] = 0.0
+
+
+#: the columns of :func:`region_features` computed on the full-size map (log area, area fraction)
+_AREA_COLUMNS = [feature_names().index("log_area"), feature_names().index("area_fraction")]
 
 
 def uniform_lbp(grey: np.ndarray) -> np.ndarray:

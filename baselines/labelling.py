@@ -3,14 +3,15 @@
 A :class:`RegionLabeller` is a :class:`~bench.method.Method` whose subclasses only say how
 to cut an image into regions (:meth:`RegionLabeller.partition`). Everything else is here:
 
-* ``fit`` partitions (a capped, seeded subset of) the training images, describes every
+* ``fit`` learns a texton dictionary (:mod:`baselines.textons`) from a seeded subset of the
+  training images, partitions (a capped, seeded subset of) the training images, describes every
   region with :func:`baselines.features.region_features`, takes each region's majority
   ground-truth class as its target (regions whose pixels are all ignored are skipped),
   caps the number of training regions by seeded sampling and trains a scikit-learn
-  classifier, with sample weights proportional to region area by default so that the
+  classifier (:class:`baselines.region_classifier.RegionClassifier`), with sample weights proportional to region area by default so that the
   classifier optimises pixels, as the metrics do, and classes balanced by pixel mass
-  (mIoU weighs every class alike); with ``context`` each region's features are followed
-  by the boundary-weighted mean features of its neighbours;
+  (mIoU weighs every class alike); with ``context`` (the default) each region's features
+  are followed by the boundary-weighted mean features of its neighbours;
 * ``predict`` = partition -> features -> classifier -> paint each region with its class;
   :meth:`RegionLabeller.predict_with_stages` also returns the seconds each stage took
   (what ``bench speed --method`` reports next to the whole ``predict``);
@@ -24,25 +25,29 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import time
 from abc import abstractmethod
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
-from threadpoolctl import ThreadpoolController
 from tqdm.auto import tqdm
 
 from baselines.features import context_features, region_adjacency, region_features, region_majority_labels
 from baselines.preprocess import as_rgb, relabel_contiguous
-from baselines.state_files import load_arrays, load_estimator, save_arrays, save_estimator
+from baselines.region_classifier import RegionClassifier
+from baselines.state_files import load_arrays, save_arrays
+from baselines.textons import TextonDictionary, sample_responses
 from bench.datasets.types import DatasetInfo, Split
-from bench.method import Capabilities, Method
+from bench.method import Capabilities, Method, MethodError
 
 CLASSIFIERS = ("et", "rf", "hgb", "logreg")
 SAMPLE_WEIGHTS = ("area", "sqrt_area", "none")
 CLASS_WEIGHTS = ("none", "balanced")
+#: the texton dictionary is learned from the filter responses of this many random pixels of
+#: each of at most TEXTON_IMAGES training images (a seeded subset of those fitted on)
+TEXTON_IMAGES = 60
+TEXTON_PIXELS_PER_IMAGE = 2000
 
 
 @dataclasses.dataclass
@@ -53,8 +58,9 @@ class RegionSettings:
     #: trees: fits twice as fast), "rf" (random forest) or "logreg" (standardised logistic
     #: regression); all run on one thread
     classifier: str = "hgb"
-    #: at most this many training images are partitioned (a seeded random subset)
-    max_train_images: int = 200
+    #: at most this many training images are partitioned (a seeded random subset; the
+    #: default takes every training image of CamVid and CCP)
+    max_train_images: int = 1000
     #: at most this many training regions reach the classifier (seeded random sample)
     max_train_regions: int = 40000
     #: boosting iterations (trees per class) / number of trees
@@ -67,7 +73,10 @@ class RegionSettings:
     #: "balanced" reweights classes by inverse pixel frequency (helps rare classes in mIoU)
     class_weight: str = "balanced"
     #: append the mean features of each region's neighbours (boundary-weighted) as context
-    context: bool = False
+    context: bool = True
+    #: textons (k-means words of the TextonBoost filter bank) whose per-region histogram is a
+    #: feature; 0: none
+    textons: int = 64
 
     def __post_init__(self) -> None:
         if self.classifier not in CLASSIFIERS:
@@ -76,6 +85,8 @@ class RegionSettings:
             raise ValueError(f"sample_weight must be one of {SAMPLE_WEIGHTS}, not {self.sample_weight!r}")
         if self.class_weight not in CLASS_WEIGHTS:
             raise ValueError(f"class_weight must be one of {CLASS_WEIGHTS}, not {self.class_weight!r}")
+        if self.textons < 0:
+            raise ValueError(f"textons must be >= 0, not {self.textons}")
         for name in ("max_train_images", "max_train_regions", "n_estimators"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, not {getattr(self, name)}")
@@ -101,125 +112,6 @@ class WorkingCopySettings(RegionSettings):
             raise ValueError(f"smooth_sigma must be >= 0, not {self.smooth_sigma}")
 
 
-@functools.cache
-def _thread_pools() -> ThreadpoolController:
-    """The thread pools (OpenMP, BLAS) of the loaded libraries, found once: finding them
-    (what every ``threadpool_limits()`` call does) takes 5-20 ms, longer than a prediction."""
-    return ThreadpoolController()
-
-
-class RegionClassifier:
-    """A scikit-learn classifier over region features that always speaks in dataset classes.
-
-    ``predict_proba`` returns all ``num_classes`` columns (classes absent from training get
-    probability 0); a training set with a single class gives a constant predictor.
-    """
-
-    def __init__(
-        self, kind: str, num_classes: int, n_estimators: int = 100, seed: int = 0, learning_rate: float = 0.1
-    ):
-        self.kind = kind
-        self.num_classes = num_classes
-        self.n_estimators = n_estimators
-        self.learning_rate = learning_rate
-        self.seed = seed
-        self.model = None
-        self.classes_: np.ndarray = np.zeros(0, np.int64)
-
-    def _make(self):
-        if self.kind == "hgb":
-            from sklearn.ensemble import HistGradientBoostingClassifier
-
-            return HistGradientBoostingClassifier(
-                max_iter=self.n_estimators, learning_rate=self.learning_rate, max_leaf_nodes=31, min_samples_leaf=10,
-                l2_regularization=1e-3, early_stopping=False, random_state=self.seed,
-            )
-        if self.kind == "et":
-            from sklearn.ensemble import ExtraTreesClassifier
-
-            return ExtraTreesClassifier(
-                n_estimators=self.n_estimators, min_samples_leaf=2, max_features="sqrt", n_jobs=1,
-                random_state=self.seed,
-            )
-        if self.kind == "rf":
-            from sklearn.ensemble import RandomForestClassifier
-
-            return RandomForestClassifier(
-                n_estimators=self.n_estimators, min_samples_leaf=2, max_features="sqrt", n_jobs=1,
-                random_state=self.seed,
-            )
-        if self.kind == "logreg":
-            from sklearn.linear_model import LogisticRegression
-            from sklearn.pipeline import make_pipeline
-            from sklearn.preprocessing import StandardScaler
-
-            return make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=500))
-        raise ValueError(f"unknown classifier {self.kind!r}")
-
-    def fit(self, X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None) -> "RegionClassifier":
-        if len(y) == 0:
-            raise ValueError("no labelled training region (every region is ignore)")
-        self.classes_ = np.unique(y).astype(np.int64)
-        if len(self.classes_) < 2:
-            self.model = None
-            return self
-        self.model = self._make()
-        kw = {}
-        if sample_weight is not None:
-            sample_weight = sample_weight / sample_weight.mean()
-            kw = {"logisticregression__sample_weight" if self.kind == "logreg" else "sample_weight": sample_weight}
-        with _thread_pools().limit(limits=1):
-            self.model.fit(X, y, **kw)
-        return self
-
-    def _proba(self, X: np.ndarray) -> np.ndarray:
-        # one thread: OpenMP/BLAS pools spin badly on a shared machine for a few hundred rows
-        with _thread_pools().limit(limits=1):
-            return self.model.predict_proba(X)
-
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        out = np.zeros((len(X), self.num_classes), np.float64)
-        if self.model is None:
-            out[:, self.classes_[0]] = 1.0
-        elif len(X):
-            out[:, self.classes_] = self._proba(X)
-        return out
-
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        if self.model is None:
-            return np.full(len(X), self.classes_[0], np.int64)
-        return self.classes_[np.argmax(self._proba(X), axis=1)] if len(X) else np.zeros(0, np.int64)
-
-    def save(self, folder: Path) -> None:
-        """``classifier.npz`` (the classes seen) and, unless constant, ``classifier.skops``."""
-        save_arrays(folder / "classifier.npz", classes=self.classes_)
-        if self.model is not None:
-            save_estimator(folder / "classifier.skops", self.model)
-
-    @classmethod
-    def load(cls, folder: Path, kind: str, num_classes: int, n_estimators: int = 100) -> "RegionClassifier":
-        """The classifier :meth:`save` wrote into ``folder`` (no pickle, see baselines.state_files)."""
-        clf = cls(kind, num_classes, n_estimators)
-        clf.classes_ = load_arrays(folder / "classifier.npz", "classes")["classes"].astype(np.int64)
-        if len(clf.classes_) >= 2:
-            clf.model = load_estimator(folder / "classifier.skops")
-        return clf
-
-    def num_parameters(self) -> int:
-        m = self.model
-        if m is None:
-            return 1
-        if self.kind == "hgb":  # one (feature, threshold or value) per tree node
-            predictors = getattr(m, "_predictors", None)  # private: fall back to the tree count
-            if predictors is None:
-                return int(m.n_iter_ * m.n_trees_per_iteration_)
-            return int(sum(p.nodes.shape[0] for it in predictors for p in it))
-        if self.kind in ("rf", "et"):
-            return int(sum(t.tree_.node_count for t in m.estimators_))
-        lr = m[-1]
-        return int(lr.coef_.size + lr.intercept_.size)
-
-
 @dataclasses.dataclass
 class RegionData:
     """Everything ``fit`` keeps about one training image's partition."""
@@ -240,6 +132,7 @@ class RegionLabeller(Method):
     def __init__(self, settings: Any = None):
         super().__init__(settings)
         self.classifier: RegionClassifier | None = None
+        self.textons: TextonDictionary | None = None
         self._regions_seen: list[int] = []
         self.train_regions_per_image: float | None = None
         self._stage_seconds: dict[str, float] | None = None  # set only inside predict_with_stages
@@ -291,7 +184,7 @@ class RegionLabeller(Method):
         The second value holds what later stages may need: ``features`` (own features only),
         ``edges`` (m, 2) adjacent pairs and ``length`` (m,) shared boundary lengths.
         """
-        feats = region_features(rgb, regions)
+        feats = region_features(rgb, regions, textons=self.textons)
         edges, length = region_adjacency(regions)
         extra = {"features": feats, "edges": edges, "length": length}
         if self.settings.context:
@@ -305,13 +198,31 @@ class RegionLabeller(Method):
             return np.arange(n)
         return np.sort(np.random.default_rng(self.context.seed).choice(n, cap, replace=False))
 
+    def fit_textons(self, images: list[np.ndarray]) -> TextonDictionary:
+        """A dictionary of ``settings.textons`` words learned from the filter responses of
+        random pixels of ``images``."""
+        k = self.settings.textons
+        responses = sample_responses(images, per_image=TEXTON_PIXELS_PER_IMAGE, seed=self.context.seed)
+        if len(responses) < k:
+            raise ValueError(f"{len(responses)} training pixels cannot make {k} textons (lower textons)")
+        return TextonDictionary.fit(responses, k, seed=self.context.seed)
+
     def collect(self, train: Split) -> list[RegionData]:
-        """Partition and describe the (capped) training images."""
+        """Learn the textons (from a seeded subset of at most TEXTON_IMAGES of the images fitted
+        on, kept in memory so that every image is loaded once), then partition and describe
+        the (capped) training images."""
         info = train.info
         idx = self.training_indices(len(train))
+        kept: dict[int, Any] = {}
+        if self.settings.textons:
+            sub = idx
+            if len(idx) > TEXTON_IMAGES:
+                sub = np.random.default_rng(self.context.seed + 3).choice(idx, TEXTON_IMAGES, replace=False)
+            kept = {int(i): train[int(i)] for i in sub}
+            self.textons = self.fit_textons([s.image for s in kept.values()])
         data = []
         for i in tqdm(idx, desc=f"{self.name}: partition train", disable=not self.context.progress, leave=False):
-            sample = train[int(i)]
+            sample = kept.pop(int(i)) if int(i) in kept else train[int(i)]
             rgb, regions = self._partition(sample.image)
             if sample.label.shape != rgb.shape[:2]:
                 raise ValueError(f"sample {sample.id}: label {sample.label.shape} vs image {rgb.shape[:2]}")
@@ -350,6 +261,7 @@ class RegionLabeller(Method):
         return clf.fit(X, y, w)
 
     def _fit(self, train: Split, val: Split | None) -> None:
+        self.textons = None
         data = self.collect(train)
         X, y, w = self.sample_regions(data)
         self.classifier = self.fit_classifier(X, y, w, train.info.num_classes)
@@ -364,12 +276,24 @@ class RegionLabeller(Method):
     def _save_state(self, folder: Path) -> None:
         self.classifier.save(folder)
         save_arrays(folder / "regions.npz", train_regions_per_image=self.train_regions_per_image)
+        if self.textons is not None:
+            t = self.textons
+            save_arrays(folder / "textons.npz", centres=t.centres, mean=t.mean, scale=t.scale)
 
     def _load_state(self, folder: Path) -> None:
         s = self.settings
         self.classifier = RegionClassifier.load(folder, s.classifier, self.info.num_classes, s.n_estimators)
         arrays = load_arrays(folder / "regions.npz", "train_regions_per_image")
         self.train_regions_per_image = float(arrays["train_regions_per_image"])
+        self.textons = None
+        if s.textons:
+            t = load_arrays(folder / "textons.npz", "centres", "mean", "scale")
+            if len(t["centres"]) != s.textons:
+                raise MethodError(f"{folder / 'textons.npz'}: {len(t['centres'])} textons, settings say {s.textons}")
+            try:
+                self.textons = TextonDictionary(t["centres"], t["mean"], t["scale"])
+            except ValueError as e:
+                raise MethodError(f"{folder / 'textons.npz'}: {e}") from None
 
     # -- predict --------------------------------------------------------------------------
     def label_regions(self, rgb: np.ndarray, regions: np.ndarray) -> np.ndarray:

@@ -165,6 +165,8 @@ class MserSettings(WorkingCopySettings):
 
 class Mser(RegionLabeller):
     Settings = MserSettings
+    #: 2: TextonBoost-style features (textons, colour and orientation histograms) with context
+    version = 2
 
     def partition(self, image: np.ndarray) -> np.ndarray:
         s = self.settings

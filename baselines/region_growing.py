@@ -205,6 +205,8 @@ class RegionGrowingSettings(WorkingCopySettings):
 
 class RegionGrowing(RegionLabeller):
     Settings = RegionGrowingSettings
+    #: 2: TextonBoost-style features (textons, colour and orientation histograms) with context
+    version = 2
 
     def partition(self, image: np.ndarray) -> np.ndarray:
         s = self.settings

@@ -164,8 +164,9 @@ class SuperpixelSettings(RegionSettings):
 
 class SuperpixelCRF(RegionLabeller):
     Settings = SuperpixelSettings
-    #: 2: SLIC runs on a working copy (``work_size``)
-    version = 2
+    #: 2: SLIC runs on a working copy (``work_size``); 3: TextonBoost-style features
+    #: (textons, colour and orientation histograms) with context
+    version = 3
     #: False for the unaries-only variant
     pairwise = True
 

@@ -210,7 +210,7 @@ def hard_split(n: int, seed: int, name: str) -> InMemorySplit:
 
 def test_superpixel_crf_beats_unary_variant_where_smoothing_helps():
     train, test = hard_split(12, 0, "train"), hard_split(8, 1, "test")
-    settings = {"n_estimators": 60, "ssvm_epochs": 40}
+    settings = {"n_estimators": 60, "ssvm_epochs": 40, "context": False}
     scores, extras = {}, {}
     for name in ("superpixel-unary", "superpixel-crf"):
         m = create_method(name, settings)
