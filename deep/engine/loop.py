@@ -88,8 +88,8 @@ class TrainResult:
             "best_epoch": self.best_epoch,
             "best_val_miou": None if math.isnan(self.best_miou) else self.best_miou,
             "epochs_trained": len(self.history),
-            # optimiser steps over every epoch
-            "optimizer_steps": _total_steps(self.history),
+            # optimiser steps over every epoch (a resumed run's older rows are filled in _setup)
+            "optimizer_steps": int(sum(row["steps"] for row in self.history)),
             "final_train_loss": self.history[-1]["train_loss"] if self.history else None,
             "train_loss": [row["train_loss"] for row in self.history],
             "val_miou": [None if math.isnan(row["val_miou"]) else row["val_miou"] for row in self.history],
@@ -406,15 +406,6 @@ def _result(run: _Run, seconds: float) -> TrainResult:
     return TrainResult(history=state.history, best_epoch=best_epoch, best_miou=state.best_miou,
                        final_state=state_to_cpu(run.model), best_state=state.best_state, out_dir=run.run_dir,
                        train_time_s=seconds, val_confusion=run.val_confusion)
-
-
-def _total_steps(history: Sequence[dict[str, float]]) -> int | None:
-    """Optimiser steps of a run's history; None when a row does not say (resumed from a run
-    that did not count them)."""
-    steps = [row.get("steps") for row in history]
-    if any(s is None or (isinstance(s, float) and math.isnan(s)) for s in steps):
-        return None
-    return int(sum(steps))
 
 
 def write_history_csv(history: Sequence[dict[str, float]], path: Path) -> None:
