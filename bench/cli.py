@@ -79,6 +79,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         counts = run_with_ray(runner, jobs, address=args.address,
                               max_retries=DEFAULT_MAX_RETRIES if args.max_retries is None else args.max_retries,
                               num_cpus=DEFAULT_NUM_CPUS if args.cpus_per_job is None else args.cpus_per_job)
+    elif args.workers > 1:
+        from bench.run.processes import run_with_workers, threads_per_worker
+
+        print(f"segbench: {args.workers} jobs at a time, each in a worker process with "
+              f"{threads_per_worker(args.workers)} thread(s)", file=sys.stderr)
+        counts = run_with_workers(runner, jobs, args.workers)
     else:
         counts = runner.run(jobs)
     paths = build_report(out)
@@ -118,7 +124,11 @@ def _check_executor(args: argparse.Namespace) -> str:
     from bench.run.executors import check_executor, import_ray
 
     check_executor(args.executor)
+    if args.workers < 1:
+        raise CliError(f"--workers must be 1 or more, not {args.workers}")
     if args.executor == "ray":
+        if args.workers != 1:
+            raise CliError("--workers: only used with the local executor (Ray places jobs itself: --cpus-per-job)")
         import_ray()  # Ray missing: one line saying how to install it, before any work
     else:
         given = [f for f, v in (("--address", args.address), ("--max-retries", args.max_retries),
@@ -293,6 +303,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--executor", default="local", metavar="{local,ray}",
                    help="local (default): jobs one after the other here; ray: each job a Ray task (needs "
                         "pip install \".[ray]\" and a shared file system; records are written here as tasks finish)")
+    r.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="local executor: run N jobs at a time, each in a worker process with an even share of "
+                        "the cores (default 1: one job at a time in this process, with every core). Records "
+                        "say N; their images/s are then measured on a shared machine (bench speed times a "
+                        "method alone)")
     r.add_argument("--address", default=None, metavar="ADDR",
                    help="Ray cluster to connect to, e.g. auto or ray://host:10001 (default: RAY_ADDRESS, else a "
                         "new local Ray instance); --executor ray only")

@@ -19,7 +19,7 @@ from bench.report import build_report
 from bench.run import Runner, plan_jobs
 from bench.suites import Suite, SuiteJob, load_suite
 
-import ray_methods  # noqa: F401  (registers the test-ray-* methods in this process)
+import executor_methods  # noqa: F401  (registers the test-ray-* methods in this process)
 
 TESTS = Path(__file__).resolve().parent
 SUITE_YAML = """\
@@ -39,7 +39,7 @@ RUN_FIELDS = {"started", "finished", "host", "fit_time_s", "predict_time_per_ima
 def ray_cluster():
     """A local Ray instance for the module; the executor uses it since it is already up.
 
-    The workers get this folder on their PYTHONPATH so that they can import ray_methods.
+    The workers get this folder on their PYTHONPATH so that they can import executor_methods.
     """
     ray = pytest.importorskip("ray")
     pythonpath = os.pathsep.join(p for p in (str(TESTS), os.environ.get("PYTHONPATH")) if p)
@@ -97,7 +97,7 @@ def test_a_killed_worker_is_retried_and_a_job_that_always_kills_it_fails_alone(r
     ], Path("kills.yaml"))
     out = tmp_path / "out"
     counts = run_with_ray(Runner(out, progress=False), plan_jobs(suite, None), max_retries=1,
-                          setup_modules=["ray_methods"])
+                          setup_modules=["executor_methods"])
     assert counts == {"ok": 2, "failed": 1, "skipped": 0, "busy": 0}
 
     recs = {r["method"]: r for r in read_records(out)}

@@ -164,9 +164,21 @@ def _uncertainty_lines(s: Section) -> list[str]:
     return lines
 
 
+def _sharing_lines(s: Section) -> list[str]:
+    """A line when some jobs ran side by side (``--workers``): their times were measured on a
+    shared machine."""
+    shared = sorted({(int(num(r.extra.get("workers"))), int(num(r.extra.get("threads")) or 0))
+                     for g in s.ranked for r in g.ok if num(r.extra.get("workers")) > 1})
+    if not shared:
+        return []
+    how = "; ".join(f"{w} jobs at a time, {t} thread(s) each" for w, t in shared)
+    return [f"Times (images/s, fit seconds in `budget`) of jobs run with `--workers` ({how}) were measured "
+            "while other jobs shared the machine; `python -m bench speed --method NAME` times a method alone."]
+
+
 def _ranked_markdown(s: Section) -> list[str]:
     md = [_convention_line(s), "Metrics in %; mean ± sample std (ddof=1) over seeds when n > 1; "
-          "– = not available.", *_uncertainty_lines(s), ""]
+          "– = not available.", *_uncertainty_lines(s), *_sharing_lines(s), ""]
     if _skip_notes(s):
         md += ["**Partial scores: some rows marked `--skip-bad-samples` were scored with unreadable samples "
                "left out (their count is in column `skipped samples`); they are not comparable with rows "

@@ -137,15 +137,11 @@ def run_with_ray(runner: Runner, jobs: list[Job], *, address: str | None = None,
                                 "(start Ray on GPU nodes, or use --device cpu)")
         busy: list[Busy] = []
         for job in todo:
-            claim = runner.store.claim(job.job_id)
-            existing = runner.store.get(job.job_id) if claim is not None and not runner.force else None
-            if claim is None or (existing is not None and existing.ok):
-                if claim is not None:
-                    claim.release()
-                busy.append(Busy(job, "done by another run meanwhile" if claim is not None else
-                                 f"claimed by a live run ({runner.store.claim_holder(job.job_id)})"))
+            held = runner.hold(job)
+            if isinstance(held, Busy):
+                busy.append(held)
                 continue
-            claims[job.job_id] = claim
+            claims[job.job_id] = held
             options = dict(num_cpus=num_cpus, num_gpus=1 if job.device.startswith("cuda") else 0,
                            max_retries=max_retries, retry_exceptions=False, name=f"segbench:{job.job_id}")
             ref = task.options(**options).remote(job, str(runner.out_dir), os.getcwd(), tuple(setup_modules),

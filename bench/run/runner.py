@@ -26,7 +26,7 @@ from bench.run.provenance import git_commit, versions
 from bench.run.execute import DataCache, execute
 from bench.run.outputs import check_output_dir, save_per_image, save_predictions, save_samples
 from bench.run.plan import Job
-from bench.store import RecordStore
+from bench.store import Claim, RecordStore
 
 
 @dataclass(frozen=True)
@@ -90,16 +90,24 @@ class Runner:
         """Each job with this process's claim held until the consumer asks for the next one;
         a :class:`Busy` for a job another live run holds, or that got an ok record meanwhile."""
         for job in todo:
-            claim = self.store.claim(job.job_id)
-            if claim is None:
-                yield Busy(job, f"claimed by a live run ({self.store.claim_holder(job.job_id)})")
+            held = self.hold(job)
+            if isinstance(held, Busy):
+                yield held
                 continue
-            with claim:
-                existing = None if self.force else self.store.get(job.job_id)
-                if existing is not None and existing.ok:
-                    yield Busy(job, "done by another run meanwhile")
-                else:
-                    yield job
+            with held:
+                yield job
+
+    def hold(self, job: Job) -> Claim | Busy:
+        """This process's claim on ``job``, to hold while it runs elsewhere (another process,
+        a Ray task); a :class:`Busy` when a live run holds it or it got an ok record meanwhile."""
+        claim = self.store.claim(job.job_id)
+        if claim is None:
+            return Busy(job, f"claimed by a live run ({self.store.claim_holder(job.job_id)})")
+        existing = None if self.force else self.store.get(job.job_id)
+        if existing is not None and existing.ok:
+            claim.release()
+            return Busy(job, "done by another run meanwhile")
+        return claim
 
     def collect(self, results: Iterable[Record | Busy], total: int, skipped: int = 0) -> dict[str, int]:
         """Write each finished record as it comes, log it and count it.

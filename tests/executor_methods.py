@@ -15,6 +15,7 @@ import signal
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from bench.method import Method, register_method
 
@@ -57,3 +58,21 @@ class KillAlways(_KillsItsWorker):
     def _fit(self, train, val):
         self._attempt()
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+@register_method("test-report-threads")
+class ReportThreads(Method):
+    """Says, in its extra figures, how many threads torch had while fitting, and its process."""
+
+    Settings = MarkerSettings  # the marker only tells jobs apart here
+
+    def _fit(self, train, val):
+        self.info = train.info
+        self.seen = {"torch_threads": torch.get_num_threads(), "pid": os.getpid()}
+
+    def extra_metrics(self):
+        return dict(getattr(self, "seen", {}))
+
+    def predict(self, image):
+        self._require_fitted()
+        return np.zeros(image.shape[:2], np.int32)

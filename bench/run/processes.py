@@ -1,0 +1,205 @@
+"""The local parallel executor: ``python -m bench run --workers N`` runs N jobs at a time,
+each in a worker process of its own with ``cpus // N`` threads.
+
+On a CPU, small networks use more than one thread poorly (a training step of the default
+suite's FCN-8s takes 608 ms on one thread and 462 ms on two, docs/BENCHMARKS.md), so two
+one-thread jobs side by side do more work than one two-thread job. The standard library's
+``ProcessPoolExecutor`` is not used because the death of one worker breaks its whole pool
+and fails every job running in it; here a dead worker fails its own job only (a failed
+record naming the exit code) and is replaced.
+
+Each worker is started once (``spawn``: a fresh interpreter, no state copied from this one)
+and runs jobs one after the other with its own :class:`Runner`, so a dataset is decoded
+once per worker, not once per job. The driver (this process) holds each job's claim from
+the moment it hands the job out until its record is written, writes every record itself
+as it arrives (the same atomic write as a serial run) and logs it; so the records, the
+leaderboard and a rerun's skips are exactly those of a serial run. Only the timing differs:
+jobs share the machine, so each record says how many ran side by side (``extra.workers``)
+and with how many threads; ``bench speed`` times a method alone.
+"""
+
+from __future__ import annotations
+
+import importlib
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+from bench.errors import SegbenchError
+from bench.record import Record
+from bench.run.plan import Job
+from bench.run.runner import Busy, Runner
+
+#: seconds to wait for a worker to exit once told to stop, before it is terminated
+STOP_TIMEOUT_S = 10.0
+
+
+class WorkersError(SegbenchError):
+    """A bad ``--workers`` value."""
+
+
+def threads_per_worker(workers: int, cpus: int | None = None) -> int:
+    """Threads for each of ``workers`` processes on ``cpus`` cores (default: this machine's,
+    as far as this process may use them): an even share, at least one."""
+    if cpus is None:
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cpus // workers)
+
+
+def run_with_workers(runner: Runner, jobs: list[Job], workers: int, threads: int | None = None,
+                     setup_modules: Sequence[str] = ()) -> dict[str, int]:
+    """Run ``jobs`` in ``workers`` worker processes of ``threads`` threads each (default
+    :func:`threads_per_worker`), writing their records through ``runner``; counts by outcome.
+
+    ``setup_modules`` are imported in each worker before its first job (methods registered
+    in code rather than by an installed package, as with the Ray executor).
+    """
+    if workers < 1:
+        raise WorkersError(f"--workers must be 1 or more, not {workers}")
+    threads = threads_per_worker(workers) if threads is None else threads
+    if threads < 1:
+        raise WorkersError(f"threads per worker must be 1 or more, not {threads}")
+    todo, skipped = runner.start(jobs)
+    pool = _Pool(runner, min(workers, len(todo)), threads, tuple(setup_modules))
+    try:
+        return runner.collect(pool.results(todo), total=len(jobs), skipped=skipped)
+    finally:
+        pool.close()
+
+
+@dataclass
+class _Worker:
+    process: multiprocessing.process.BaseProcess
+    conn: multiprocessing.connection.Connection
+    job: Job | None = None
+
+
+class _Pool:
+    """Worker processes that each run one job at a time; the driver's side of the protocol:
+    send a :class:`Job`, receive its :class:`Record`; send None to stop."""
+
+    def __init__(self, runner: Runner, size: int, threads: int, setup_modules: tuple[str, ...]):
+        self.runner = runner
+        self.size = size
+        self.threads = threads
+        self.setup_modules = setup_modules
+        self.context = multiprocessing.get_context("spawn")
+        self.workers: list[_Worker] = []
+        self.claims: dict[str, object] = {}
+
+    def results(self, todo: list[Job]) -> Iterator[Record | Busy]:
+        """A :class:`Busy` for each job another run holds, and each job's record in the order
+        they finish; a job's claim is released once the collector asked for the next item
+        (so after its record was written)."""
+        queue = list(todo)
+        self.workers = [self._start() for _ in range(self.size)]
+        finished: str | None = None
+        while queue or any(w.job is not None for w in self.workers):
+            if finished is not None:
+                self.claims.pop(finished).release()
+                finished = None
+            for worker in self.workers:
+                while worker.job is None and queue:
+                    job = queue.pop(0)
+                    held = self.runner.hold(job)
+                    if isinstance(held, Busy):
+                        yield held
+                        continue
+                    self.claims[job.job_id] = held
+                    worker.job = job
+                    worker.conn.send(job)
+            busy = [w for w in self.workers if w.job is not None]
+            if not busy:
+                continue
+            ready = multiprocessing.connection.wait([w.conn for w in busy] + [w.process.sentinel for w in busy])
+            worker = next(w for w in busy if w.conn in ready or w.process.sentinel in ready)
+            job, worker.job = worker.job, None
+            record = self._receive(worker, job)
+            if record is None:  # the worker died with this job: replace it
+                self.workers[self.workers.index(worker)] = self._start()
+                record = self.runner.failed_record(job, _death(worker.process, self.threads))
+            record.extra = {**(record.extra or {}), "workers": self.size, "threads": self.threads}
+            finished = job.job_id
+            yield record
+        if finished is not None:
+            self.claims.pop(finished).release()
+
+    def close(self) -> None:
+        """Stop the workers (terminate those still busy: an interrupted run) and release the
+        claims still held."""
+        for worker in self.workers:
+            if worker.job is None and worker.process.is_alive():
+                try:
+                    worker.conn.send(None)
+                except OSError:
+                    pass
+        for worker in self.workers:
+            if worker.job is not None:
+                worker.process.terminate()
+            worker.process.join(STOP_TIMEOUT_S)
+            if worker.process.is_alive():
+                worker.process.kill()
+                worker.process.join()
+            worker.conn.close()
+        for claim in self.claims.values():
+            claim.release()
+        self.claims.clear()
+
+    def _start(self) -> _Worker:
+        here, there = self.context.Pipe()
+        process = self.context.Process(target=_serve, name="segbench-worker", daemon=True,
+                                       args=(there, str(self.runner.out_dir), os.getcwd(), self.runner.resume,
+                                             self.runner.force, self.threads, self.setup_modules))
+        process.start()
+        there.close()
+        return _Worker(process, here)
+
+    @staticmethod
+    def _receive(worker: _Worker, job: Job) -> Record | None:
+        """The record the worker sent for ``job``, or None when it died before sending it."""
+        try:
+            if worker.conn.poll():
+                return worker.conn.recv()
+        except (EOFError, OSError):
+            pass
+        worker.process.join()
+        return None
+
+
+def _death(process: multiprocessing.process.BaseProcess, threads: int) -> str:
+    code = process.exitcode
+    if code is not None and code < 0:
+        try:
+            how = f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            how = f"killed by signal {-code}"
+    else:
+        how = f"exit code {code}"
+    return (f"WorkerDied: the worker process running this job died ({how}; out of memory is a common cause) "
+            f"and was replaced; the other jobs went on ({threads} thread(s) per worker)")
+
+
+# -- in the worker ------------------------------------------------------------------------
+def _serve(conn: multiprocessing.connection.Connection, out_dir: str, cwd: str, resume: bool, force: bool,
+           threads: int, setup_modules: tuple[str, ...]) -> None:
+    """A worker's life: set its thread count, then run each job it receives until None."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle: it stops us
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(threads)
+    import cv2
+    import torch
+
+    torch.set_num_threads(threads)
+    cv2.setNumThreads(threads)
+    os.chdir(cwd)
+    for name in setup_modules:
+        importlib.import_module(name)
+    runner = Runner(out_dir, force=force, progress=False, resume=resume)
+    while True:
+        job = conn.recv()
+        if job is None:
+            return
+        conn.send(runner.run_job(job))

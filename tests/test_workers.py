@@ -1,0 +1,141 @@
+"""``python -m bench run --workers N``: jobs in N worker processes give the records and the
+leaderboard of a serial run, each worker with its share of the threads; a worker that dies
+fails its own job only and is replaced; claims held by other runs are respected."""
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bench.cli import main
+from bench.report import build_report
+from bench.run import Runner, plan_jobs
+from bench.run.processes import run_with_workers, threads_per_worker
+from bench.store import RecordStore
+from bench.suites import Suite, SuiteJob, load_suite
+from conftest import read_records
+
+import executor_methods  # noqa: F401  (registers the test-* methods in this process)
+
+SUITE_YAML = """\
+description: three fast methods on the synthetic data
+dataset: shapes
+jobs:
+  - method: majority
+  - method: sobel
+    settings: {max_train_images: 8}
+  - method: laplacian
+    settings: {max_train_images: 8}
+"""
+METRIC_COLUMNS = ["miou", "pixel_acc", "mean_acc", "fwiou", "bf"]
+#: what may differ between two runs of the same job: when and where it ran, how fast, how
+RUN_FIELDS = {"started", "finished", "host", "fit_time_s", "predict_time_per_image_s", "images_per_s",
+              "device_name", "command", "extra"}
+
+
+def _leaderboard(out: Path) -> pd.DataFrame:
+    build_report(out)
+    df = pd.read_csv(out / "leaderboard.csv")
+    return df.set_index("job_ids")[["method", "status", *METRIC_COLUMNS]].sort_index()
+
+
+def test_workers_write_the_records_and_leaderboard_of_a_serial_run(tmp_path, capsys):
+    suite = tmp_path / "tiny.yaml"
+    suite.write_text(SUITE_YAML)
+    serial, parallel = tmp_path / "serial", tmp_path / "parallel"
+    assert Runner(serial, progress=False).run(plan_jobs(load_suite(str(suite)), None))["ok"] == 3
+    args = ["run", "--suite", str(suite), "--out", str(parallel), "--no-progress", "--workers", "2"]
+    assert main(args) == 0
+    out = capsys.readouterr()
+    assert "3 done, 0 failed" in out.out and "2 jobs at a time" in out.err
+
+    pd.testing.assert_frame_equal(_leaderboard(parallel), _leaderboard(serial))
+    by_id = {r["job_id"]: r for r in read_records(serial)}
+    records = read_records(parallel)
+    assert {r["job_id"] for r in records} == set(by_id)
+    for rec in records:
+        assert {k: v for k, v in rec.items() if k not in RUN_FIELDS} == \
+            {k: v for k, v in by_id[rec["job_id"]].items() if k not in RUN_FIELDS}
+        assert rec["extra"]["workers"] == 2 and rec["extra"]["threads"] == threads_per_worker(2)
+        assert "workers" not in by_id[rec["job_id"]]["extra"]
+        for p in rec["predictions"]:  # written by the worker, into the same folder
+            assert (parallel / p).is_file()
+    assert "were measured while other jobs shared the machine" in (parallel / "leaderboard.md").read_text()
+    assert "shared the machine" not in (serial / "leaderboard.md").read_text()
+
+    # a rerun skips every job (no worker started); --force redoes the ones asked for
+    before = read_records(parallel)
+    assert main(args) == 0
+    assert "0 done, 0 failed, 3 already done" in capsys.readouterr().out
+    assert read_records(parallel) == before
+    assert main([*args, "--force", "--only", "majority"]) == 0
+    assert "1 done, 0 failed, 0 already done" in capsys.readouterr().out
+
+
+def test_each_worker_runs_with_its_share_of_the_threads_in_its_own_process(tmp_path):
+    suite = Suite("threads", "", "shapes", [SuiteJob("test-report-threads", {"marker": str(i)}) for i in range(4)],
+                  Path("threads.yaml"))
+    out = tmp_path / "out"
+    counts = run_with_workers(Runner(out, progress=False), plan_jobs(suite, None), workers=2, threads=3,
+                              setup_modules=["executor_methods"])
+    assert counts == {"ok": 4, "failed": 0, "skipped": 0, "busy": 0}
+    recs = read_records(out)
+    assert {r["extra"]["torch_threads"] for r in recs} == {3}
+    pids = {r["extra"]["pid"] for r in recs}
+    assert len(pids) == 2  # two workers, started once each, two jobs each
+
+
+def test_a_worker_that_dies_fails_its_own_job_and_is_replaced(tmp_path):
+    marker = tmp_path / "always.txt"
+    suite = Suite("kills", "", "shapes", [
+        SuiteJob("test-ray-kill-always", {"marker": str(marker)}),
+        SuiteJob("majority"),
+        SuiteJob("sobel", {"max_train_images": 4}),
+    ], Path("kills.yaml"))
+    out = tmp_path / "out"
+    # one worker: the jobs after the killed one can only run if the worker was replaced
+    counts = run_with_workers(Runner(out, progress=False), plan_jobs(suite, None), workers=1,
+                              setup_modules=["executor_methods"])
+    assert counts == {"ok": 2, "failed": 1, "skipped": 0, "busy": 0}
+    recs = {r["method"]: r for r in read_records(out)}
+    dead = recs["test-ray-kill-always"]
+    assert len(marker.read_text().splitlines()) == 1  # not retried
+    assert dead["status"] == "failed" and dead["miou"] is None
+    assert dead["error"].startswith("WorkerDied: the worker process running this job died (killed by SIGKILL")
+    assert "\n" not in dead["error"] and dead["command"]
+    assert recs["majority"]["status"] == "ok" and recs["sobel"]["status"] == "ok"
+    # every claim was released: another run can take each job now
+    store = RecordStore(out)
+    for rec in recs.values():
+        claim = store.claim(rec["job_id"])
+        assert claim is not None
+        claim.release()
+
+
+def test_a_job_claimed_by_a_live_run_is_left_to_it(tmp_path):
+    suite = Suite("two", "", "shapes", [SuiteJob("majority"), SuiteJob("sobel", {"max_train_images": 4})],
+                  Path("two.yaml"))
+    jobs = plan_jobs(suite, None)
+    out = tmp_path / "out"
+    runner = Runner(out, progress=False)
+    runner.store.open()
+    with RecordStore(out).claim(jobs[1].job_id):  # as another live run would
+        counts = run_with_workers(runner, jobs, workers=2)
+    assert counts == {"ok": 1, "failed": 0, "skipped": 0, "busy": 1}
+    assert [r["method"] for r in read_records(out)] == ["majority"]
+
+
+@pytest.mark.parametrize("extra, fragment", [
+    (["--workers", "0"], "--workers must be 1 or more"),
+    (["--workers", "2", "--executor", "ray"], "--workers: only used with the local executor"),
+])
+def test_bad_workers_options_are_one_line(tmp_path, capsys, extra, fragment):
+    assert main(["run", "--suite", "smoke", "--out", str(tmp_path / "o"), "--no-progress", *extra]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert fragment in err[-1] and "Traceback" not in "\n".join(err)
+
+
+def test_threads_per_worker_is_an_even_share_of_at_least_one():
+    assert threads_per_worker(2, cpus=16) == 8
+    assert threads_per_worker(3, cpus=16) == 5
+    assert threads_per_worker(4, cpus=2) == 1
