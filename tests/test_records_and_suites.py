@@ -161,6 +161,20 @@ def test_a_suite_that_includes_itself_is_an_error(tmp_path):
         load_suite(str(path))
 
 
+def test_exclude_leaves_out_included_and_own_jobs_of_the_named_methods(tmp_path):
+    base = tmp_path / "base.yaml"
+    base.write_text("jobs: [majority, sobel, laplacian]\n")
+    path = tmp_path / "mine.yaml"
+    path.write_text(f"include: [{base}]\nexclude: [sobel, unet]\njobs: [unet, log]\n")
+    assert [j.method for j in load_suite(str(path)).jobs] == ["majority", "laplacian", "log"]
+    path.write_text(f"include: [{base}]\nexclude: [sobell]\n")
+    with pytest.raises(SuiteError, match="mine.yaml: exclude sobell: no job of this suite runs such a method"):
+        load_suite(str(path))
+    path.write_text(f"include: [{base}]\nexclude: sobel\n")
+    with pytest.raises(SuiteError, match="'exclude' must be a list of method names"):
+        load_suite(str(path))
+
+
 def test_defaults_apply_to_the_jobs_whose_method_has_the_setting(tmp_path):
     path = tmp_path / "d.yaml"
     path.write_text("defaults: {epochs: 3, width: 0.5}\njobs:\n  - majority\n  - method: unet\n"

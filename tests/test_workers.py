@@ -85,6 +85,20 @@ def test_each_worker_runs_with_its_share_of_the_threads_in_its_own_process(tmp_p
     assert len(pids) == 2  # two workers, started once each, two jobs each
 
 
+def test_networks_are_handed_out_first_so_short_jobs_fill_the_end(tmp_path):
+    suite = Suite("mixed", "", "shapes", [
+        SuiteJob("majority"),
+        SuiteJob("segnet-basic", {"width": 0.0625, "epochs": 1, "batch_size": 4, "crop": [32, 32]}),
+        SuiteJob("sobel", {"max_train_images": 4}),
+    ], Path("mixed.yaml"))
+    log: list[str] = []
+    out = tmp_path / "out"
+    counts = run_with_workers(Runner(out, progress=False, on_event=log.append), plan_jobs(suite, None), workers=1)
+    assert counts["ok"] == 3
+    started = [line.split()[0] for line in log if ": started (worker" in line]
+    assert started == ["segnet-basic", "majority", "sobel"]
+
+
 def test_a_worker_that_dies_fails_its_own_job_and_is_replaced(tmp_path):
     marker = tmp_path / "always.txt"
     suite = Suite("kills", "", "shapes", [

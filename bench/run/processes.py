@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Iterator, Sequence
 
 from bench.errors import SegbenchError
+from bench.method import method_class
 from bench.record import Record
 from bench.run.plan import Job
 from bench.run.runner import Busy, Runner
@@ -64,10 +65,22 @@ def run_with_workers(runner: Runner, jobs: list[Job], workers: int, threads: int
         raise WorkersError(f"threads per worker must be 1 or more, not {threads}")
     todo, skipped = runner.start(jobs)
     pool = _Pool(runner, min(workers, len(todo)), threads, tuple(setup_modules))
+    todo = sorted(todo, key=_short_last)
     try:
         return runner.collect(pool.results(todo), total=len(jobs), skipped=skipped)
     finally:
         pool.close()
+
+
+def _short_last(job: Job) -> int:
+    """Sort key that hands out the networks first (stable otherwise): training takes minutes,
+    a classical fit seconds, so short jobs left for the end fill the workers evenly instead of
+    one long training running alone at the end (longest-first scheduling, with the kind of
+    method as the estimate of its length)."""
+    try:
+        return 0 if method_class(job.method).kind == "deep" else 1
+    except SegbenchError:  # an unknown method fails fast in its worker, with its record
+        return 1
 
 
 @dataclass
@@ -111,6 +124,8 @@ class _Pool:
                     self.claims[job.job_id] = held
                     worker.job = job
                     worker.conn.send(job)
+                    self.runner.log(f"{job.method:>18s} on {job.dataset}/{job.eval_split}: started "
+                                    f"(worker {worker.process.pid})")
             busy = [w for w in self.workers if w.job is not None]
             if not busy:
                 continue

@@ -5,6 +5,7 @@ A suite file looks like::
     description: every classical method
     dataset: ccp-mini          # used when the command line names no --dataset
     include: [classical]       # optional: the jobs of other suites, in order
+    exclude: [superpixel-unary]  # optional: leave out these methods' jobs (included or own)
     defaults:                  # optional: settings every job of this file starts from
       n_segments: 400
     jobs:
@@ -122,6 +123,19 @@ def _apply_defaults(path: Path, defaults: Any, jobs: list[SuiteJob]) -> list[Sui
     return out
 
 
+def _exclude(path: Path, names: Any, jobs: list[SuiteJob]) -> list[SuiteJob]:
+    """``jobs`` without those of the methods named in ``exclude``; a name that matches no job
+    is an error (a typo would otherwise leave the job in silently)."""
+    if not names:
+        return jobs
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise SuiteError(f"{path}: 'exclude' must be a list of method names")
+    unmatched = sorted(set(names) - {job.method for job in jobs})
+    if unmatched:
+        raise SuiteError(f"{path}: exclude {', '.join(unmatched)}: no job of this suite runs such a method")
+    return [job for job in jobs if job.method not in names]
+
+
 def load_suite(name_or_path: str, _seen: tuple[str, ...] = ()) -> Suite:
     path = _suite_path(name_or_path)
     if str(path) in _seen:
@@ -134,13 +148,14 @@ def load_suite(name_or_path: str, _seen: tuple[str, ...] = ()) -> Suite:
         raise SuiteError(f"{path}{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
     if not isinstance(doc, dict):
         raise SuiteError(f"{path}: a suite is a mapping with 'jobs' (and optionally description, dataset, include)")
-    unknown = set(doc) - {"description", "dataset", "include", "defaults", "jobs"}
+    unknown = set(doc) - {"description", "dataset", "include", "exclude", "defaults", "jobs"}
     if unknown:
         raise SuiteError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}")
     jobs: list[SuiteJob] = []
     for inc in doc.get("include") or []:
         jobs.extend(load_suite(str(inc), _seen + (str(path),)).jobs)
     jobs.extend(_apply_defaults(path, doc.get("defaults"), _own_jobs(path, doc.get("jobs") or [])))
+    jobs = _exclude(path, doc.get("exclude"), jobs)
     if not jobs:
         raise SuiteError(f"{path}: suite has no jobs")
     return Suite(
