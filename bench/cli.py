@@ -202,7 +202,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from bench.compare import compare, format_comparison
 
-    print(format_comparison(compare(args.out, args.a, args.b, resamples=args.resamples, seed=args.seed), args.format))
+    print(format_comparison(compare(args.out, args.a, args.b, resamples=args.resamples, seed=args.seed,
+                                     out_dir_b=args.out_b), args.format))
     return 0
 
 
@@ -346,6 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("a", help="a job id, or a method name (or leaderboard label) naming one leaderboard row")
     cp.add_argument("b", help="the same for the second one")
     cp.add_argument("--out", default="results", help="the results folder holding both (default results/)")
+    cp.add_argument("--out-b", default=None, metavar="DIR",
+                    help="the results folder holding B, when it is not --out's (two runs scored on the same images)")
     cp.add_argument("--format", default="md", choices=["md", "json"])
     cp.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default 2000)")
     cp.add_argument("--seed", type=int, default=0, help="the bootstrap's random seed (default 0)")

@@ -64,21 +64,30 @@ def _estimate(est: Estimate) -> dict[str, Any]:
     return out
 
 
-def compare(out_dir: str | Path, a: str, b: str, resamples: int = RESAMPLES, seed: int = SEED) -> dict[str, Any]:
-    """The paired comparison of ``a`` and ``b`` (job ids, method names or leaderboard labels) in
-    the results folder ``out_dir``: each one's figures with intervals, and ``difference`` (a - b)
-    with intervals and two-sided p-values, from the same image resamples (JSON-ready)."""
-    out_dir = Path(out_dir)
+def _records(out_dir: Path) -> list[Record]:
     records = RecordStore(out_dir).records()
     if not records:
         raise CompareError(f"{out_dir}: no records (run `python -m bench run` first)")
-    (la, ra), (lb, rb) = find_records(records, a, str(out_dir)), find_records(records, b, str(out_dir))
+    return records
+
+
+def compare(out_dir: str | Path, a: str, b: str, resamples: int = RESAMPLES, seed: int = SEED,
+            out_dir_b: str | Path | None = None) -> dict[str, Any]:
+    """The paired comparison of ``a`` and ``b`` (job ids, method names or leaderboard labels) in
+    the results folder ``out_dir`` (``b`` in ``out_dir_b`` when given: two runs' folders, e.g. a
+    classical and a deep suite on the same split): each one's figures with intervals, and
+    ``difference`` (a - b) with intervals and two-sided p-values, from the same image
+    resamples (JSON-ready)."""
+    out_dir = Path(out_dir)
+    dir_b = Path(out_dir_b) if out_dir_b is not None else out_dir
+    (la, ra) = find_records(_records(out_dir), a, str(out_dir))
+    (lb, rb) = find_records(_records(dir_b), b, str(dir_b))
     if {(r.dataset, r.eval_split) for r in ra + rb} != {(ra[0].dataset, ra[0].eval_split)}:
         raise CompareError(f"{la} and {lb} were scored on different datasets or splits")
     conventions = {r.miou_convention or "mmseg" for r in ra + rb}
     if len(conventions) > 1:
         raise CompareError(f"{la} and {lb} use different mIoU conventions ({', '.join(sorted(conventions))})")
-    da, db = _per_image(out_dir, ra, la), _per_image(out_dir, rb, lb)
+    da, db = _per_image(out_dir, ra, la), _per_image(dir_b, rb, lb)
     ids = sorted(da[0].ids)
     if any(sorted(d.ids) != ids for d in da + db):
         common = set(da[0].ids).intersection(*(d.ids for d in da[1:] + db))

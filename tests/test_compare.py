@@ -93,6 +93,22 @@ def test_cli_md_and_json(results, capsys):
     assert "significantly" in md
 
 
+def test_b_from_another_results_folder_is_compared_the_same_way(results, tmp_path, capsys):
+    other = tmp_path / "other"
+    suite = Suite("u", "", "shapes", [SuiteJob("test-constant", {"label": 1})], Path("u.yaml"))
+    assert Runner(other, progress=False).run(plan_jobs(suite, None, seeds=[0, 1]))["ok"] == 2
+    here = compare(results, "majority", "test-constant (label=1)", resamples=300)
+    there = compare(results, "majority", "test-constant", resamples=300, out_dir_b=other)
+    assert there["b"]["job_ids"] == here["b"]["job_ids"]  # the same jobs, run into another folder
+    assert there["difference"] == here["difference"] and there["a"] == here["a"]
+    capsys.readouterr()  # the run's log lines
+    assert main(["compare", "majority", "test-constant", "--out", str(results), "--out-b", str(other),
+                 "--format", "json", "--resamples", "300"]) == 0
+    assert json.loads(capsys.readouterr().out)["difference"] == json.loads(json.dumps(here["difference"]))
+    assert main(["compare", "test-constant", "majority", "--out", str(other), "--out-b", str(other)]) == 2
+    assert f"{other}: no ok job or method named 'majority'" in capsys.readouterr().err
+
+
 def test_a_job_id_names_one_job(results):
     rec = _records(results, "majority")[1]
     c = compare(results, rec.job_id, "test-constant (label=3)", resamples=200)
