@@ -277,7 +277,7 @@ def test_the_in_memory_path_trains_exactly_like_the_on_the_fly_path(splits, tmp_
 
 
 def test_in_memory_items_equal_on_the_fly_items():
-    from deep.engine.data import InMemoryDataset, SplitDataset
+    from deep.engine.data import InMemoryDataset, PreparedImages, SplitDataset
 
     split = colour_split(3, seed=5)
     aug = dict(scale_range=(0.7, 1.3), crop=(16, 20), hflip=True, jitter=0.3, ignore=255)
@@ -292,6 +292,9 @@ def test_in_memory_items_equal_on_the_fly_items():
     ev_fly = SplitDataset(split, T.eval_transform(0.5), keep_label=True)
     ev_mem = InMemoryDataset(SplitDataset(split, None, keep_label=True), T.eval_transform(0.5), lambda x: x)
     assert all(torch.equal(ev_fly[i][0], ev_mem[i][0]) and torch.equal(ev_fly[i][1], ev_mem[i][1]) for i in range(3))
+    # precise BatchNorm's copy of the training images: the evaluation preprocessing, no labels
+    calib = PreparedImages(SplitDataset(split, None, keep_label=True), T.eval_transform(0.5))
+    assert all(torch.equal(ev_fly[i][0], calib[i][0]) and calib[i][1].numel() == 0 for i in range(3))
 
 
 def test_compile_falls_back_to_eager_when_the_compiler_fails(splits, tmp_path, monkeypatch):

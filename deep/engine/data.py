@@ -81,18 +81,38 @@ class InMemoryDataset(torch.utils.data.Dataset):
         return self.source.apply(*self.items[index], self.augment)
 
 
+class PreparedImages(torch.utils.data.Dataset):
+    """The images of a split decoded and preprocessed by ``prepare`` once, kept in memory,
+    without their labels (precise BatchNorm needs the images only). Items are (image, an
+    empty tensor), as a :class:`SplitDataset`'s with ``prepare`` as its transform."""
+
+    def __init__(self, source: SplitDataset, prepare: Callable, *, progress: bool = False):
+        self.split = source.split
+        self.images = [prepare(source.decoded(i)[0]).as_subclass(torch.Tensor)
+                       for i in tqdm(range(len(source)), desc=f"{source.split.name}: decode once (BatchNorm)",
+                                     unit="img", leave=False, disable=not progress)]
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int):
+        return self.images[index], torch.empty(0, dtype=torch.int64)
+
+
 def _identity(image):
     return image
 
 
-def fits_in_memory(split: Split, scale: float, eval_too: bool) -> bool:
-    """Whether a split decoded at ``scale`` (plus its evaluation copy) takes at most a quarter
-    of the memory available now (estimated from its first image)."""
+def fits_in_memory(split: Split, scale: float, *, train: bool, evaluated: bool) -> bool:
+    """Whether what the in-memory path keeps of a split takes at most a quarter of the memory
+    available now (estimated from its first image): for training, the image (uint8) and
+    label (int64) at ``scale`` and the normalised float image for precise BatchNorm; for
+    evaluation, the normalised float image and the label at its own size."""
     if len(split) == 0:
         return True
     h, w = split[0].image.shape[:2]
     sh, sw = T.scaled_size(h, w, scale)
-    per_image = sh * sw * (3 + 8) + (h * w * 8 + sh * sw * 12 if eval_too else 0)
+    per_image = (sh * sw * (3 + 8 + 12) if train else 0) + (h * w * 8 + sh * sw * 12 if evaluated else 0)
     return per_image * len(split) <= _available_bytes() / 4
 
 
@@ -128,8 +148,9 @@ class Loaders:
     #: the split the progress figure shows (the validation split, else the training split)
     eval_dataset: SplitDataset | InMemoryDataset
     ignore: int  # the label value the loss skips
-    #: the training split preprocessed as for prediction (precise BatchNorm statistics)
-    calibration: SplitDataset
+    #: the training split preprocessed as for prediction (precise BatchNorm statistics);
+    #: kept in memory with the other splits, so that each recalibration decodes nothing
+    calibration: SplitDataset | PreparedImages
 
 
 def make_loaders(train_split: Split, val_split: Split | None, cfg: TrainConfig, *, seed: int, process_seed: int,
@@ -140,17 +161,20 @@ def make_loaders(train_split: Split, val_split: Split | None, cfg: TrainConfig, 
     ignore = T.loss_ignore_index(train_split.info.ignore_index)
     aug = dict(scale_range=cfg.scale_range, crop=cfg.crop_size, hflip=cfg.hflip, jitter=cfg.jitter, ignore=ignore)
     eval_split = val_split if val_split is not None else train_split
-    in_memory = cfg.in_memory == "on" or cfg.in_memory == "auto" and all(
-        fits_in_memory(s, cfg.scale, s is eval_split) for s in {id(train_split): train_split,
-                                                                  id(eval_split): eval_split}.values())
+    in_memory = cfg.in_memory == "on" or cfg.in_memory == "auto" and (
+        fits_in_memory(train_split, cfg.scale, train=True, evaluated=eval_split is train_split)
+        and (eval_split is train_split or fits_in_memory(eval_split, cfg.scale, train=False, evaluated=True)))
     if in_memory:
         train_ds = InMemoryDataset(SplitDataset(train_split, None), T.Scale(cfg.scale), T.augment_transform(**aug),
                                    progress=progress)
         eval_ds = InMemoryDataset(SplitDataset(eval_split, None, keep_label=True), T.eval_transform(cfg.scale),
                                   _identity, progress=progress)
+        calibration = PreparedImages(SplitDataset(train_split, None, keep_label=True), T.eval_transform(cfg.scale),
+                                     progress=progress)
     else:
         train_ds = SplitDataset(train_split, T.train_transform(scale=cfg.scale, **aug))
         eval_ds = SplitDataset(eval_split, T.eval_transform(cfg.scale), keep_label=True)
+        calibration = SplitDataset(train_split, T.eval_transform(cfg.scale), keep_label=True)
     generator = torch.Generator()
     generator.manual_seed(process_seed)
     sampler = parallel.train_sampler(train_ds, seed)  # None: the loader shuffles
@@ -168,7 +192,6 @@ def make_loaders(train_split: Split, val_split: Split | None, cfg: TrainConfig, 
             eval_ds, batch_size=1, sampler=parallel.val_shard(len(eval_ds)), num_workers=cfg.num_workers,
             worker_init_fn=seed_worker, generator=torch.Generator().manual_seed(0),
         )
-    calibration = SplitDataset(train_split, T.eval_transform(cfg.scale), keep_label=True)
     return Loaders(train_loader, sampler, generator, val_loader, eval_ds, ignore, calibration)
 
 
