@@ -72,7 +72,7 @@ def test_a_job_record_has_every_field_and_real_numbers(tmp_path):
         assert (tmp_path / p).is_file()
 
 
-def test_each_job_keeps_every_images_matrix_and_its_worst_predictions(tmp_path):
+def test_each_job_keeps_every_images_matrix_and_its_worst_predictions(tmp_path, monkeypatch):
     """per_image/<job>.npz holds each evaluated image's matrix and BF (their pooled figures are
     the record's), the CSV each image's mIoU and pixel accuracy; the job saved the predictions
     (and sample images) of the first images, of the shared sample and of its 4 worst images."""
@@ -83,6 +83,7 @@ def test_each_job_keeps_every_images_matrix_and_its_worst_predictions(tmp_path):
     from bench.per_image import read_per_image
     from bench.run.outputs import N_SAVED_PREDICTIONS, sample_ids
 
+    monkeypatch.setattr("bench.run.outputs.SAMPLE_ALL_UP_TO", 4)  # shapes val: a sample, not the whole split
     Runner(tmp_path, progress=False).run(plan_jobs(_suite("majority"), None))
     (rec,) = read_records(tmp_path)
     assert rec["per_image"] == f"per_image/{rec['job_id']}.npz"
@@ -103,6 +104,21 @@ def test_each_job_keeps_every_images_matrix_and_its_worst_predictions(tmp_path):
     samples = tmp_path / "samples" / "shapes" / "val"
     for sid in saved:
         assert (samples / f"{sid}_image.png").is_file() and (samples / f"{sid}_gt.png").is_file()
+    assert len(saved) < len(ids)
+
+
+def test_a_small_split_has_every_prediction_and_image_saved(tmp_path):
+    """Up to SAMPLE_ALL_UP_TO images, the shared sample is the whole split (exact "disagree most")."""
+    from bench.datasets import get_dataset
+    from bench.run.outputs import SAMPLE_ALL_UP_TO
+
+    ids = list(get_dataset("shapes").split("val").ids)
+    assert len(ids) <= SAMPLE_ALL_UP_TO
+    Runner(tmp_path, progress=False).run(plan_jobs(_suite("majority"), None))
+    (rec,) = read_records(tmp_path)
+    assert sorted(Path(p).stem for p in rec["predictions"]) == sorted(ids)
+    samples = tmp_path / "samples" / "shapes" / "val"
+    assert all((samples / f"{sid}_image.png").is_file() and (samples / f"{sid}_gt.png").is_file() for sid in ids)
 
 
 def test_majority_predictor_iou_matches_the_class_frequency(tmp_path):

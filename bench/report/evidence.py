@@ -3,9 +3,10 @@ best classical and the best deep method disagree most (image, ground truth, pred
 
 They are drawn from what the jobs saved (bench.run.outputs): each job keeps the predictions of
 its own worst images, of the first images and of a fixed pseudo-random sample of the split
-shared by every method. "Most wrong" is therefore exact; "disagree most" is ranked among the
-images whose predictions both jobs saved (the shared sample, the first images, and any of
-either job's worst images the other also saved).
+shared by every method, which is the whole split up to 128 images. "Most wrong" is therefore
+exact, and so is "disagree most" on such splits (CamVid val, the default data); on larger
+ones it is ranked among the images whose predictions both jobs saved (the shared sample, the
+first images, and any of either job's worst images the other also saved).
 """
 
 from __future__ import annotations

@@ -25,6 +25,10 @@ N_SAVED_PREDICTIONS = 3
 #: every method) whose predictions each job saves too: the report shows two methods side by
 #: side on those where they disagree most
 N_SAMPLE = 12
+#: splits of at most this many images are "sampled" whole: every job saves every prediction
+#: (CamVid val, 101 images: about 1 MB a job, and the images once, about 25 MB), so that the
+#: report's "disagree most" is ranked over the whole split
+SAMPLE_ALL_UP_TO = 128
 #: each job also saves the predictions of its worst images (lowest per-image mIoU)
 N_WORST = 4
 #: free space (MB) the output folder's file system needs before a run starts; the
@@ -66,7 +70,10 @@ def check_output_dir(out_dir: Path) -> None:
 
 
 def sample_ids(ids: Sequence[str], n: int = N_SAMPLE) -> list[str]:
-    """The ``n`` ids whose SHA-1 comes first: a pseudo-random sample that depends on the ids only."""
+    """Every id of a split of at most :data:`SAMPLE_ALL_UP_TO` images, else the ``n`` ids whose
+    SHA-1 comes first: a pseudo-random sample that depends on the ids only."""
+    if len(ids) <= SAMPLE_ALL_UP_TO:
+        return list(ids)
     return sorted(ids, key=lambda i: hashlib.sha1(str(i).encode()).hexdigest())[:n]
 
 
