@@ -114,7 +114,10 @@ class _Pool:
             if finished is not None:
                 self.claims.pop(finished).release()
                 finished = None
-            for worker in self.workers:
+            for i, worker in enumerate(self.workers):
+                if worker.job is None and queue and not worker.process.is_alive():  # died while idle
+                    worker.conn.close()
+                    self.workers[i] = worker = self._start()
                 while worker.job is None and queue:
                     job = queue.pop(0)
                     held = self.runner.hold(job)
