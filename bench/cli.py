@@ -80,10 +80,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                               max_retries=DEFAULT_MAX_RETRIES if args.max_retries is None else args.max_retries,
                               num_cpus=DEFAULT_NUM_CPUS if args.cpus_per_job is None else args.cpus_per_job)
     elif args.workers > 1:
-        from bench.run.processes import run_with_workers, threads_per_worker
+        from bench.run.processes import run_with_workers
 
-        print(f"segbench: {args.workers} jobs at a time, each in a worker process with "
-              f"{threads_per_worker(args.workers)} thread(s)", file=sys.stderr)
         counts = run_with_workers(runner, jobs, args.workers)
     else:
         counts = runner.run(jobs)

@@ -1,10 +1,12 @@
-"""Test-only methods for tests/test_ray_executor.py whose fit() kills its own process.
+"""Test-only methods for the executors' tests (tests/test_ray_executor.py,
+tests/test_workers.py): some kill their own process in fit(), one reports its thread count.
 
-They live in a module of their own, not in the test file, because a Ray worker looks a
-job's method up by name in its own registry: the worker must import this module to know
-them. The tests put this folder on the workers' PYTHONPATH (``runtime_env``) and pass
-``setup_modules=("ray_methods",)`` to :func:`bench.run.executors.run_with_ray`, which imports
-it in the worker before the job runs. The driver imports it too (to plan the jobs).
+They live in a module of their own, not in the test file, because a worker (a Ray worker, a
+``--workers`` process) looks a job's method up by name in its own registry: the worker must
+import this module to know them. The tests pass ``setup_modules=("executor_methods",)``,
+which the worker imports before its first job (Ray's workers also get this folder on their
+PYTHONPATH through ``runtime_env``; spawned processes inherit the driver's ``sys.path``).
+The driver imports it too (to plan the jobs).
 """
 
 from __future__ import annotations

@@ -2,6 +2,12 @@
 leaderboard of a serial run, each worker with its share of the threads; a worker that dies
 fails its own job only and is replaced; claims held by other runs are respected."""
 
+import json
+import os
+import re
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -16,6 +22,8 @@ from bench.suites import Suite, SuiteJob, load_suite
 from conftest import read_records
 
 import executor_methods  # noqa: F401  (registers the test-* methods in this process)
+
+REPO = Path(__file__).resolve().parent.parent
 
 SUITE_YAML = """\
 description: three fast methods on the synthetic data
@@ -47,7 +55,7 @@ def test_workers_write_the_records_and_leaderboard_of_a_serial_run(tmp_path, cap
     args = ["run", "--suite", str(suite), "--out", str(parallel), "--no-progress", "--workers", "2"]
     assert main(args) == 0
     out = capsys.readouterr()
-    assert "3 done, 0 failed" in out.out and "2 jobs at a time" in out.err
+    assert "3 done, 0 failed" in out.out and "2 job(s) at a time" in out.out
 
     pd.testing.assert_frame_equal(_leaderboard(parallel), _leaderboard(serial))
     by_id = {r["job_id"]: r for r in read_records(serial)}
@@ -82,7 +90,7 @@ def test_each_worker_runs_with_its_share_of_the_threads_in_its_own_process(tmp_p
     recs = read_records(out)
     assert {r["extra"]["torch_threads"] for r in recs} == {3}
     pids = {r["extra"]["pid"] for r in recs}
-    assert len(pids) == 2  # two workers, started once each, two jobs each
+    assert len(pids) == 2  # two workers, each started once and given every job it ran
 
 
 def test_networks_are_handed_out_first_so_short_jobs_fill_the_end(tmp_path):
@@ -137,6 +145,42 @@ def test_a_job_claimed_by_a_live_run_is_left_to_it(tmp_path):
         counts = run_with_workers(runner, jobs, workers=2)
     assert counts == {"ok": 1, "failed": 0, "skipped": 0, "busy": 1}
     assert [r["method"] for r in read_records(out)] == ["majority"]
+
+
+def test_a_killed_driver_takes_its_workers_with_it(tmp_path):
+    """Killed (no clean-up in the driver), its busy worker exits too: the driver's claim is
+    gone then, and a worker running on could collide with another run taking the job."""
+    settings = json.dumps({"width": 0.0625, "epochs": 200, "batch_size": 4, "crop": [32, 32]})
+    env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=str(REPO))
+    cmd = [sys.executable, "-m", "bench", "run", "--method", "segnet-basic", "--settings", settings,
+           "--dataset", "shapes", "--workers", "2", "--out", str(tmp_path / "out"), "--no-progress"]
+    driver = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=REPO)
+    try:
+        worker = None
+        for line in driver.stdout:
+            found = re.search(r": started \(worker (\d+)\)", line)
+            if found:
+                worker = int(found.group(1))
+                break
+        assert worker is not None, "the driver never started a job"
+        driver.kill()
+        driver.wait()
+        deadline = time.monotonic() + 60  # a bound on waiting, not a speed assertion
+        while _alive(worker) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not _alive(worker)
+    finally:
+        driver.kill()
+        driver.wait()
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, dead but not yet reaped by init, counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 @pytest.mark.parametrize("extra, fragment", [

@@ -169,7 +169,8 @@ def _predict_and_score(job: Job, method: Method, evaluation: Split, progress: bo
                 best = np.where((best == info.ignore_index) & (sample.label == info.ignore_index), 0, best)
             oracle.update(best, sample.label)
         if sample.id in keep:
-            kept.append((sample.id, pred))
+            small = pred.size == 0 or (pred.min() >= 0 and pred.max() < 256)  # as saved: uint8 PNG when it fits
+            kept.append((sample.id, pred.astype(np.uint8) if small else pred))
         worst.offer(scorer.image_miou[-1], sample, pred)
     kept += [(s.id, p) for s, p in worst.items() if s.id not in keep]
     per_image = PerImage(seen, scorer.image_matrices(), scorer.image_bf if scorer.boundary else None)

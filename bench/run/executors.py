@@ -1,5 +1,6 @@
 """Executors: where the jobs of a run execute. ``local`` (the default) is :meth:`Runner.run`,
-one job after the other in this process; ``ray`` runs each job as a Ray task.
+one job after the other in this process, or with ``--workers N`` N at a time in local worker
+processes (:mod:`bench.run.processes`); ``ray`` runs each job as a Ray task.
 
 The Ray executor (:func:`run_with_ray`) sends every job still to run (the same skip rule
 as a local run: jobs with an ok record are skipped unless ``force``) to a Ray cluster as

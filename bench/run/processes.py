@@ -13,9 +13,11 @@ and runs jobs one after the other with its own :class:`Runner`, so a dataset is 
 once per worker, not once per job. The driver (this process) holds each job's claim from
 the moment it hands the job out until its record is written, writes every record itself
 as it arrives (the same atomic write as a serial run) and logs it; so the records, the
-leaderboard and a rerun's skips are exactly those of a serial run. Only the timing differs:
-jobs share the machine, so each record says how many ran side by side (``extra.workers``)
-and with how many threads; ``bench speed`` times a method alone.
+leaderboard and a rerun's skips are exactly those of a serial run. The timing differs: jobs
+share the machine, so each record says how many workers there were (``extra.workers``, at
+most that many jobs ran side by side) and how many threads each had; ``bench speed`` times a
+method alone. So may a network's last digits: fewer threads sum floats in another order.
+Each worker decodes its own copy of the data, and with ``--device cuda`` all share the GPU.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import signal
+import threading
 from dataclasses import dataclass
 from typing import Iterator, Sequence
 
@@ -60,11 +63,14 @@ def run_with_workers(runner: Runner, jobs: list[Job], workers: int, threads: int
     """
     if workers < 1:
         raise WorkersError(f"--workers must be 1 or more, not {workers}")
-    threads = threads_per_worker(workers) if threads is None else threads
-    if threads < 1:
+    if threads is not None and threads < 1:
         raise WorkersError(f"threads per worker must be 1 or more, not {threads}")
     todo, skipped = runner.start(jobs)
-    pool = _Pool(runner, min(workers, len(todo)), threads, tuple(setup_modules))
+    size = min(workers, len(todo))  # fewer jobs than workers: fewer workers, more threads each
+    threads = threads_per_worker(max(size, 1)) if threads is None else threads
+    if todo:
+        runner.log(f"segbench: {size} job(s) at a time, each in a worker process with {threads} thread(s)")
+    pool = _Pool(runner, size, threads, tuple(setup_modules))
     todo = sorted(todo, key=_short_last)
     try:
         return runner.collect(pool.results(todo), total=len(jobs), skipped=skipped)
@@ -108,7 +114,8 @@ class _Pool:
         they finish; a job's claim is released once the collector asked for the next item
         (so after its record was written)."""
         queue = list(todo)
-        self.workers = [self._start() for _ in range(self.size)]
+        for _ in range(self.size):  # one by one: an interrupt half way leaves each started one to close()
+            self.workers.append(self._start())
         finished: str | None = None
         while queue or any(w.job is not None for w in self.workers):
             if finished is not None:
@@ -116,7 +123,7 @@ class _Pool:
                 finished = None
             for i, worker in enumerate(self.workers):
                 if worker.job is None and queue and not worker.process.is_alive():  # died while idle
-                    worker.conn.close()
+                    self._discard(worker)
                     self.workers[i] = worker = self._start()
                 while worker.job is None and queue:
                     job = queue.pop(0)
@@ -126,7 +133,13 @@ class _Pool:
                         continue
                     self.claims[job.job_id] = held
                     worker.job = job
-                    worker.conn.send(job)
+                    try:
+                        worker.conn.send(job)
+                    except OSError:  # it died since the check above: a fresh one takes the job
+                        self._discard(worker)
+                        self.workers[i] = worker = self._start()
+                        worker.job = job
+                        worker.conn.send(job)
                     self.runner.log(f"{job.method:>18s} on {job.dataset}/{job.eval_split}: started "
                                     f"(worker {worker.process.pid})")
             busy = [w for w in self.workers if w.job is not None]
@@ -136,8 +149,8 @@ class _Pool:
             worker = next(w for w in busy if w.conn in ready or w.process.sentinel in ready)
             job, worker.job = worker.job, None
             record = self._receive(worker, job)
-            if record is None:  # the worker died with this job: replace it
-                self.workers[self.workers.index(worker)] = self._start()
+            if record is None:  # the worker died with this job; it is replaced when a job needs it
+                self._discard(worker)
                 record = self.runner.failed_record(job, _death(worker.process, self.threads))
             record.extra = {**(record.extra or {}), "workers": self.size, "threads": self.threads}
             finished = job.job_id
@@ -161,7 +174,8 @@ class _Pool:
             if worker.process.is_alive():
                 worker.process.kill()
                 worker.process.join()
-            worker.conn.close()
+            if not worker.conn.closed:
+                worker.conn.close()
         for claim in self.claims.values():
             claim.release()
         self.claims.clear()
@@ -169,11 +183,17 @@ class _Pool:
     def _start(self) -> _Worker:
         here, there = self.context.Pipe()
         process = self.context.Process(target=_serve, name="segbench-worker", daemon=True,
-                                       args=(there, str(self.runner.out_dir), os.getcwd(), self.runner.resume,
+                                       args=(there, str(self.runner.out_dir), self.runner.resume,
                                              self.runner.force, self.threads, self.setup_modules))
         process.start()
         there.close()
         return _Worker(process, here)
+
+    @staticmethod
+    def _discard(worker: _Worker) -> None:
+        """Reap a dead worker and close its end of the pipe."""
+        worker.process.join()
+        worker.conn.close()
 
     @staticmethod
     def _receive(worker: _Worker, job: Job) -> Record | None:
@@ -195,24 +215,32 @@ def _death(process: multiprocessing.process.BaseProcess, threads: int) -> str:
         except ValueError:
             how = f"killed by signal {-code}"
     else:
-        how = f"exit code {code}"
-    return (f"WorkerDied: the worker process running this job died ({how}; out of memory is a common cause) "
-            f"and was replaced; the other jobs went on ({threads} thread(s) per worker)")
+        how = f"exit code {code}; its traceback is on the run's standard error"
+    if code == -signal.SIGKILL:
+        how += "; out of memory is a common cause"
+    return (f"WorkerDied: the worker process running this job died ({how}); the other jobs went on "
+            f"({threads} thread(s) per worker)")
 
 
 # -- in the worker ------------------------------------------------------------------------
-def _serve(conn: multiprocessing.connection.Connection, out_dir: str, cwd: str, resume: bool, force: bool,
+def _serve(conn: multiprocessing.connection.Connection, out_dir: str, resume: bool, force: bool,
            threads: int, setup_modules: tuple[str, ...]) -> None:
-    """A worker's life: set its thread count, then run each job it receives until None."""
+    """A worker's life: set its thread count, then run each job it receives until None. It
+    exits when the driver dies (killed): the driver's claims are gone then, and another run
+    could take the job this worker is running."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle: it stops us
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=lambda: (parent.join(), os._exit(1)), daemon=True).start()
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[var] = str(threads)
+        os.environ[var] = str(threads)  # for libraries loaded from here on
     import cv2
     import torch
+    from threadpoolctl import threadpool_limits
 
     torch.set_num_threads(threads)
     cv2.setNumThreads(threads)
-    os.chdir(cwd)
+    threadpool_limits(threads)  # numpy's BLAS and OpenMP pools, loaded before the variables were set
     for name in setup_modules:
         importlib.import_module(name)
     runner = Runner(out_dir, force=force, progress=False, resume=resume)

@@ -69,8 +69,9 @@ class Runner:
     def run(self, jobs: list[Job]) -> dict[str, int]:
         """Run the jobs here, one after the other (the local executor); counts by outcome.
 
-        Other executors (:mod:`bench.run.executors`) do the same with :meth:`start`,
-        :meth:`claimed` and :meth:`collect`, running ``run_job`` elsewhere.
+        Other executors (Ray: :mod:`bench.run.executors`; ``--workers``:
+        :mod:`bench.run.processes`) do the same with :meth:`start`, :meth:`hold` and
+        :meth:`collect`, running ``run_job`` elsewhere.
         """
         todo, skipped = self.start(jobs)
         return self.collect(self._run_claimed(todo), total=len(jobs), skipped=skipped)

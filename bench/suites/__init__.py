@@ -126,7 +126,7 @@ def _apply_defaults(path: Path, defaults: Any, jobs: list[SuiteJob]) -> list[Sui
 def _exclude(path: Path, names: Any, jobs: list[SuiteJob]) -> list[SuiteJob]:
     """``jobs`` without those of the methods named in ``exclude``; a name that matches no job
     is an error (a typo would otherwise leave the job in silently)."""
-    if not names:
+    if names is None:
         return jobs
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise SuiteError(f"{path}: 'exclude' must be a list of method names")

@@ -87,7 +87,6 @@ class PreparedImages(torch.utils.data.Dataset):
     empty tensor), as a :class:`SplitDataset`'s with ``prepare`` as its transform."""
 
     def __init__(self, source: SplitDataset, prepare: Callable, *, progress: bool = False):
-        self.split = source.split
         self.images = [prepare(source.decoded(i)[0]).as_subclass(torch.Tensor)
                        for i in tqdm(range(len(source)), desc=f"{source.split.name}: decode once (BatchNorm)",
                                      unit="img", leave=False, disable=not progress)]
@@ -103,17 +102,18 @@ def _identity(image):
     return image
 
 
-def fits_in_memory(split: Split, scale: float, *, train: bool, evaluated: bool) -> bool:
-    """Whether what the in-memory path keeps of a split takes at most a quarter of the memory
-    available now (estimated from its first image): for training, the image (uint8) and
-    label (int64) at ``scale`` and the normalised float image for precise BatchNorm; for
-    evaluation, the normalised float image and the label at its own size."""
+def memory_needed(split: Split, scale: float, *, train: bool, evaluated: bool) -> int:
+    """Bytes the in-memory path keeps of a split (estimated from its first image): for
+    training, the image (uint8) and label (int64) at ``scale`` and the normalised float image
+    for precise BatchNorm; for evaluation, the normalised float image and the label at its
+    own size. The trainer keeps the splits in memory when they take at most a quarter of the
+    memory available."""
     if len(split) == 0:
-        return True
+        return 0
     h, w = split[0].image.shape[:2]
     sh, sw = T.scaled_size(h, w, scale)
     per_image = (sh * sw * (3 + 8 + 12) if train else 0) + (h * w * 8 + sh * sw * 12 if evaluated else 0)
-    return per_image * len(split) <= _available_bytes() / 4
+    return per_image * len(split)
 
 
 def _available_bytes() -> int:
@@ -162,8 +162,9 @@ def make_loaders(train_split: Split, val_split: Split | None, cfg: TrainConfig, 
     aug = dict(scale_range=cfg.scale_range, crop=cfg.crop_size, hflip=cfg.hflip, jitter=cfg.jitter, ignore=ignore)
     eval_split = val_split if val_split is not None else train_split
     in_memory = cfg.in_memory == "on" or cfg.in_memory == "auto" and (
-        fits_in_memory(train_split, cfg.scale, train=True, evaluated=eval_split is train_split)
-        and (eval_split is train_split or fits_in_memory(eval_split, cfg.scale, train=False, evaluated=True)))
+        memory_needed(train_split, cfg.scale, train=True, evaluated=eval_split is train_split)
+        + (0 if eval_split is train_split else memory_needed(eval_split, cfg.scale, train=False, evaluated=True))
+        <= _available_bytes() / 4)
     if in_memory:
         train_ds = InMemoryDataset(SplitDataset(train_split, None), T.Scale(cfg.scale), T.augment_transform(**aug),
                                    progress=progress)
