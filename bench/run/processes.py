@@ -148,7 +148,7 @@ class _Pool:
             ready = multiprocessing.connection.wait([w.conn for w in busy] + [w.process.sentinel for w in busy])
             worker = next(w for w in busy if w.conn in ready or w.process.sentinel in ready)
             job, worker.job = worker.job, None
-            record = self._receive(worker, job)
+            record = self._receive(worker)
             if record is None:  # the worker died with this job; it is replaced when a job needs it
                 self._discard(worker)
                 record = self.runner.failed_record(job, _death(worker.process, self.threads))
@@ -196,8 +196,8 @@ class _Pool:
         worker.conn.close()
 
     @staticmethod
-    def _receive(worker: _Worker, job: Job) -> Record | None:
-        """The record the worker sent for ``job``, or None when it died before sending it."""
+    def _receive(worker: _Worker) -> Record | None:
+        """The record the worker sent for its job, or None when it died before sending it."""
         try:
             if worker.conn.poll():
                 return worker.conn.recv()
