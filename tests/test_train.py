@@ -294,6 +294,7 @@ def test_in_memory_items_equal_on_the_fly_items():
     assert all(torch.equal(ev_fly[i][0], ev_mem[i][0]) and torch.equal(ev_fly[i][1], ev_mem[i][1]) for i in range(3))
     # precise BatchNorm's copy of the training images: the evaluation preprocessing, no labels
     calib = PreparedImages(SplitDataset(split, None, keep_label=True), T.eval_transform(0.5))
+    assert len(calib) == 3 and "images" not in vars(calib)  # nothing decoded until an image is read
     assert all(torch.equal(ev_fly[i][0], calib[i][0]) and calib[i][1].numel() == 0 for i in range(3))
 
 

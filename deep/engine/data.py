@@ -3,6 +3,7 @@ the class weights of the loss."""
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 from dataclasses import dataclass
@@ -82,17 +83,22 @@ class InMemoryDataset(torch.utils.data.Dataset):
 
 
 class PreparedImages(torch.utils.data.Dataset):
-    """The images of a split decoded and preprocessed by ``prepare`` once, kept in memory,
-    without their labels (precise BatchNorm needs the images only). Items are (image, an
-    empty tensor), as a :class:`SplitDataset`'s with ``prepare`` as its transform."""
+    """The images of a split decoded and preprocessed by ``prepare`` once, on first use (a
+    network without BatchNorm never reads them), then kept in memory, without their labels
+    (precise BatchNorm needs the images only). Items are (image, an empty tensor), as a
+    :class:`SplitDataset`'s with ``prepare`` as its transform."""
 
     def __init__(self, source: SplitDataset, prepare: Callable, *, progress: bool = False):
-        self.images = [prepare(source.decoded(i)[0]).as_subclass(torch.Tensor)
-                       for i in tqdm(range(len(source)), desc=f"{source.split.name}: decode once (BatchNorm)",
-                                     unit="img", leave=False, disable=not progress)]
+        self.source, self.prepare, self.progress = source, prepare, progress
+
+    @functools.cached_property
+    def images(self) -> list[torch.Tensor]:
+        return [self.prepare(self.source.decoded(i)[0]).as_subclass(torch.Tensor)
+                for i in tqdm(range(len(self.source)), desc=f"{self.source.split.name}: decode once (BatchNorm)",
+                              unit="img", leave=False, disable=not self.progress)]
 
     def __len__(self) -> int:
-        return len(self.images)
+        return len(self.source)
 
     def __getitem__(self, index: int):
         return self.images[index], torch.empty(0, dtype=torch.int64)
