@@ -32,7 +32,7 @@ import numpy as np
 from scipy import ndimage
 
 from baselines.labelling import RegionLabeller, WorkingCopySettings
-from baselines.preprocess import gaussian_blur, grid_components, relabel_contiguous, upscale_labels, working_lab
+from baselines.preprocess import gaussian_blur, grid_components, upscale_labels, working_lab
 
 
 def _to_uint8(channel: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -126,7 +126,7 @@ def mser_partition(
             big[1 + np.argmax(sizes[1:])] = True
         keep = big[key]
         ids[keep] = int(ids.max()) + 1 + key[keep]
-    return upscale_labels(relabel_contiguous(fill_nearest(ids)), image.shape[:2])
+    return upscale_labels(fill_nearest(ids), image.shape[:2])
 
 
 @dataclasses.dataclass

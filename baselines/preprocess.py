@@ -90,11 +90,18 @@ def relabel_contiguous(regions: np.ndarray) -> np.ndarray:
 
 
 def upscale_labels(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """A (working-size) label map resized to ``shape`` by nearest neighbour, ids 0..n-1."""
+    """A (working-size) label map resized to ``shape`` by nearest neighbour, ids 0..n-1.
+
+    The ids are made contiguous on the small map (4x fewer pixels at half size); growing a
+    map by nearest neighbour keeps every id, so the result equals relabelling after resizing."""
     h, w = shape
-    if labels.shape != (h, w):
-        labels = cv2.resize(labels.astype(np.int32), (w, h), interpolation=cv2.INTER_NEAREST)
-    return relabel_contiguous(labels)
+    labels = relabel_contiguous(labels)
+    sh, sw = labels.shape
+    if (sh, sw) != (h, w):
+        labels = cv2.resize(labels, (w, h), interpolation=cv2.INTER_NEAREST)
+        if h < sh or w < sw:  # a map shrunk along some side may lose ids
+            labels = relabel_contiguous(labels)
+    return labels
 
 
 def grid_cells(h: int, w: int, cells: int) -> np.ndarray:

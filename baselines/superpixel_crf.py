@@ -14,7 +14,7 @@ Potts weights).
 
 Pipeline for one image:
 
-1. SLIC superpixels (``skimage.segmentation.slic``, SLICO variant by default),
+1. SLIC superpixels (OpenCV contrib's ``ximgproc`` SLIC, SLICO variant by default),
    ``n_segments`` of them, but none smaller on average than ``min_segment_area`` pixels
    (small images get fewer), computed on a working copy whose longer side is at most
    ``work_size`` (240) and scaled back (:func:`superpixel_partition`).
@@ -51,11 +51,10 @@ from typing import Any
 
 import cv2
 import numpy as np
-from skimage.segmentation import slic
 from tqdm.auto import tqdm
 
 from baselines.labelling import RegionData, RegionLabeller, RegionSettings
-from baselines.preprocess import upscale_labels
+from baselines.preprocess import gaussian_blur, rgb_to_lab, upscale_labels
 from baselines.ssvm import CRFGraph, PottsCRF, train_ssvm
 from baselines.state_files import load_arrays, save_arrays
 from bench.datasets.types import DatasetInfo
@@ -70,17 +69,23 @@ def superpixel_partition(
     sigma: float = 1.0,
     slic_zero: bool = True,
     work_size: int | None = 240,
+    iterations: int = 10,
 ) -> np.ndarray:
     """SLIC superpixels of an RGB uint8 image -> HxW int32 ids 0..n-1.
 
-    SLICO (``slic_zero``, adaptive compactness) by default: plain SLIC with a fixed
-    compactness fragments strongly textured areas, whose fragments the connectivity
-    step then merges into a few huge superpixels (pure noise becomes one).
+    OpenCV contrib's SLIC (``cv2.ximgproc.createSuperpixelSLIC``) on the Gaussian-smoothed
+    image in Lab (float, L in 0..100, as scikit-image's ``slic`` clusters it), seeds on a
+    grid of step sqrt(area / n), ``iterations`` k-means iterations, then connectivity
+    enforced (fragments under half a superpixel's mean area join a neighbour, as
+    scikit-image's ``min_size_factor`` 0.5). SLICO (``slic_zero``, adaptive compactness) by
+    default: plain SLIC with a fixed compactness fragments strongly textured areas, whose
+    fragments the connectivity step then merges into a few huge superpixels.
     SLIC runs on a copy whose longer side is at most ``work_size`` (area interpolation,
     ``sigma`` scaled along; None: full size) and its superpixels are scaled back with
-    nearest neighbour: at 480x360 -> 240x180 a quarter of the pixels, so about a quarter
-    of the time, for superpixels of about 24x24 pixels whose boundaries move by at most
-    one working pixel (2 image pixels).
+    nearest neighbour: at 480x360 -> 240x180 superpixels of about 12x12 working pixels
+    whose boundaries move by at most one working pixel (2 image pixels).
+    Why OpenCV and not scikit-image's ``slic``: 27 against 46 ms on the 240x180 copy (one
+    core; docs/BENCHMARKS.md), partition quality within a point (CamVid val oracle mIoU).
     """
     h, w = image.shape[:2]
     n = int(max(1, min(n_segments, (h * w) // max(min_segment_area, 1))))
@@ -91,11 +96,24 @@ def superpixel_partition(
         small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
     if n <= 1 or min(small.shape[:2]) < 2:
         return np.zeros((h, w), np.int32)
-    seg = slic(
-        small, n_segments=n, compactness=compactness, sigma=sigma * scale, start_label=0, channel_axis=-1,
-        slic_zero=slic_zero,
-    )
-    return upscale_labels(seg, (h, w))
+    lab = rgb_to_lab(gaussian_blur(small, sigma * scale))
+    step = max(int(round(np.sqrt(small.shape[0] * small.shape[1] / n))), 2)
+    algorithm = _ximgproc().SLICO if slic_zero else _ximgproc().SLIC
+    slic = _ximgproc().createSuperpixelSLIC(lab, algorithm=algorithm, region_size=step, ruler=float(compactness))
+    slic.iterate(iterations)
+    slic.enforceLabelConnectivity(50)  # percent of the mean superpixel area
+    return upscale_labels(slic.getLabels(), (h, w))
+
+
+def _ximgproc():
+    """OpenCV contrib's ``cv2.ximgproc``, or a MethodError that says how to get it."""
+    if not hasattr(cv2, "ximgproc"):
+        raise MethodError(
+            "SLIC superpixels need OpenCV's contrib modules (cv2.ximgproc), which this cv2 lacks: "
+            "pip uninstall -y opencv-python opencv-python-headless opencv-contrib-python-headless && "
+            "pip install opencv-contrib-python-headless"
+        )
+    return cv2.ximgproc
 
 
 def edge_features(lab_means: np.ndarray, edges: np.ndarray, length: np.ndarray, mean_area: float) -> np.ndarray:
@@ -165,8 +183,8 @@ class SuperpixelSettings(RegionSettings):
 class SuperpixelCRF(RegionLabeller):
     Settings = SuperpixelSettings
     #: 2: SLIC runs on a working copy (``work_size``); 3: TextonBoost-style features
-    #: (textons, colour and orientation histograms) with context
-    version = 3
+    #: (textons, colour and orientation histograms) with context; 4: OpenCV's SLIC
+    version = 4
     #: False for the unaries-only variant
     pairwise = True
 

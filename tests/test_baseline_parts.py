@@ -141,6 +141,15 @@ def test_upscale_labels_nearest_and_contiguous():
     assert up.shape == (4, 6) and up.dtype == np.int32
     assert up.tolist() == [[0, 0, 0, 1, 1, 1]] * 2 + [[1, 1, 1, 0, 0, 0]] * 2
     np.testing.assert_array_equal(upscale_labels(np.array([[3, 5]]), (1, 2)), [[0, 1]])
+    # ids made contiguous before growing: the same map as relabelling after, at odd factors too
+    rng = np.random.default_rng(0)
+    small = rng.integers(0, 500, (45, 60)) * 3
+    for shape in ((45, 60), (91, 121), (180, 240), (100, 60)):
+        grown = cv2.resize(small.astype(np.int32), shape[::-1], interpolation=cv2.INTER_NEAREST)
+        np.testing.assert_array_equal(upscale_labels(small, shape), relabel_contiguous(grown))
+    # a map shrunk along a side loses ids but stays contiguous
+    shrunk = upscale_labels(small, (20, 90))
+    assert shrunk.shape == (20, 90) and shrunk.max() + 1 == len(np.unique(shrunk))
 
 
 def test_grid_components_cut_by_cells():
@@ -305,6 +314,14 @@ def test_superpixel_partition_counts():
     assert spc.superpixel_partition(image[:16, :16], n_segments=300, min_segment_area=32).max() + 1 <= 16
     noise = np.random.default_rng(0).integers(0, 256, (50, 70, 3), dtype=np.uint8)
     assert spc.superpixel_partition(noise, n_segments=60).max() + 1 >= 20  # SLICO does not collapse noise
+
+
+def test_superpixel_partition_without_contrib_says_what_to_install(monkeypatch):
+    from bench.method import MethodError
+
+    monkeypatch.delattr(cv2, "ximgproc")
+    with pytest.raises(MethodError, match="pip install opencv-contrib-python-headless"):
+        spc.superpixel_partition(textured_image(np.random.default_rng(1), 48, 64)[0])
 
 
 def test_edge_features_contrast():
