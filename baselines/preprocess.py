@@ -64,7 +64,7 @@ def working_lab(image: np.ndarray, work_size: int | None = None) -> np.ndarray:
 
 
 def gaussian_blur(image: np.ndarray, sigma: float) -> np.ndarray:
-    """Gaussian blur of an HxW or HxWxC float image (reflected borders); ``sigma`` <= 0: as is."""
+    """Gaussian blur of an HxW or HxWxC image, float or uint8 (rounded), reflected borders; ``sigma`` <= 0: as is."""
     if sigma <= 0:
         return image
     return cv2.GaussianBlur(image, (0, 0), sigma, borderType=cv2.BORDER_REFLECT).reshape(image.shape)

@@ -73,8 +73,9 @@ def superpixel_partition(
 ) -> np.ndarray:
     """SLIC superpixels of an RGB uint8 image -> HxW int32 ids 0..n-1.
 
-    OpenCV contrib's SLIC (``cv2.ximgproc.createSuperpixelSLIC``) on the Gaussian-smoothed
-    image in Lab (float, L in 0..100, as scikit-image's ``slic`` clusters it), seeds on a
+    OpenCV contrib's SLIC (``cv2.ximgproc.createSuperpixelSLIC``) on the image smoothed by a
+    Gaussian (on its uint8 RGB) and converted to float Lab (L in 0..100, the space
+    scikit-image's ``slic`` clusters in), seeds on a
     grid of step sqrt(area / n), ``iterations`` k-means iterations, then connectivity
     enforced (fragments under half a superpixel's mean area join a neighbour, as
     scikit-image's ``min_size_factor`` 0.5). SLICO (``slic_zero``, adaptive compactness) by

@@ -103,13 +103,21 @@ def write_json_atomic(path: str | Path, value: Any, **kwargs: Any) -> Path:
     return write_atomic(path, dumps(value, **kwargs) + "\n")
 
 
+def compact_labels(labels: np.ndarray) -> np.ndarray:
+    """A label map as uint8 when its values fit, else uint16 (how label PNGs are stored)."""
+    labels = np.asarray(labels)
+    if labels.dtype == np.uint8:
+        return labels
+    fits = labels.size == 0 or (labels.min() >= 0 and labels.max() < 256)
+    return labels.astype(np.uint8 if fits else np.uint16)
+
+
 def write_png_atomic(path: str | Path, array: np.ndarray) -> Path:
     """An image array (HxW label map or HxWx3 RGB) as a PNG, atomically. Label maps are stored
-    as uint8 when their values fit, else uint16."""
+    as :func:`compact_labels`."""
     from PIL import Image
 
     array = np.asarray(array)
-    if array.ndim == 2 and array.dtype != np.uint8:
-        fits = array.size == 0 or (array.min() >= 0 and array.max() < 256)
-        array = array.astype(np.uint8 if fits else np.uint16)
+    if array.ndim == 2:
+        array = compact_labels(array)
     return write_atomic(path, lambda f: Image.fromarray(array).save(f, format="PNG"), fsync=False)

@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -67,6 +68,8 @@ def test_a_job_record_has_every_field_and_real_numbers(tmp_path):
     assert set(rec["miou_by_convention"]) == {"mmseg", "smp", "per-image"}
     assert rec["images_per_s"] > 0 and rec["fit_time_s"] >= 0
     assert "torch" in rec["versions"] and rec["device_name"].startswith("cpu")
+    opencv = rec["versions"]["opencv"]  # the version of whichever wheel provides cv2, and its name
+    assert opencv.startswith(cv2.__version__) and opencv.endswith(" (opencv-contrib-python-headless)")
     assert "--only majority" in rec["command"] and "--seeds 0" in rec["command"]
     for p in rec["predictions"]:
         assert (tmp_path / p).is_file()

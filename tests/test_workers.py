@@ -39,6 +39,8 @@ METRIC_COLUMNS = ["miou", "pixel_acc", "mean_acc", "fwiou", "bf"]
 #: what may differ between two runs of the same job: when and where it ran, how fast, how
 RUN_FIELDS = {"started", "finished", "host", "fit_time_s", "predict_time_per_image_s", "images_per_s",
               "device_name", "command", "extra"}
+#: what a worker adds to ``extra`` (the rest of it, such as regions per image, must match)
+WORKER_EXTRA = {"workers", "threads"}
 
 
 def _leaderboard(out: Path) -> pd.DataFrame:
@@ -65,6 +67,7 @@ def test_workers_write_the_records_and_leaderboard_of_a_serial_run(tmp_path, cap
         assert {k: v for k, v in rec.items() if k not in RUN_FIELDS} == \
             {k: v for k, v in by_id[rec["job_id"]].items() if k not in RUN_FIELDS}
         assert rec["extra"]["workers"] == 2 and rec["extra"]["threads"] == threads_per_worker(2)
+        assert {k: v for k, v in rec["extra"].items() if k not in WORKER_EXTRA} == by_id[rec["job_id"]]["extra"]
         assert "workers" not in by_id[rec["job_id"]]["extra"]
         for p in rec["predictions"]:  # written by the worker, into the same folder
             assert (parallel / p).is_file()
@@ -96,13 +99,14 @@ def test_each_worker_runs_with_its_share_of_the_threads_in_its_own_process(tmp_p
 def test_networks_are_handed_out_first_so_short_jobs_fill_the_end(tmp_path):
     suite = Suite("mixed", "", "shapes", [
         SuiteJob("majority"),
-        SuiteJob("segnet-basic", {"width": 0.0625, "epochs": 1, "batch_size": 4, "crop": [32, 32]}),
+        # a DataLoader worker inside a job's worker: job workers must be able to have children
+        SuiteJob("segnet-basic", {"width": 0.0625, "epochs": 1, "batch_size": 4, "crop": [32, 32], "num_workers": 1}),
         SuiteJob("sobel", {"max_train_images": 4}),
     ], Path("mixed.yaml"))
     log: list[str] = []
     out = tmp_path / "out"
     counts = run_with_workers(Runner(out, progress=False, on_event=log.append), plan_jobs(suite, None), workers=1)
-    assert counts["ok"] == 3
+    assert counts["ok"] == 3, [r["error"] for r in read_records(out) if r["status"] != "ok"]
     started = [line.split()[0] for line in log if ": started (worker" in line]
     assert started == ["segnet-basic", "majority", "sobel"]
 
@@ -132,6 +136,26 @@ def test_a_worker_that_dies_fails_its_own_job_and_is_replaced(tmp_path):
         claim = store.claim(rec["job_id"])
         assert claim is not None
         claim.release()
+
+
+def test_a_worker_found_dead_before_its_job_is_replaced_and_the_job_runs(tmp_path, monkeypatch):
+    from bench.run import processes
+
+    real, started = processes._Pool._start, []
+
+    def start(pool):
+        worker = real(pool)
+        started.append(worker)
+        if len(started) == 1:  # the first worker dies while idle, before it is sent a job
+            worker.process.kill()
+            worker.process.join()
+        return worker
+
+    monkeypatch.setattr(processes._Pool, "_start", start)
+    suite = Suite("one", "", "shapes", [SuiteJob("majority")], Path("one.yaml"))
+    out = tmp_path / "out"
+    assert run_with_workers(Runner(out, progress=False), plan_jobs(suite, None), workers=1)["ok"] == 1
+    assert len(started) == 2 and [r["status"] for r in read_records(out)] == ["ok"]
 
 
 def test_a_job_claimed_by_a_live_run_is_left_to_it(tmp_path):

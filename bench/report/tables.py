@@ -167,7 +167,7 @@ def _uncertainty_lines(s: Section) -> list[str]:
 def _sharing_lines(s: Section) -> list[str]:
     """A line when some jobs ran side by side (``--workers``): their times were measured on a
     shared machine."""
-    shared = sorted({(int(num(r.extra.get("workers"))), int(num(r.extra.get("threads")) or 0))
+    shared = sorted({(int(num(r.extra["workers"])), int(num(r.extra["threads"])))  # a worker records both
                      for g in s.ranked for r in g.ok if num(r.extra.get("workers")) > 1})
     if not shared:
         return []

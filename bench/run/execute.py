@@ -14,7 +14,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from bench.datasets import Dataset, Sample, SkippingSplit, Split, get_dataset
-from bench.files import write_json_atomic
+from bench.files import compact_labels, write_json_atomic
 from bench.method import FitContext, Method, MethodError, create_method
 from bench.metrics import Scorer
 from bench.per_image import PerImage
@@ -169,8 +169,7 @@ def _predict_and_score(job: Job, method: Method, evaluation: Split, progress: bo
                 best = np.where((best == info.ignore_index) & (sample.label == info.ignore_index), 0, best)
             oracle.update(best, sample.label)
         if sample.id in keep:
-            small = pred.size == 0 or (pred.min() >= 0 and pred.max() < 256)  # as saved: uint8 PNG when it fits
-            kept.append((sample.id, pred.astype(np.uint8) if small else pred))
+            kept.append((sample.id, compact_labels(pred)))  # as it will be saved
         worst.offer(scorer.image_miou[-1], sample, pred)
     kept += [(s.id, p) for s, p in worst.items() if s.id not in keep]
     per_image = PerImage(seen, scorer.image_matrices(), scorer.image_bf if scorer.boundary else None)

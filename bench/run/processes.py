@@ -111,20 +111,15 @@ class _Pool:
 
     def results(self, todo: list[Job]) -> Iterator[Record | Busy]:
         """A :class:`Busy` for each job another run holds, and each job's record in the order
-        they finish; a job's claim is released once the collector asked for the next item
-        (so after its record was written)."""
+        they finish; a job's claim is released when the collector asks for the next item
+        (so after it wrote the record)."""
         queue = list(todo)
         for _ in range(self.size):  # one by one: an interrupt half way leaves each started one to close()
             self.workers.append(self._start())
-        finished: str | None = None
         while queue or any(w.job is not None for w in self.workers):
-            if finished is not None:
-                self.claims.pop(finished).release()
-                finished = None
             for i, worker in enumerate(self.workers):
                 if worker.job is None and queue and not worker.process.is_alive():  # died while idle
-                    self._discard(worker)
-                    self.workers[i] = worker = self._start()
+                    worker = self._replace(i)
                 while worker.job is None and queue:
                     job = queue.pop(0)
                     held = self.runner.hold(job)
@@ -136,8 +131,7 @@ class _Pool:
                     try:
                         worker.conn.send(job)
                     except OSError:  # it died since the check above: a fresh one takes the job
-                        self._discard(worker)
-                        self.workers[i] = worker = self._start()
+                        worker = self._replace(i)
                         worker.job = job
                         worker.conn.send(job)
                     self.runner.log(f"{job.method:>18s} on {job.dataset}/{job.eval_split}: started "
@@ -153,10 +147,8 @@ class _Pool:
                 self._discard(worker)
                 record = self.runner.failed_record(job, _death(worker.process, self.threads))
             record.extra = {**(record.extra or {}), "workers": self.size, "threads": self.threads}
-            finished = job.job_id
             yield record
-        if finished is not None:
-            self.claims.pop(finished).release()
+            self.claims.pop(job.job_id).release()
 
     def close(self) -> None:
         """Stop the workers (terminate those still busy: an interrupted run) and release the
@@ -182,12 +174,20 @@ class _Pool:
 
     def _start(self) -> _Worker:
         here, there = self.context.Pipe()
-        process = self.context.Process(target=_serve, name="segbench-worker", daemon=True,
+        # not a daemon: a job may start processes of its own (DataLoader workers); close() and
+        # the worker's watch on its parent stop it
+        process = self.context.Process(target=_serve, name="segbench-worker",
                                        args=(there, str(self.runner.out_dir), self.runner.resume,
                                              self.runner.force, self.threads, self.setup_modules))
         process.start()
         there.close()
         return _Worker(process, here)
+
+    def _replace(self, i: int) -> _Worker:
+        """Reap the dead worker ``i`` and start a fresh one in its place."""
+        self._discard(self.workers[i])
+        self.workers[i] = self._start()
+        return self.workers[i]
 
     @staticmethod
     def _discard(worker: _Worker) -> None:

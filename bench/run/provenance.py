@@ -8,7 +8,9 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
-_PACKAGES = ["numpy", "torch", "torchvision", "opencv-python-headless", "scikit-image", "scikit-learn", "scipy", "pandas"]
+_PACKAGES = ["numpy", "torch", "torchvision", "scikit-image", "scikit-learn", "scipy", "pandas"]
+#: the OpenCV wheels that provide ``cv2`` (segbench depends on the contrib one; any of them may be what is installed)
+_OPENCV_WHEELS = ["opencv-contrib-python-headless", "opencv-python-headless", "opencv-contrib-python", "opencv-python"]
 REPO_DIR = Path(__file__).resolve().parents[2]
 
 
@@ -19,6 +21,7 @@ def versions() -> dict[str, str]:
     out = {"python": platform.python_version(), "segbench": __version__}
     for pkg in _PACKAGES:
         out[pkg] = _version(pkg)
+    out["opencv"] = next((f"{v} ({w})" for w in _OPENCV_WHEELS if (v := _version(w)) != "not installed"), "not installed")
     try:
         import torch
 

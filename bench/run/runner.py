@@ -87,17 +87,6 @@ class Runner:
         todo = [job for job in jobs if job.job_id not in done]
         return todo, len(jobs) - len(todo)
 
-    def claimed(self, todo: Iterable[Job]) -> Iterator[Job | Busy]:
-        """Each job with this process's claim held until the consumer asks for the next one;
-        a :class:`Busy` for a job another live run holds, or that got an ok record meanwhile."""
-        for job in todo:
-            held = self.hold(job)
-            if isinstance(held, Busy):
-                yield held
-                continue
-            with held:
-                yield job
-
     def hold(self, job: Job) -> Claim | Busy:
         """This process's claim on ``job``, to hold while it runs elsewhere (another process,
         a Ray task); a :class:`Busy` when a live run holds it or it got an ok record meanwhile."""
@@ -176,8 +165,15 @@ class Runner:
 
     # -- internals ----------------------------------------------------------------------
     def _run_claimed(self, todo: list[Job]) -> Iterator[Record | Busy]:
-        for item in self.claimed(todo):
-            yield item if isinstance(item, Busy) else self.run_job(item)
+        """Each job's record, run with this process's claim held until the collector asks for
+        the next one (so until it wrote the record); a :class:`Busy` for a job held elsewhere."""
+        for job in todo:
+            held = self.hold(job)
+            if isinstance(held, Busy):
+                yield held
+                continue
+            with held:
+                yield self.run_job(job)
 
     def _log_record(self, record: Record) -> None:
         where = f"{record.method:>18s} on {record.dataset}/{record.eval_split}"

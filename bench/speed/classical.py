@@ -135,7 +135,7 @@ def classical_speed(
     common = {
         "method": local.name or type(local).__name__, "kind": local.kind, "input_hw": hw_text(images[0].shape[:2]),
         "num_images": len(images), "device": "cpu", "device_name": device_name("cpu"),
-        "python": v.get("python"), "numpy": v.get("numpy"), "opencv": v.get("opencv-python-headless"),
+        "python": v.get("python"), "numpy": v.get("numpy"), "opencv": v.get("opencv"),
         "scikit-image": v.get("scikit-image"), "torch": v.get("torch"), "git_commit": git_commit(),
     }
     # spawn, not fork: forking after torch/OpenMP started their threads deadlocks the workers
