@@ -36,6 +36,7 @@ from bench.method import method_class
 from bench.record import Record
 from bench.run.plan import Job
 from bench.run.runner import Busy, Runner
+from bench.threads import limit_threads
 
 #: seconds to wait for a worker to exit once told to stop, before it is terminated
 STOP_TIMEOUT_S = 10.0
@@ -234,18 +235,9 @@ def _serve(conn: multiprocessing.connection.Connection, out_dir: str, resume: bo
         threading.Thread(target=lambda: (parent.join(), os._exit(1)), daemon=True).start()
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = str(threads)  # for libraries loaded from here on
-    import cv2
-    import torch
-    from threadpoolctl import threadpool_limits
-
-    torch.set_num_threads(threads)
-    cv2.setNumThreads(threads)
-    threadpool_limits(threads)  # numpy's BLAS and OpenMP pools, loaded before the variables were set
-    for name in setup_modules:
-        importlib.import_module(name)
-    runner = Runner(out_dir, force=force, progress=False, resume=resume)
-    while True:
-        job = conn.recv()
-        if job is None:
-            return
-        conn.send(runner.run_job(job))
+    with limit_threads(threads):  # and those loaded already (numpy's BLAS), OpenCV, torch
+        for name in setup_modules:
+            importlib.import_module(name)
+        runner = Runner(out_dir, force=force, progress=False, resume=resume)
+        while (job := conn.recv()) is not None:
+            conn.send(runner.run_job(job))

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import multiprocessing
 import os
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -14,6 +13,7 @@ from bench.method import FitContext, Method, create_method
 from bench.run.provenance import device_name, git_commit, versions
 from bench.speed.core import Timing, timed, warm_up
 from bench.speed.table import hw_text
+from bench.threads import limit_threads
 
 _WORKER_METHOD: Method | None = None
 
@@ -41,26 +41,6 @@ def _pool_predict(image: np.ndarray) -> float:
     return timed(lambda: _WORKER_METHOD.predict(image), _WORKER_METHOD.sync)[1]
 
 
-@contextlib.contextmanager
-def _thread_limit(threads: int | None) -> Iterator[None]:
-    """At most ``threads`` threads in BLAS/OpenMP (threadpoolctl), OpenCV and torch; None: unchanged."""
-    if threads is None:
-        yield
-        return
-    import cv2
-    from threadpoolctl import threadpool_limits
-
-    before_cv, before_torch = cv2.getNumThreads(), torch.get_num_threads()
-    cv2.setNumThreads(int(threads))
-    torch.set_num_threads(int(threads))
-    try:
-        with threadpool_limits(limits=int(threads)):
-            yield
-    finally:
-        cv2.setNumThreads(before_cv)
-        torch.set_num_threads(before_torch)
-
-
 def _one_process(method: Method, images: Sequence[np.ndarray], warmup: int, threads: int | None
                  ) -> tuple[Timing, float, dict[str, float]]:
     """Per-image timing as the runner does it (:func:`warm_up`, then :func:`timed` per image),
@@ -75,7 +55,7 @@ def _one_process(method: Method, images: Sequence[np.ndarray], warmup: int, thre
         method.predict(image)
         return None
 
-    with _thread_limit(threads):
+    with limit_threads(threads):
         warm_up(method.predict, images[:warmup], method.sync)
         results, wall = timed(lambda: [timed(lambda: predict(im), method.sync) for im in images])
     timing = Timing([seconds for _, seconds in results])
