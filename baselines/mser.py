@@ -19,8 +19,10 @@ painted pixel (``scipy.ndimage.distance_transform_edt`` with ``return_indices``)
 uncovered areas of at least the minimum region area, which become regions of their own
 (cut by a coarse grid of ``fallback_cells`` cells along the longer side): MSER only finds
 *extremal* regions, so an area whose intensity lies between its neighbours' is never one,
-and would otherwise be swallowed whole by a neighbour. The partition is scaled back with
-nearest neighbour.
+and would otherwise be swallowed whole by a neighbour. Regions larger than a cell of that
+grid are then cut by it (:func:`cut_large`; as the edge methods' markers are): their
+ceiling (oracle mIoU on every 4th CamVid *train* image) rises from 49.3 to 58.4 for 300
+regions an image instead of 190. The partition is scaled back with nearest neighbour.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import numpy as np
 from scipy import ndimage
 
 from baselines.labelling import RegionLabeller, WorkingCopySettings
-from baselines.preprocess import gaussian_blur, grid_components, upscale_labels, working_lab
+from baselines.preprocess import gaussian_blur, grid_cells, grid_components, relabel_contiguous, upscale_labels, working_lab
 
 
 def _to_uint8(channel: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -126,7 +128,19 @@ def mser_partition(
             big[1 + np.argmax(sizes[1:])] = True
         keep = big[key]
         ids[keep] = int(ids.max()) + 1 + key[keep]
-    return upscale_labels(fill_nearest(ids), image.shape[:2])
+    return upscale_labels(cut_large(fill_nearest(ids), fallback_cells), image.shape[:2])
+
+
+def cut_large(ids: np.ndarray, cells: int) -> np.ndarray:
+    """Regions larger than a cell of a ``cells``-cell grid (along the longer side) cut by
+    that grid; smaller ones kept whole. MSER keeps blobs up to ``max_area_frac`` of the
+    image (road and pavement under one dark region), which one class label cannot describe."""
+    h, w = ids.shape
+    cell = grid_cells(h, w, cells)
+    n_cells = int(cell.max()) + 1
+    large = np.bincount(ids.ravel()) > (h * w) / n_cells
+    key = ids.astype(np.int64) * n_cells + np.where(large[ids], cell, 0)
+    return relabel_contiguous(key)
 
 
 @dataclasses.dataclass
@@ -165,8 +179,9 @@ class MserSettings(WorkingCopySettings):
 
 class Mser(RegionLabeller):
     Settings = MserSettings
-    #: 2: TextonBoost-style features (textons, colour and orientation histograms) with context
-    version = 2
+    #: 2: TextonBoost-style features (textons, colour and orientation histograms) with context;
+    #: 3: regions larger than a grid cell cut by the grid
+    version = 3
 
     def partition(self, image: np.ndarray) -> np.ndarray:
         s = self.settings

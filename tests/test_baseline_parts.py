@@ -294,11 +294,25 @@ def test_mser_partition_finds_blobs():
     image = cv2.GaussianBlur(image, (0, 0), 1.5) + rng.normal(0, 2, image.shape)
     r = mser.mser_partition(np.clip(image, 0, 255).astype(np.uint8))
     dark, bright = np.unique(r[14:21, 15:25]), np.unique(r[40:50, 50:70])
-    assert dark.size == 1 and bright.size == 1
-    assert len({dark[0], bright[0], r[2, 2]}) == 3
+    # each blob is found: its regions stay inside it (a blob larger than a grid cell is cut
+    # by the grid, so it may be several regions), apart from the background
+    for ids, (y0, y1, x0, x1) in ((dark, (10, 25, 10, 30)), (bright, (35, 55, 45, 75))):
+        ys, xs = np.nonzero(np.isin(r, ids))
+        assert ys.min() >= y0 - 2 and ys.max() < y1 + 2 and xs.min() >= x0 - 2 and xs.max() < x1 + 2
+    assert r[2, 2] not in set(dark) | set(bright)
     # a flat image has no stable region: a grid, not an error
     flat = mser.mser_partition(np.full((40, 40, 3), 9, np.uint8))
     assert flat.max() >= 1 and flat.min() == 0
+
+
+def test_mser_cut_large_cuts_only_regions_larger_than_a_cell():
+    ids = np.zeros((40, 40), np.int64)
+    ids[:4, :4] = 1  # 16 px, smaller than a cell of a 4-cell grid (100 px): kept whole
+    cut = mser.cut_large(ids, 4)
+    assert cut.max() + 1 == 16 + 1 and len(np.unique(cut[:4, :4])) == 1
+    cells = grid_cells(40, 40, 4)
+    big = ids == 0  # the rest: one piece per grid cell
+    assert len(set(zip(cut[big], cells[big]))) == len(np.unique(cut[big])) == 16
 
 
 # ------------------------------------------------------------------------- superpixels
