@@ -34,7 +34,9 @@ import numpy as np
 from scipy import ndimage
 
 from baselines.labelling import RegionLabeller, WorkingCopySettings
-from baselines.preprocess import gaussian_blur, grid_cells, grid_components, relabel_contiguous, upscale_labels, working_lab
+from baselines.preprocess import (
+    gaussian_blur, grid_cells, grid_components, relabel_contiguous, upscale_labels, working_lab,
+)
 
 
 def _to_uint8(channel: np.ndarray, lo: float, hi: float) -> np.ndarray:
