@@ -100,8 +100,9 @@ def superpixel_partition(
         return np.zeros((h, w), np.int32)
     lab = rgb_to_lab(gaussian_blur(small, sigma * scale))
     step = max(int(round(np.sqrt(small.shape[0] * small.shape[1] / n))), 2)
-    algorithm = _ximgproc().SLICO if slic_zero else _ximgproc().SLIC
-    slic = _ximgproc().createSuperpixelSLIC(lab, algorithm=algorithm, region_size=step, ruler=float(compactness))
+    ximgproc = _ximgproc()
+    algorithm = ximgproc.SLICO if slic_zero else ximgproc.SLIC
+    slic = ximgproc.createSuperpixelSLIC(lab, algorithm=algorithm, region_size=step, ruler=float(compactness))
     slic.iterate(iterations)
     slic.enforceLabelConnectivity(50)  # percent of the mean superpixel area
     return upscale_labels(slic.getLabels(), (h, w))
