@@ -162,6 +162,10 @@ class MserSettings(WorkingCopySettings):
     min_visible_frac: float = 0.0
     #: OpenCV's own near-duplicate pruning (0: off; it drops whole blobs on flat images)
     min_diversity: float = 0.0
+    #: cells of the grid (along the longer side) that cuts the uncovered leftovers and the
+    #: regions larger than a cell; 12 or 16 raise the ceiling but not the held-out score
+    #: (docs/RESULTS.md, "Session 10")
+    grid_cells: int = 8
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -177,6 +181,8 @@ class MserSettings(WorkingCopySettings):
             raise ValueError(f"min_visible_frac must be in [0, 1], not {self.min_visible_frac}")
         if not 0.0 <= self.min_diversity < 1.0:
             raise ValueError(f"min_diversity must be in [0, 1), not {self.min_diversity}")
+        if self.grid_cells < 1:
+            raise ValueError(f"grid_cells must be >= 1, not {self.grid_cells}")
 
 
 class Mser(RegionLabeller):
@@ -189,5 +195,5 @@ class Mser(RegionLabeller):
         s = self.settings
         return mser_partition(
             image, s.work_size, s.smooth_sigma, s.delta, s.min_area_frac, s.max_area_frac, s.max_variation, s.colour,
-            min_visible_frac=s.min_visible_frac, min_diversity=s.min_diversity,
+            min_visible_frac=s.min_visible_frac, min_diversity=s.min_diversity, fallback_cells=s.grid_cells,
         )

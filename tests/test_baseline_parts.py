@@ -305,6 +305,15 @@ def test_mser_partition_finds_blobs():
     assert flat.max() >= 1 and flat.min() == 0
 
 
+def test_mser_grid_cells_setting_reaches_the_partition():
+    flat = np.full((40, 40, 3), 9, np.uint8)  # no stable region: the partition is the grid
+    coarse = mser.Mser(mser.MserSettings(grid_cells=2)).partition(flat)
+    fine = mser.Mser(mser.MserSettings(grid_cells=8)).partition(flat)
+    assert coarse.max() + 1 < fine.max() + 1
+    with pytest.raises(ValueError, match="grid_cells"):
+        mser.MserSettings(grid_cells=0)
+
+
 def test_mser_cut_large_cuts_only_regions_larger_than_a_cell():
     ids = np.zeros((40, 40), np.int64)
     ids[:4, :4] = 1  # 16 px, smaller than a cell of a 4-cell grid (100 px): kept whole
