@@ -288,7 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "e.g. '{\"epochs\": 2}' (default: the method's defaults)")
     r.add_argument("--dataset", help="dataset name (default: the suite's, else ccp-mini)")
     r.add_argument("--data-root", help="folder that holds the dataset (not needed for built-in data)")
-    r.add_argument("--eval-split", default="val", choices=["val", "test"], help="split to score on (default val)")
+    r.add_argument("--eval-split", default="val",
+                   help="split to score on: val (default), test, or another split the dataset has, such as "
+                        "camvid-holdout's 0006R0; checked against the dataset before any work")
     r.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
     r.add_argument("--seeds", type=_parse_seeds, default=[0], help="comma-separated seeds, one job each (default 0)")
     r.add_argument("--only", help="comma-separated method names: run only these jobs of the suite")

@@ -49,6 +49,7 @@ def test_list_shows_methods_datasets_and_suites():
         (("run", "--suite", "smoke", "--device", "cuda"), ("no CUDA device",)),
         (("run", "--suite", "smoke", "--miou-convention", "x"), ("--miou-convention",)),
         (("report", "--out", "/no/such/dir"), ("no records",)),
+        (("run", "--method", "majority", "--eval-split", "nosuch"), ("no 'nosuch' split", "it has: train")),
     ],
 )
 def test_bad_input_is_one_clear_line(tmp_path, args, fragments):
@@ -138,6 +139,17 @@ def test_evaluate_mismatched_names_and_sizes_are_clear_errors(tmp_path):
 
 @pytest.mark.integration
 @pytest.mark.skipif(not (SHARED / "camvid" / "train").is_dir(), reason="../shared/datasets/camvid not present")
+def test_eval_split_can_be_any_split_of_the_dataset(tmp_path):
+    # camvid-holdout's held-out sequence is a split of its own, named after the sequence
+    proc = bench("run", "--method", "majority", "--dataset", "camvid-holdout", "--data-root", str(SHARED / "camvid"),
+                 "--eval-split", "0006R0", "--out", str(tmp_path / "out"), "--no-progress", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    (rec,) = [json.loads(l) for l in (tmp_path / "out" / "records.jsonl").read_text().splitlines()]
+    assert rec["status"] == "ok" and rec["eval_split"] == "0006R0"
+    assert rec["n_eval"] == 101 and rec["n_train"] == 266
+    assert "--eval-split 0006R0" in rec["command"]
+
+
 def test_smoke_suite_runs_on_real_camvid(tmp_path):
     proc = bench("run", "--suite", "smoke", "--dataset", "camvid", "--data-root", str(SHARED / "camvid"),
                  "--out", str(tmp_path / "out"), "--no-progress", cwd=tmp_path)
