@@ -210,8 +210,9 @@ class EdgeWatershed(RegionLabeller):
     Settings = EdgeSettings
     capabilities = Capabilities(partition_oracle=True, edge_map=True, stages=True, save=True)
     #: 2: the partition runs on a working copy (``work_size``); 3: TextonBoost-style
-    #: features (textons, colour and orientation histograms) with context
-    version = 3
+    #: features (textons, colour and orientation histograms) with context; 4: every training
+    #: region reaches the classifier (max_train_regions 150,000)
+    version = 4
     #: the edge operator: (image, sigma=) -> HxW float32 strength in [0, 1]
     operator: ClassVar[Callable[..., np.ndarray]]
     #: compute the edge map on the image itself and shrink the map (area interpolation) to
@@ -278,5 +279,5 @@ class CannyWatershed(EdgeWatershed):
     operator = staticmethod(canny_strength)
     edge_map_full_size = True
     #: 3: the map at full size, shrunk (2 computed it on the shrunk image); 4: TextonBoost-style
-    #: features with context
-    version = 4
+    #: features with context; 5: every training region reaches the classifier
+    version = 5

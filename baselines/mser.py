@@ -188,8 +188,9 @@ class MserSettings(WorkingCopySettings):
 class Mser(RegionLabeller):
     Settings = MserSettings
     #: 2: TextonBoost-style features (textons, colour and orientation histograms) with context;
-    #: 3: regions larger than a grid cell cut by the grid
-    version = 3
+    #: 3: regions larger than a grid cell cut by the grid; 4: every training region reaches
+    #: the classifier (max_train_regions 150,000)
+    version = 4
 
     def partition(self, image: np.ndarray) -> np.ndarray:
         s = self.settings

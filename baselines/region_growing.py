@@ -205,8 +205,9 @@ class RegionGrowingSettings(WorkingCopySettings):
 
 class RegionGrowing(RegionLabeller):
     Settings = RegionGrowingSettings
-    #: 2: TextonBoost-style features (textons, colour and orientation histograms) with context
-    version = 2
+    #: 2: TextonBoost-style features (textons, colour and orientation histograms) with context;
+    #: 3: every training region reaches the classifier (max_train_regions 150,000)
+    version = 3
 
     def partition(self, image: np.ndarray) -> np.ndarray:
         s = self.settings

@@ -188,8 +188,9 @@ class SuperpixelSettings(RegionSettings):
 class SuperpixelCRF(RegionLabeller):
     Settings = SuperpixelSettings
     #: 2: SLIC runs on a working copy (``work_size``); 3: TextonBoost-style features
-    #: (textons, colour and orientation histograms) with context; 4: OpenCV's SLIC, 350 superpixels
-    version = 4
+    #: (textons, colour and orientation histograms) with context; 4: OpenCV's SLIC, 350 superpixels;
+    #: 5: every training region reaches the classifier (max_train_regions 150,000)
+    version = 5
     #: False for the unaries-only variant
     pairwise = True
 
