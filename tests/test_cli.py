@@ -150,6 +150,8 @@ def test_eval_split_can_be_any_split_of_the_dataset(tmp_path):
     assert "--eval-split 0006R0" in rec["command"]
 
 
+@pytest.mark.integration
+@pytest.mark.skipif(not (SHARED / "camvid" / "train").is_dir(), reason="../shared/datasets/camvid not present")
 def test_smoke_suite_runs_on_real_camvid(tmp_path):
     proc = bench("run", "--suite", "smoke", "--dataset", "camvid", "--data-root", str(SHARED / "camvid"),
                  "--out", str(tmp_path / "out"), "--no-progress", cwd=tmp_path)
