@@ -86,6 +86,7 @@ def test_uniform_lbp_matches_scikit_image():
         textured_image(rng, 40, 56)[0][..., 0],
         rng.integers(0, 256, (23, 31), dtype=np.uint8),
         rng.integers(100, 103, (17, 12), dtype=np.uint8),  # many ties with the centre
+        rng.integers(100, 103, (75, 9), dtype=np.uint8),  # several strips of rows, the last one short
         np.full((6, 7), 9, np.uint8),
         np.arange(35, dtype=np.uint8).reshape(5, 7) * 7,
     ]
