@@ -95,7 +95,7 @@ def mser_partition(
     max_area_frac: float = 0.5,
     max_variation: float = 0.5,
     colour: bool = True,
-    fallback_cells: int = 8,
+    fallback_cells: int = 12,
     min_visible_frac: float = 0.0,
     min_diversity: float = 0.0,
 ) -> np.ndarray:
