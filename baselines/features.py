@@ -206,13 +206,18 @@ def uniform_lbp(grey: np.ndarray) -> np.ndarray:
     strip = min(_LBP_STRIP, h)
     top, bottom, tmp = np.empty((strip, w)), np.empty((strip, w)), np.empty((strip, w))
     on = np.empty((strip, w), bool)
+
+    def window(dy: int, dx: int, y0: int, y1: int) -> np.ndarray:
+        """Rows y0..y1 of the image shifted by (dy, dx), zeros outside it."""
+        return pad[1 + dy + y0 : 1 + dy + y1, 1 + dx : 1 + dx + w]
+
     for i in range(LBP_POINTS):
         rp = round(-LBP_RADIUS * np.sin(2 * np.pi * i / LBP_POINTS), 5)
         cp = round(LBP_RADIUS * np.cos(2 * np.pi * i / LBP_POINTS), 5)
         r0, r1, c0, c1 = int(np.floor(rp)), int(np.ceil(rp)), int(np.floor(cp)), int(np.ceil(cp))
         shift = np.uint8(i)
         if r0 == r1 and c0 == c1:  # on the pixel grid: no interpolation
-            pattern |= (pad[1 + r0 : 1 + r0 + h, 1 + c0 : 1 + c0 + w] >= g).view(np.uint8) << shift
+            pattern |= (window(r0, c0, 0, h) >= g).view(np.uint8) << shift
             continue
         cc = cols + cp
         dc = cc - np.floor(cc)
@@ -220,16 +225,12 @@ def uniform_lbp(grey: np.ndarray) -> np.ndarray:
         for y0 in range(0, h, strip):
             y1 = min(y0 + strip, h)
             t, b, x, o = top[: y1 - y0], bottom[: y1 - y0], tmp[: y1 - y0], on[: y1 - y0]
-
-            def shifted(dy: int, dx: int) -> np.ndarray:
-                return pad[1 + dy + y0 : 1 + dy + y1, 1 + dx : 1 + dx + w]
-
             rr = rows[y0:y1] + rp
             dr = rr - np.floor(rr)
-            np.multiply(ndc, shifted(r0, c0), out=t)  # top = (1 - dc) * A + dc * B
-            t += np.multiply(dc, shifted(r0, c1), out=x)
-            np.multiply(ndc, shifted(r1, c0), out=b)  # bottom = (1 - dc) * C + dc * D
-            b += np.multiply(dc, shifted(r1, c1), out=x)
+            np.multiply(ndc, window(r0, c0, y0, y1), out=t)  # top = (1 - dc) * A + dc * B
+            t += np.multiply(dc, window(r0, c1, y0, y1), out=x)
+            np.multiply(ndc, window(r1, c0, y0, y1), out=b)  # bottom = (1 - dc) * C + dc * D
+            b += np.multiply(dc, window(r1, c1, y0, y1), out=x)
             t *= 1 - dr
             b *= dr
             t += b

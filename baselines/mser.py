@@ -86,6 +86,11 @@ def fill_nearest(ids: np.ndarray) -> np.ndarray:
     return ids[iy, ix]
 
 
+#: cells of the coarse grid (along the longer side) of :func:`mser_partition`; the method's
+#: default (``MserSettings.grid_cells``)
+GRID_CELLS = 12
+
+
 def mser_partition(
     image: np.ndarray,
     work_size: int = 240,
@@ -95,7 +100,7 @@ def mser_partition(
     max_area_frac: float = 0.5,
     max_variation: float = 0.5,
     colour: bool = True,
-    fallback_cells: int = 12,
+    fallback_cells: int = GRID_CELLS,
     min_visible_frac: float = 0.0,
     min_diversity: float = 0.0,
 ) -> np.ndarray:
@@ -167,7 +172,7 @@ class MserSettings(WorkingCopySettings):
     #: cells of the grid (along the longer side) that cuts the uncovered leftovers and the
     #: regions larger than a cell: 12, chosen on a CamVid sequence held out of train (8: 34.3,
     #: 12: 35.7 mIoU with every training region; docs/RESULTS.md, "Session 11")
-    grid_cells: int = 12
+    grid_cells: int = GRID_CELLS
 
     def __post_init__(self) -> None:
         super().__post_init__()
