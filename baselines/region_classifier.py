@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
+from baselines.boosted_trees import FastBoostedPredictor
 from baselines.state_files import load_arrays, load_estimator, save_arrays, save_estimator
 
 
@@ -68,6 +69,7 @@ class RegionClassifier:
         self.seed = seed
         self.model = None
         self.classes_: np.ndarray = np.zeros(0, np.int64)
+        self._predictor: FastBoostedPredictor | None = None  # hgb: the compiled tree walk, made on first use
 
     def _make(self):
         if self.kind == "hgb":
@@ -118,9 +120,12 @@ class RegionClassifier:
         return self
 
     def _proba(self, X: np.ndarray) -> np.ndarray:
+        if self.kind == "hgb" and (self._predictor is None or self._predictor.model is not self.model):
+            self._predictor = FastBoostedPredictor(self.model)
+        predictor = self._predictor if self.kind == "hgb" else self.model
         # one thread: OpenMP/BLAS pools spin badly on a shared machine for a few hundred rows
         with _thread_pools().limit(limits=1):
-            return self.model.predict_proba(X)
+            return predictor.predict_proba(X)
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         out = np.zeros((len(X), self.num_classes), np.float64)
