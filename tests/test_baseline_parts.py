@@ -254,6 +254,48 @@ def test_grid_seeds_and_grow():
     assert len(seeds) == 4 * 6
 
 
+def _grow_numpy(colour, labels, threshold):
+    """The whole-image numpy formulation of ``grow`` (its first version): the specification."""
+    h, w, c = colour.shape
+    flat_col, flat_lab = colour.reshape(-1, c).astype(np.float64), labels.ravel()
+    n = int(flat_lab.max()) + 1
+    assigned = flat_lab >= 0
+    counts = np.bincount(flat_lab[assigned], minlength=n).astype(np.float64)
+    sums = np.stack([np.bincount(flat_lab[assigned], weights=flat_col[assigned, k], minlength=n) for k in range(c)], 1)
+    while True:
+        means = sums / np.maximum(counts, 1.0)[:, None]
+        best_d, best_l = np.full(h * w, np.inf), np.full(h * w, -1, np.int64)
+        padded = np.pad(labels, 1, constant_values=-1)
+        for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1)):
+            nl = padded[1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w].ravel()
+            idx = np.flatnonzero((flat_lab < 0) & (nl >= 0))
+            d = ((flat_col[idx] - means[nl[idx]]) ** 2).sum(axis=1)
+            better = d < best_d[idx]
+            best_d[idx[better]], best_l[idx[better]] = d[better], nl[idx[better]]
+        join = np.flatnonzero((best_l >= 0) & (best_d < threshold * threshold))
+        if join.size == 0:
+            return labels
+        new = best_l[join]
+        flat_lab[join] = new
+        counts += np.bincount(new, minlength=n)
+        sums += np.stack([np.bincount(new, weights=flat_col[join, k], minlength=n) for k in range(c)], 1)
+
+
+@pytest.mark.parametrize("threshold", [6.0, np.inf])
+def test_grow_equals_the_numpy_formulation(threshold):
+    rng = np.random.default_rng(5)
+    for shape in [(37, 53), (1, 9), (12, 1)]:
+        colour = (rng.normal(size=(*shape, 3)).cumsum(axis=0).cumsum(axis=1) * 3).astype(np.float32)
+        labels = np.full(shape, -1, np.int64)
+        seeds = rng.choice(labels.size, min(7, labels.size), replace=False)
+        labels.ravel()[seeds] = np.arange(len(seeds)) % 5  # some regions start from two seeds
+        expected = _grow_numpy(colour, labels.copy(), threshold)
+        np.testing.assert_array_equal(rg.grow(colour, labels, threshold), expected)
+        assert (labels == expected).all()  # in place
+    with pytest.raises(ValueError, match="C-contiguous"):
+        rg.grow(colour, np.full(shape, -1, np.int64).T, threshold)
+
+
 def test_region_growing_partition_two_colours_and_leftovers():
     image = np.zeros((50, 70, 3), np.uint8)
     image[:, 35:] = [250, 250, 250]
