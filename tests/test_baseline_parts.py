@@ -206,6 +206,26 @@ def test_log_zero_crossings_are_thin():
     assert (row > 0.5).sum() <= 2 and 13 <= int(np.argmax(row)) <= 16
 
 
+def test_log_zero_crossings_equal_the_numpy_formulation():
+    rng = np.random.default_rng(4)
+    for shape in [(41, 57, 3), (1, 12, 3), (9, 1, 3), (16, 16, 1)]:
+        lap = rng.normal(size=shape).astype(np.float32)
+        lap[rng.random(shape) < 0.1] = 0.0  # zeros: no crossing
+        flat = lap.reshape(-1)
+        flat[1:12:2] = -flat[0:11:2]  # |a| = |b| across a crossing: the first of the pair takes it
+        expected = np.zeros(shape, np.float32)  # the whole-array form (the first version)
+        for axis in (0, 1):
+            a, b = (lap[:-1], lap[1:]) if axis == 0 else (lap[:, :-1], lap[:, 1:])
+            weight = np.where(a * b < 0, np.abs(a - b), 0.0).astype(np.float32)
+            nearer = np.abs(a) <= np.abs(b)
+            first, second = (expected[:-1], expected[1:]) if axis == 0 else (expected[:, :-1], expected[:, 1:])
+            np.maximum(first, np.where(nearer, weight, 0.0), out=first)
+            np.maximum(second, np.where(nearer, 0.0, weight), out=second)
+        out = np.zeros(shape[:2], np.float32)
+        edges._zero_crossings(lap, out)
+        np.testing.assert_array_equal(out, expected.max(axis=2))
+
+
 def test_watershed_partition_follows_edges():
     image = np.zeros((60, 80, 3), np.uint8)
     image[:, 40:] = [255, 255, 255]
