@@ -9,6 +9,7 @@ import pytest
 
 from baseline_data import textured_split
 from baselines.features import feature_names, region_features, working_regions
+from baselines import textons
 from baselines.preprocess import rgb_to_lab
 from baselines.textons import N_FILTERS, TextonDictionary, filter_responses, region_histograms, sample_responses
 from bench.method import FitContext, MethodError, create_method
@@ -51,6 +52,16 @@ def test_texton_dictionary_separates_clusters_and_assigns_nearest():
     brute = ((white[:, None, :] - d8.centres[None]) ** 2).sum(axis=2).argmin(axis=1)
     np.testing.assert_array_equal(d8.assign(q), brute)
     assert d8.assign(q.reshape(5, 10, N_FILTERS)).shape == (5, 10)
+
+
+def test_texton_assign_in_blocks_equals_one_product():
+    rng = np.random.default_rng(6)
+    d = TextonDictionary.fit(rng.normal(size=(4000, N_FILTERS)).astype(np.float32), k=64, seed=0)
+    for n in (textons.ASSIGN_BLOCK * 2 + 37, 5, 0):
+        r = rng.normal(size=(n, N_FILTERS)).astype(np.float32)
+        whole = r @ d._w
+        whole += d._b
+        np.testing.assert_array_equal(d.assign(r), whole.argmin(axis=1))
 
 
 def test_texton_dictionary_bad_input():
