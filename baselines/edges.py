@@ -35,8 +35,8 @@ In :func:`watershed_partition` the strength is smoothed; "low-edge" pixels are
 those below a global quantile or below the local mean strength (Gaussian of half a grid
 cell; so that textured areas, whose strength is high everywhere, still get markers);
 markers are the connected components of low-edge pixels cut by a coarse grid (no marker
-spans more than one cell) with tiny ones dropped; scikit-image's watershed floods the
-strength map from them.
+spans more than one cell) with tiny ones dropped; a priority-flood watershed floods the
+strength map from them (:mod:`baselines.watershed`: scikit-image's labels, pixel for pixel).
 """
 
 from __future__ import annotations
@@ -47,12 +47,12 @@ from typing import Callable, ClassVar
 import cv2
 import numba
 import numpy as np
-from skimage.segmentation import watershed
 
 from baselines.labelling import RegionLabeller, RegionSettings
 from baselines.preprocess import (
     gaussian_blur, grid_components, relabel_contiguous, sobel_xy, upscale_labels, working_lab,
 )
+from baselines.watershed import watershed
 from bench.method import Capabilities
 
 
