@@ -62,6 +62,11 @@ def test_texton_assign_in_blocks_equals_one_product():
         whole = r @ d._w
         whole += d._b
         np.testing.assert_array_equal(d.assign(r), whole.argmin(axis=1))
+        planes_view = np.ascontiguousarray(r.T).T  # how filter_responses lays its planes out
+        np.testing.assert_array_equal(d.assign(planes_view), whole.argmin(axis=1))
+    lab = rgb_to_lab(np.random.default_rng(7).integers(0, 256, (61, 83, 3), dtype=np.uint8))
+    responses = filter_responses(lab)
+    np.testing.assert_array_equal(d.assign(responses), d.assign(np.ascontiguousarray(responses)))
 
 
 def test_texton_dictionary_bad_input():
