@@ -312,8 +312,9 @@ def test_grow_equals_the_numpy_formulation(threshold):
         expected = _grow_numpy(colour, labels.copy(), threshold)
         np.testing.assert_array_equal(rg.grow(colour, labels, threshold), expected)
         assert (labels == expected).all()  # in place
-    with pytest.raises(ValueError, match="C-contiguous"):
-        rg.grow(colour, np.full(shape, -1, np.int64).T, threshold)
+    colour = np.zeros((6, 8, 3), np.float32)
+    with pytest.raises(ValueError, match="C-contiguous"):  # a transposed view: grow could not write into it
+        rg.grow(colour, np.full((8, 6), -1, np.int64).T, threshold)
 
 
 def test_region_growing_partition_two_colours_and_leftovers():
