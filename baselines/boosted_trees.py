@@ -103,8 +103,6 @@ class FastBoostedPredictor:
     def __init__(self, model):
         self.model = model
         self.trees = FlatTrees.from_model(model)
-        if self.trees is not None and model.n_features_in_ <= 0:
-            self.trees = None
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         X = np.asarray(X)
