@@ -4,9 +4,9 @@ four fifths of its time on a 240x180 map (6.6 against 8.3 ms; docs/BENCHMARKS.md
 
 Hand-written because scikit-image's watershed was 8 of the edge methods' 12 ms partition
 and its heap compares (elevation, age) as two fields; OpenCV's ``cv2.watershed`` floods a
-colour image's own gradient, not a given elevation map, so it is not the same method. The flood here is the textbook one with the
-tie rules scikit-image uses, so that the result is the same (a test compares them on
-tie-rich maps): a binary min-heap keyed on (elevation, age), markers first in raster order
+colour image's own gradient, not a given elevation map, so it is not the same method. The
+flood here is the textbook one with the tie rules scikit-image uses, so that the result is
+the same (a test compares them on tie-rich maps): a binary min-heap keyed on (elevation, age), markers first in raster order
 with age 0, each unlabelled neighbour (above, left, right, below) labelled when it is pushed,
 with the elevation of the pixel that reached it when that is higher. Elevation and age are
 packed into one 64-bit integer key (the float32 elevation's bits, made order-preserving,
