@@ -1,4 +1,4 @@
-"""The compiled walk of a histogram-boosting classifier's trees gives scikit-learn's probabilities."""
+"""QuickScorer over a histogram-boosting classifier's trees gives scikit-learn's probabilities."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.ensemble import HistGradientBoostingClassifier
 
-from baselines.boosted_trees import FastBoostedPredictor, FlatTrees
+from baselines.boosted_trees import MAX_LEAVES, FastBoostedPredictor, ScoringTables
 from baselines.region_classifier import RegionClassifier
 
 
@@ -19,17 +19,24 @@ def _data(classes: int, n: int = 1500, seed: int = 0) -> tuple[np.ndarray, np.nd
 
 
 @pytest.mark.parametrize("classes", [2, 5])
-def test_walk_equals_predict_proba_bit_for_bit(classes):
+@pytest.mark.parametrize("leaves", [2, 15, MAX_LEAVES - 1, MAX_LEAVES])
+def test_quickscorer_equals_predict_proba_bit_for_bit(classes, leaves):
     X, y = _data(classes)
-    model = HistGradientBoostingClassifier(max_iter=30, max_leaf_nodes=15, random_state=0).fit(X, y)
+    model = HistGradientBoostingClassifier(max_iter=30, max_leaf_nodes=leaves, random_state=0).fit(X, y)
     fast = FastBoostedPredictor(model)
-    assert fast.trees is not None
-    assert len(fast.trees.roots) == model.n_iter_ * model.n_trees_per_iteration_
+    tables = fast.tables
+    assert tables is not None
+    trees = model.n_iter_ * model.n_trees_per_iteration_
+    assert len(tables.leaf_start) == trees + 1
+    assert np.diff(tables.leaf_start).max() == leaves  # the largest tree uses every bit it may
+    assert np.isinf(tables.threshold[tables.start[1:] - 1]).all()  # each feature's sentinel
     test, _ = _data(classes, n=400, seed=1)
     test[:7] = np.nan  # whole rows missing
     test[7:12] = np.inf
-    splits = fast.trees.threshold[fast.trees.feature == 0]  # values exactly on a split: "at most" goes left
-    test[12 : 12 + len(splits[:50]), 0] = splits[:50]
+    test[12:17] = -np.inf
+    splits = tables.threshold[tables.start[0] : tables.start[1] - 1]  # values exactly on a split: "at most" goes left
+    assert len(splits)
+    test[17 : 17 + len(splits[:50]), 0] = splits[:50]
     expected = model.predict_proba(test)
     got = fast.predict_proba(test)
     np.testing.assert_array_equal(got, expected)
@@ -38,22 +45,35 @@ def test_walk_equals_predict_proba_bit_for_bit(classes):
         fast.predict_proba(test[:, :5])
 
 
-def test_flat_trees_fall_back_for_categorical_splits():
+def test_tables_fall_back_for_categorical_splits():
     rng = np.random.default_rng(2)
     X = np.stack([rng.integers(0, 6, 800).astype(float), rng.normal(size=800)], axis=1)
     y = (X[:, 0] % 2 == 0).astype(int)
     model = HistGradientBoostingClassifier(max_iter=10, categorical_features=[0], random_state=0).fit(X, y)
-    assert FlatTrees.from_model(model) is None
+    assert ScoringTables.from_model(model) is None
     fast = FastBoostedPredictor(model)  # the model's own predict_proba then
     np.testing.assert_array_equal(fast.predict_proba(X), model.predict_proba(X))
 
 
-def test_region_classifier_uses_the_walk_and_keeps_its_answers(tmp_path):
+def test_tables_fall_back_for_trees_wider_than_a_mask():
+    X, y = _data(3)
+    model = HistGradientBoostingClassifier(max_iter=5, max_leaf_nodes=MAX_LEAVES + 8, random_state=0).fit(X, y)
+    assert max(p.get_n_leaf_nodes() for it in model._predictors for p in it) > MAX_LEAVES
+    assert ScoringTables.from_model(model) is None
+    fast = FastBoostedPredictor(model)
+    np.testing.assert_array_equal(fast.predict_proba(X), model.predict_proba(X))
+
+
+def test_tables_fall_back_before_fitting():
+    assert FastBoostedPredictor(HistGradientBoostingClassifier()).tables is None
+
+
+def test_region_classifier_uses_the_tables_and_keeps_its_answers(tmp_path):
     X, y = _data(4)
     X = np.nan_to_num(X)
     clf = RegionClassifier("hgb", 6, n_estimators=20).fit(X, y, np.ones(len(y)))
     proba = clf.predict_proba(X)
-    assert isinstance(clf._predictor, FastBoostedPredictor) and clf._predictor.trees is not None
+    assert isinstance(clf._predictor, FastBoostedPredictor) and clf._predictor.tables is not None
     np.testing.assert_array_equal(proba[:, clf.classes_], clf.model.predict_proba(X))
     clf.save(tmp_path)
     loaded = RegionClassifier.load(tmp_path, "hgb", 6, 20)
