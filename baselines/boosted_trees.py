@@ -15,7 +15,7 @@ scikit-learn's order (tree by tree, iteration-major, into a column-major buffer)
 scikit-learn's loss turns them into probabilities, so the output equals ``predict_proba``'s
 exactly (tests check it, NaN and infinite features and values on a split included).
 Measured on the mser classifier (609 regions an image): 23 ms for a node-by-node compiled
-walk, 11 ms for this (docs/BENCHMARKS.md, session 13).
+walk, 10 ms for this (docs/BENCHMARKS.md, session 13).
 """
 
 from __future__ import annotations
@@ -36,13 +36,14 @@ _LOWEST_BIT[[((1 << i) * _DE_BRUIJN & 0xFFFFFFFF) >> 27 for i in range(32)]] = n
 
 
 @numba.njit(cache=True, nogil=True)
-def _add_leaf_values(X, start, threshold, tree, mask, nan_right, leaf_start, leaf_value, lowest_bit, classes, raw):
+def _add_leaf_values(X, start, threshold, tree_mask, nan_right, leaf_start, leaf_value, lowest_bit, classes, raw):
     """raw[i, t % classes] += the value of the leaf tree t sends row i to, tree by tree in order.
 
     Feature f's split nodes are ``start[f]:start[f + 1]``, sorted by threshold and closed by a
-    +inf sentinel; ``mask`` clears a node's left-subtree leaves in ``tree``'s leaf mask. A
-    row fails a node when its value is above the threshold (scikit-learn: at most goes left)
-    or, for NaN, when the node sends missing values right (``nan_right``)."""
+    +inf sentinel; ``tree_mask`` packs a node's tree (high 32 bits) and the mask that clears
+    its left-subtree leaves in that tree's leaf mask (low 32 bits: one load instead of two).
+    A row fails a node when its value is above the threshold (scikit-learn: at most goes
+    left) or, for NaN, when the node sends missing values right (``nan_right``)."""
     n, d = X.shape
     trees = leaf_start.shape[0] - 1
     leaves = np.empty(trees, np.uint32)
@@ -54,16 +55,22 @@ def _add_leaf_values(X, start, threshold, tree, mask, nan_right, leaf_start, lea
             if np.isnan(x):
                 for k in range(start[f], start[f + 1] - 1):
                     if nan_right[k]:
-                        leaves[np.uintp(tree[k])] &= mask[k]
+                        p = tree_mask[k]
+                        leaves[p >> np.uint64(32)] &= np.uint32(p & np.uint64(0xFFFFFFFF))
             else:
                 while x > threshold[k]:  # the sentinel stops every finite or infinite value
-                    leaves[np.uintp(tree[k])] &= mask[k]
+                    p = tree_mask[k]
+                    leaves[p >> np.uint64(32)] &= np.uint32(p & np.uint64(0xFFFFFFFF))
                     k += 1
+        c = 0  # t % classes without a division per tree
         for t in range(trees):
             v = leaves[t]
             low = v & (~v + np.uint32(1))
             leaf = lowest_bit[np.uint32(low * np.uint32(_DE_BRUIJN)) >> np.uint32(27)]
-            raw[i, t % classes] += leaf_value[leaf_start[t] + leaf]
+            raw[i, c] += leaf_value[leaf_start[t] + leaf]
+            c += 1
+            if c == classes:
+                c = 0
 
 
 @dataclass(frozen=True)
@@ -72,8 +79,7 @@ class ScoringTables:
 
     start: np.ndarray  # (features + 1,) int64: feature f's nodes are start[f]:start[f+1], sentinel last
     threshold: np.ndarray  # (nodes,) float64, ascending within a feature; +inf at the sentinel
-    tree: np.ndarray  # (nodes,) uint32: the node's tree
-    mask: np.ndarray  # (nodes,) uint32: ones except the node's left-subtree leaves
+    tree_mask: np.ndarray  # (nodes,) uint64: the node's tree << 32 | ones except its left-subtree leaves
     nan_right: np.ndarray  # (nodes,) bool: NaN fails the node
     leaf_start: np.ndarray  # (trees + 1,) int64: tree t's leaf values are leaf_start[t]:leaf_start[t+1]
     leaf_value: np.ndarray  # (leaves,) float64, left to right within a tree
@@ -109,8 +115,8 @@ class ScoringTables:
         return cls(
             start=(np.searchsorted(feature, np.arange(n_features + 1)) + np.arange(n_features + 1)).astype(np.int64),
             threshold=np.insert(threshold, ends, np.inf),
-            tree=np.insert(tree, ends, 0).astype(np.uint32),
-            mask=np.insert(mask, ends, _ALL_LEAVES).astype(np.uint32),
+            tree_mask=(np.insert(tree, ends, 0).astype(np.uint64) << np.uint64(32))
+            | np.insert(mask, ends, _ALL_LEAVES).astype(np.uint64),
             nan_right=np.insert(nan_right, ends, False),
             leaf_start=np.concatenate([[0], np.cumsum(leaf_counts)]).astype(np.int64),
             leaf_value=np.ascontiguousarray(leaf_value, np.float64),
@@ -122,7 +128,7 @@ class ScoringTables:
         X = np.ascontiguousarray(X, np.float64)
         raw = np.zeros((len(X), self.classes), np.float64, order="F")
         raw += baseline
-        _add_leaf_values(X, self.start, self.threshold, self.tree, self.mask, self.nan_right, self.leaf_start,
+        _add_leaf_values(X, self.start, self.threshold, self.tree_mask, self.nan_right, self.leaf_start,
                          self.leaf_value, _LOWEST_BIT, self.classes, raw)
         return raw
 
