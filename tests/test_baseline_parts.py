@@ -350,6 +350,36 @@ def test_paint_regions_drops_near_duplicates():
     assert len(np.unique(ids[ids >= 0])) == 1 and (ids >= 0).sum() == 49
 
 
+@pytest.mark.parametrize("min_visible_frac", [0.0, 0.4])
+def test_paint_regions_equals_the_maximum_at_form(min_visible_frac):
+    """The compiled painter gives what np.maximum.at over every point gives: the highest rank
+    (smallest region, first of equal sizes) wins each pixel; points off the image are clipped."""
+    rng = np.random.default_rng(3)
+    h, w = 30, 40
+    regions = []
+    for _ in range(60):  # nested and overlapping rectangles, equal sizes among them, some past the border
+        y0, x0 = rng.integers(-3, h), rng.integers(-3, w)
+        hh, ww = rng.integers(1, 12, size=2)
+        yy, xx = np.mgrid[y0 : y0 + hh, x0 : x0 + ww]
+        regions.append(np.stack([xx.ravel(), yy.ravel()], 1).astype(np.int32))
+    regions += regions[:5]  # duplicates: the later copy ranks after its twin
+    sizes = np.array([len(r) for r in regions])
+    order = np.argsort(-sizes, kind="stable")
+    rank_of = np.empty(len(regions), np.int64)
+    rank_of[order] = np.arange(len(regions))
+    pts = np.concatenate(regions).astype(np.int64)
+    ranks = np.repeat(rank_of, sizes)
+    flat = np.clip(pts[:, 1], 0, h - 1) * w + np.clip(pts[:, 0], 0, w - 1)
+    expected = np.full(h * w, -1, np.int64)
+    np.maximum.at(expected, flat, ranks)
+    if min_visible_frac:
+        keep = (np.bincount(expected[expected >= 0], minlength=len(regions)) >= min_visible_frac * sizes[order])[ranks]
+        assert not keep.all()
+        expected[:] = -1
+        np.maximum.at(expected, flat[keep], ranks[keep])
+    np.testing.assert_array_equal(mser.paint_regions(regions, (h, w), min_visible_frac), expected.reshape(h, w))
+
+
 def test_mser_partition_finds_blobs():
     rng = np.random.default_rng(0)
     image = np.full((60, 80, 3), 128, np.float32)
