@@ -85,6 +85,8 @@ def relabel_contiguous(regions: np.ndarray) -> np.ndarray:
     if regions.min() < 0:
         raise ValueError("region ids must be non-negative")
     present = np.bincount(regions.ravel()) > 0
+    if present.all():  # already 0..n-1: a cast, not a gather (most partitions arrive so)
+        return regions.astype(np.int32)
     lut = (np.cumsum(present) - 1).astype(np.int32)
     return lut[regions]
 

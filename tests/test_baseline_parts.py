@@ -48,6 +48,9 @@ def test_relabel_contiguous():
     r = np.array([[5, 5, 9], [2, 9, 9]])
     out = relabel_contiguous(r)
     assert out.tolist() == [[1, 1, 2], [0, 2, 2]] and out.dtype == np.int32
+    done = np.array([[1, 0], [2, 2]], np.int32)  # already 0..n-1: the same ids, in a new array
+    again = relabel_contiguous(done)
+    assert again.tolist() == done.tolist() and again.dtype == np.int32 and not np.shares_memory(again, done)
     with pytest.raises(ValueError):
         relabel_contiguous(np.array([[-1, 0]]))
 
