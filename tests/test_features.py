@@ -171,3 +171,45 @@ def test_textons_are_learned_saved_and_loaded(tmp_path):
 def test_bad_texton_setting():
     with pytest.raises(ValueError, match="textons"):
         create_method("sobel", {"textons": -1})
+
+
+def test_pixel_statistics_equal_the_bincount_sums():
+    """The compiled per-region sums give, bit for bit, what np.bincount over each map gives;
+    a region id with no pixel gets zeros."""
+    from baselines.features import _pixel_statistics
+    from baselines.preprocess import gaussian_blur, sobel_xy
+    from baselines.textons import gaussian_stack
+
+    rng = np.random.default_rng(4)
+    lab = rgb_to_lab(rng.integers(0, 256, (37, 53, 3), dtype=np.uint8))
+    regions = rng.integers(0, 40, (37, 53))
+    regions[regions == 7] = 8  # id 7 left empty
+    n = 42  # and two past the largest id
+    flat = regions.ravel().astype(np.intp)
+    area = np.bincount(flat, minlength=n).astype(np.float64)
+    safe = np.maximum(area, 1.0)
+    stack = gaussian_stack(lab)
+    cols, position = _pixel_statistics(lab, stack, flat, n, safe)
+
+    def mean(v):
+        return np.bincount(flat, weights=np.asarray(v).ravel(), minlength=n) / safe
+
+    def spread(v, mu):
+        return np.sqrt(np.maximum(mean(np.asarray(v, np.float64) ** 2) - mu**2, 0.0))
+
+    light = np.ascontiguousarray(lab[:, :, 0])
+    gx, gy = sobel_xy(light)
+    grad = np.sqrt(gx * gx + gy * gy)
+    blur1, blur3 = stack[1.0][:, :, 0], gaussian_blur(light, 3.0)
+    means = [mean(lab[:, :, c]) for c in range(3)]
+    expected = means + [spread(lab[:, :, c], means[c]) for c in range(3)]
+    expected += [mean(grad), spread(grad, mean(grad)), mean(np.abs(gx)), mean(np.abs(gy)),
+                 mean(np.abs(light - blur1)), mean(np.abs(blur1 - blur3))]
+    yy, xx = np.indices(regions.shape, dtype=np.float64)
+    yy, xx = yy / (regions.shape[0] - 1), xx / (regions.shape[1] - 1)
+    cy, cx = mean(yy), mean(xx)
+    expected_position = [cy, cx, spread(yy, cy), spread(xx, cx), mean(yy * xx) - cy * cx]
+    assert len(cols) == len(expected) and len(position) == 5
+    for got, want in zip(cols + position, expected + expected_position):
+        np.testing.assert_array_equal(got, want)
+    assert all(c[[7, 40, 41]].tolist() == [0.0, 0.0, 0.0] for c in cols + position)
