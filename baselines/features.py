@@ -23,8 +23,8 @@ import cv2
 import numba
 import numpy as np
 
-from baselines.preprocess import as_rgb, gaussian_blur, rgb_to_lab, sobel_xy
-from baselines.textons import TextonDictionary, filter_responses, gaussian_stack, region_histograms, working_rgb
+from baselines.preprocess import as_rgb, gaussian_blur, rgb_to_lab, sobel_xy, working_rgb
+from baselines.textons import TextonDictionary, filter_responses, gaussian_stack, region_histograms
 
 #: LBP settings: uniform patterns with P neighbours give P + 2 codes; radius 1 at full
 #: resolution and radius 1 on the image downscaled by 2 (a coarser texture scale at a
@@ -55,7 +55,7 @@ def feature_names(texton_k: int = 0) -> list[str]:
 
 
 def working_regions(image: np.ndarray, regions: np.ndarray, work_size: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """The image (:func:`baselines.textons.working_rgb`) and its region map (nearest
+    """The image (:func:`baselines.preprocess.working_rgb`) and its region map (nearest
     neighbour) shrunk so that the longer side is at most ``work_size`` (None: as they are)."""
     small = working_rgb(image, work_size)
     if small.shape[:2] == regions.shape:

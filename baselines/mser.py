@@ -209,8 +209,9 @@ class Mser(RegionLabeller):
     Settings = MserSettings
     #: 2: TextonBoost-style features (textons, colour and orientation histograms) with context;
     #: 3: regions larger than a grid cell cut by the grid; 4: every training region reaches
-    #: the classifier (max_train_regions 150,000); 5: a 12-cell grid instead of 8
-    version = 5
+    #: the classifier (max_train_regions 150,000); 5: a 12-cell grid instead of 8; 6: the
+    #: working copy shrunk in RGB before its Lab (``working_lab``), as the features' copy
+    version = 6
 
     def partition(self, image: np.ndarray) -> np.ndarray:
         s = self.settings

@@ -4,8 +4,9 @@ One implementation of what every partition does around its own algorithm:
 
 * :func:`as_rgb` - the one input check/conversion (grey, RGBA -> RGB uint8; else ValueError);
 * :func:`rgb_to_lab` - uint8 RGB -> float32 Lab;
-* :func:`working_lab` - Lab copy of an image downscaled so that its longer side is at most
-  ``work_size`` (area interpolation), the working copy MSER and region growing run on;
+* :func:`working_rgb` / :func:`working_lab` - an image shrunk so that its longer side is at
+  most ``work_size`` (area interpolation), and its Lab: the working copy MSER, region
+  growing and the region features run on;
 * :func:`gaussian_blur` and :func:`sobel_xy` - OpenCV's Gaussian and 3x3 Sobel with
   reflected borders, the filters of every edge map and feature;
 * :func:`upscale_labels` - a working-size label map back to the image size (nearest
@@ -49,18 +50,22 @@ def rgb_to_lab(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(image.astype(np.float32) * (1.0 / 255.0), cv2.COLOR_RGB2Lab)
 
 
+def working_rgb(image: np.ndarray, work_size: int | None = 240) -> np.ndarray:
+    """An RGB image shrunk (area interpolation) so that its longer side is at most
+    ``work_size`` pixels (None, or an image already that small: as it is)."""
+    h, w = image.shape[:2]
+    scale = 1.0 if work_size is None else min(1.0, work_size / max(h, w))
+    if scale >= 1.0:
+        return image
+    size = (max(int(round(w * scale)), 1), max(int(round(h * scale)), 1))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+
 def working_lab(image: np.ndarray, work_size: int | None = None) -> np.ndarray:
-    """Lab copy of an image (see :func:`as_rgb`), downscaled (area interpolation) so that
-    its longer side is at most ``work_size`` pixels; None: full size."""
-    lab = rgb_to_lab(as_rgb(image))
-    if work_size is None:
-        return lab
-    h, w = lab.shape[:2]
-    scale = min(1.0, work_size / max(h, w))
-    wh, ww = max(int(round(h * scale)), 1), max(int(round(w * scale)), 1)
-    if (wh, ww) != (h, w):
-        lab = cv2.resize(lab, (ww, wh), interpolation=cv2.INTER_AREA).reshape(wh, ww, 3)
-    return lab
+    """Lab copy of an image (see :func:`as_rgb`) shrunk so that its longer side is at most
+    ``work_size`` pixels (None: full size): the Lab of :func:`working_rgb`, the working copy
+    the region features describe (shrinking first converts a quarter of the pixels)."""
+    return rgb_to_lab(working_rgb(as_rgb(image), work_size))
 
 
 def gaussian_blur(image: np.ndarray, sigma: float) -> np.ndarray:

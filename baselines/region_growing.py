@@ -240,8 +240,9 @@ class RegionGrowingSettings(WorkingCopySettings):
 class RegionGrowing(RegionLabeller):
     Settings = RegionGrowingSettings
     #: 2: TextonBoost-style features (textons, colour and orientation histograms) with context;
-    #: 3: every training region reaches the classifier (max_train_regions 150,000)
-    version = 3
+    #: 3: every training region reaches the classifier (max_train_regions 150,000); 4: the
+    #: working copy shrunk in RGB before its Lab (``working_lab``), as the features' copy
+    version = 4
 
     def partition(self, image: np.ndarray) -> np.ndarray:
         s = self.settings

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from baselines.preprocess import gaussian_blur, rgb_to_lab
+from baselines.preprocess import gaussian_blur, rgb_to_lab, working_rgb
 
 #: (kind, sigma, Lab channels): the 17 filters of Winn et al. 2005, in working-copy pixels
 FILTER_BANK: tuple[tuple[str, float, tuple[int, ...]], ...] = (
@@ -32,17 +32,6 @@ FILTER_BANK: tuple[tuple[str, float, tuple[int, ...]], ...] = (
     ("dx", 2.0, (0,)), ("dy", 2.0, (0,)), ("dx", 4.0, (0,)), ("dy", 4.0, (0,)),
 )
 N_FILTERS = 17
-
-
-def working_rgb(image: np.ndarray, work_size: int | None = 240) -> np.ndarray:
-    """An RGB image shrunk (area interpolation) so that its longer side is at most
-    ``work_size`` pixels (None, or an image already that small: as it is)."""
-    h, w = image.shape[:2]
-    scale = 1.0 if work_size is None else min(1.0, work_size / max(h, w))
-    if scale >= 1.0:
-        return image
-    size = (max(int(round(w * scale)), 1), max(int(round(h * scale)), 1))
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
 
 def gaussian_stack(lab: np.ndarray) -> dict[float, np.ndarray]:
