@@ -3,7 +3,8 @@ read, and the job id that names it.
 
 Fields (every record has all of them; ``None`` where they do not apply):
 
-- identity: ``schema``, ``job_id``, ``suite``, ``method``, ``kind`` (classical|deep),
+- identity: ``schema``, ``job_id``, ``suite``, ``method``, ``method_version`` (the method's
+  ``version``, which its job id hashes; None in older records), ``kind`` (classical|deep),
   ``dataset``, ``data_root``, ``eval_split``, ``settings`` (dict, every field), ``seed``
 - outcome: ``status`` ("ok" | "failed"), ``error`` (one line), ``traceback``
 - metrics: ``miou``, ``pixel_acc``, ``mean_acc``, ``fwiou``, ``bf``, ``iou`` (list, None for a
@@ -84,6 +85,7 @@ class Record:
     method: str
     dataset: str
     suite: str = ""
+    method_version: int | None = None
     kind: str | None = None
     data_root: str | None = None
     eval_split: str = "val"

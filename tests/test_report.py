@@ -216,6 +216,23 @@ def test_seeds_are_aggregated_mean_and_std(full):
     assert "52.0 ± 2.8" in md
 
 
+def test_other_versions_of_a_method_are_rows_of_their_own_not_seeds():
+    """Two records of one method, settings and seed made by two versions of the method (a
+    changed algorithm) are two rows labelled by version, not one row of two seeds; the
+    version is kept across a write and a read; a record from before the field has None."""
+    old = rec("m-v5", "mser", miou=0.477, method_version=5)
+    new = rec("m-v6", "mser", miou=0.478, method_version=6)
+    other = rec("s-v3", "sobel", miou=0.5, method_version=3)
+    assert Record.from_dict(json.loads(json.dumps(new.to_dict()))).method_version == 6
+    legacy = rec_dict("m-old", "mser", miou=0.44)
+    assert "method_version" not in legacy and Record.from_dict(legacy).method_version is None
+    [section] = aggregate.group_records([old, new, other, Record.from_dict(legacy)])
+    rows = {g.label: g for g in section.groups}
+    assert set(rows) == {"mser (version 5)", "mser (version 6)", "mser (version –)", "sobel"}
+    assert all(len(g.ok) == 1 for g in rows.values())
+    assert rows["mser (version 6)"].stat("miou") == (0.478, pytest.approx(float("nan"), nan_ok=True), 1)
+
+
 def test_csv_has_oracle_and_extra_columns(full):
     out, _ = full
     df = _lb(out)

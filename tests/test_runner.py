@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from bench.method import Method, register_method
+from bench.method import Method, method_class, register_method
 from conftest import read_records
 from bench.run import Job, Runner, RunError, plan_jobs
 from bench.run.outputs import check_output_dir
@@ -48,7 +48,7 @@ def _suite(*methods):
 
 
 REQUIRED_FIELDS = {
-    "job_id", "suite", "method", "kind", "dataset", "eval_split", "settings", "seed", "status",
+    "job_id", "suite", "method", "method_version", "kind", "dataset", "eval_split", "settings", "seed", "status",
     "miou", "pixel_acc", "mean_acc", "fwiou", "bf", "iou", "class_names", "miou_convention",
     "miou_by_convention", "n_train", "n_eval", "fit_time_s", "predict_time_per_image_s",
     "images_per_s", "params", "device", "device_name", "versions", "git_commit", "command", "predictions",
@@ -63,6 +63,7 @@ def test_a_job_record_has_every_field_and_real_numbers(tmp_path):
     (rec,) = read_records(tmp_path)
     assert REQUIRED_FIELDS <= set(rec)
     assert rec["status"] == "ok" and rec["kind"] == "classical"
+    assert rec["method_version"] == method_class("majority").version
     assert 0 < rec["miou"] < 1 and 0 < rec["pixel_acc"] <= 1
     assert len(rec["iou"]) == len(rec["class_names"])
     assert set(rec["miou_by_convention"]) == {"mmseg", "smp", "per-image"}

@@ -1,4 +1,5 @@
-"""Records -> leaderboard groups and tables: rows by (dataset, split, method, settings), means over seeds."""
+"""Records -> leaderboard groups and tables: rows by (dataset, split, method, method version,
+settings), means over seeds."""
 
 from __future__ import annotations
 
@@ -69,12 +70,15 @@ def settings_key(settings: Any) -> str:
 
 @dataclass
 class Group:
-    """The records of one (dataset, eval_split, method, settings): one leaderboard row."""
+    """The records of one (dataset, eval_split, method, method version, settings): one
+    leaderboard row (records of another version of the method computed something else, so
+    they are never averaged with these as if they were other seeds)."""
 
     dataset: str
     split: str
     method: str
     settings: dict
+    version: int | None = None
     ok: list[Record] = field(default_factory=list)
     failed: list[Record] = field(default_factory=list)
     label: str = ""
@@ -176,8 +180,10 @@ def _label_groups(groups: list[Group]) -> None:
         keys = sorted({k for g in gs for k in g.settings})
         differ = [k for k in keys if len({settings_key(g.settings.get(k)) for g in gs}) > 1]
         told_apart_by_flag = len({g.skips_bad_samples for g in gs}) == len(gs)
+        versions_differ = len({g.version for g in gs}) > 1
         for i, g in enumerate(gs):
-            parts = [f"{k}={g.settings.get(k)}" for k in differ]
+            parts = [f"version {DASH if g.version is None else g.version}"] if versions_differ else []
+            parts += [f"{k}={g.settings.get(k)}" for k in differ]
             label = f"{method} ({', '.join(parts)})" if parts else method if told_apart_by_flag else f"{method} #{i + 1}"
             g.label = label + _skip_tag(g)
 
@@ -206,15 +212,15 @@ def _suffix_sections(sections: list[Section]) -> None:
 def group_records(records: Iterable[Record]) -> list[Section]:
     """Records (the last one per job_id) -> sections by dataset/split, groups ranked."""
     latest = {r.job_id: r for r in records}
-    sections: dict[tuple[str, str], dict[tuple[str, str, bool], Group]] = {}
+    sections: dict[tuple[str, str], dict[tuple[str, int | None, str, bool], Group]] = {}
     for rec in latest.values():
         ds, sp = str(rec.dataset or "unknown"), str(rec.eval_split or "unknown")
         method = str(rec.method or "unknown")
-        key = (method, settings_key(rec.settings), skips(rec))
+        key = (method, rec.method_version, settings_key(rec.settings), skips(rec))
         groups = sections.setdefault((ds, sp), {})
         g = groups.get(key)
         if g is None:
-            g = groups[key] = Group(ds, sp, method, rec.settings)
+            g = groups[key] = Group(ds, sp, method, rec.settings, rec.method_version)
         (g.ok if rec.ok else g.failed).append(rec)
 
     out = []

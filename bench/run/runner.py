@@ -153,11 +153,13 @@ class Runner:
     def base_record(self, job: Job) -> Record:
         """A record with the job's identity and provenance filled in, no outcome yet."""
         try:
-            kind = method_class(job.method).kind
+            cls = method_class(job.method)
+            kind, version = cls.kind, cls.version
         except SegbenchError:  # the record says the method is unknown through its error
-            kind = None
+            kind = version = None
         return Record(
-            job_id=job.job_id, method=job.method, dataset=job.dataset, suite=job.suite, kind=kind,
+            job_id=job.job_id, method=job.method, method_version=version, dataset=job.dataset, suite=job.suite,
+            kind=kind,
             data_root=job.data_root, eval_split=job.eval_split, settings=dict(job.settings), seed=job.seed,
             device=job.device, versions=versions(), git_commit=git_commit(),
             command=job.command(self.out_dir), host=platform.node(), started=_now(), schema=SCHEMA,
