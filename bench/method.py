@@ -170,7 +170,7 @@ class Method(ABC):
         (folder / FITTED_FILE).unlink(missing_ok=True)  # a half-written state never looks complete
         self._save_state(folder)
         write_json_atomic(folder / FITTED_FILE, {
-            "format": FITTED_FORMAT, "method": self.name, "settings": self.settings_dict(),
+            "format": FITTED_FORMAT, "method": self.name, "version": self.version, "settings": self.settings_dict(),
             "info": {"name": info.name, "class_names": list(info.class_names), "palette": info.palette.tolist(),
                      "ignore_index": info.ignore_index, "citation": info.citation},
         })
@@ -188,6 +188,10 @@ class Method(ABC):
         if not cls.capabilities.save:
             raise MethodError(f"{cls.name}: this method cannot save or load a fitted state")
         meta = _read_fitted(folder / FITTED_FILE, cls.name)
+        version = meta.get("version", cls.version)  # states saved before the field: not checked
+        if version != cls.version:
+            raise MethodError(f"{folder / FITTED_FILE}: saved by version {version} of {cls.name}, which computes "
+                              f"otherwise than this version ({cls.version}): fit it again")
         saved = make_settings(cls, meta["settings"])
         settings = saved if settings is None else settings
         if result_settings(cls, dataclasses.asdict(settings)) != result_settings(cls, dataclasses.asdict(saved)):

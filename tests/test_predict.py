@@ -102,6 +102,15 @@ def test_loading_checks_what_it_reads(shapes, tmp_path):
     with pytest.raises(MethodError, match="other settings"):
         sobel.load(tmp_path, other)
     assert sobel.load(tmp_path, method.settings).info == method.info
+    fitted = tmp_path / FITTED_FILE
+    meta = json.loads(fitted.read_text())
+    assert meta["version"] == sobel.version
+    fitted.write_text(json.dumps({**meta, "version": sobel.version - 1}))  # an older algorithm's state
+    with pytest.raises(MethodError, match=f"saved by version {sobel.version - 1} of sobel.*fit it again"):
+        sobel.load(tmp_path)
+    del meta["version"]  # a state saved before versions were written: loaded as it is
+    fitted.write_text(json.dumps(meta))
+    assert sobel.load(tmp_path).info == method.info
     (tmp_path / "regions.npz").write_bytes(b"not an npz")
     with pytest.raises(MethodError, match="regions.npz: not a readable array file"):
         sobel.load(tmp_path)
