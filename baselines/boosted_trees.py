@@ -104,13 +104,8 @@ class ScoringTables:
             return None
         feature, threshold, mask, leaf_value, nan_right = (np.concatenate(column) for column in zip(*parts))
         tree = np.repeat(np.arange(len(parts), dtype=np.uint32), [len(p[0]) for p in parts])
-        leaf_counts = [len(p[3]) for p in parts]
-        return cls._sorted(feature, threshold, tree, mask, nan_right, leaf_counts, leaf_value, classes, n_features)
-
-    @classmethod
-    def _sorted(cls, feature, threshold, tree, mask, nan_right, leaf_counts, leaf_value, classes, n_features):
         order = np.lexsort((threshold, feature))
-        feature, threshold, tree, mask, nan_right = feature[order], threshold[order], tree[order], mask[order], nan_right[order]
+        feature, threshold, tree, mask, nan_right = (a[order] for a in (feature, threshold, tree, mask, nan_right))
         ends = np.searchsorted(feature, np.arange(n_features), side="right")  # a sentinel closes every feature
         return cls(
             start=(np.searchsorted(feature, np.arange(n_features + 1)) + np.arange(n_features + 1)).astype(np.int64),
@@ -118,7 +113,7 @@ class ScoringTables:
             tree_mask=(np.insert(tree, ends, 0).astype(np.uint64) << np.uint64(32))
             | np.insert(mask, ends, _ALL_LEAVES).astype(np.uint64),
             nan_right=np.insert(nan_right, ends, False),
-            leaf_start=np.concatenate([[0], np.cumsum(leaf_counts)]).astype(np.int64),
+            leaf_start=np.concatenate([[0], np.cumsum([len(p[3]) for p in parts])]).astype(np.int64),
             leaf_value=np.ascontiguousarray(leaf_value, np.float64),
             classes=classes,
         )

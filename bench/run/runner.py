@@ -158,10 +158,9 @@ class Runner:
         except SegbenchError:  # the record says the method is unknown through its error
             kind = version = None
         return Record(
-            job_id=job.job_id, method=job.method, method_version=version, dataset=job.dataset, suite=job.suite,
-            kind=kind,
-            data_root=job.data_root, eval_split=job.eval_split, settings=dict(job.settings), seed=job.seed,
-            device=job.device, versions=versions(), git_commit=git_commit(),
+            job_id=job.job_id, method=job.method, method_version=version, kind=kind, dataset=job.dataset,
+            suite=job.suite, data_root=job.data_root, eval_split=job.eval_split, settings=dict(job.settings),
+            seed=job.seed, device=job.device, versions=versions(), git_commit=git_commit(),
             command=job.command(self.out_dir), host=platform.node(), started=_now(), schema=SCHEMA,
         )
 
