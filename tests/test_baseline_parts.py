@@ -3,6 +3,8 @@ and the partitions (region growing, MSER, superpixels), on small synthetic image
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -185,20 +187,29 @@ def test_edge_strength_range_and_location(fn):
     assert fn(np.zeros((1, 1, 3), np.uint8)).shape == (1, 1)
 
 
-def test_canny_strength_thresholded_is_canny_at_that_threshold():
-    """The swept map holds every Canny output: strength >= t is exactly Canny at high t, low 0.4 t."""
-    image = textured_image(np.random.default_rng(3))[0]
-    s = edges.canny_strength(image, sigma=1.0, ratio=0.4, levels=16)
-    assert len(np.unique(s)) > 5  # graded, not one binary map
-    light = cv2.GaussianBlur(rgb_to_lab(image)[:, :, 0], (0, 0), 1.0, borderType=cv2.BORDER_REFLECT)
+def _canny_sweep(image, sigma, ratio, levels):
+    """The sweep as Canny calls, one per threshold pair (the form canny_strength replaces)."""
+    light = cv2.GaussianBlur(rgb_to_lab(image)[:, :, 0], (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
     gx = cv2.Sobel(light, cv2.CV_32F, 1, 0, ksize=3, borderType=cv2.BORDER_REFLECT)
     gy = cv2.Sobel(light, cv2.CV_32F, 0, 1, ksize=3, borderType=cv2.BORDER_REFLECT)
     k = 16000 / float(np.hypot(gx, gy).max())
     dx, dy = np.rint(gx * k).astype(np.int16), np.rint(gy * k).astype(np.int16)
-    for level in (2, 5, 9):
-        high = (level - 0.5) / 16 * 16000
-        reference = cv2.Canny(dx, dy, 0.4 * high, high, L2gradient=True) > 0
-        np.testing.assert_array_equal(s >= level / 16 - 1e-6, reference)
+    for level in range(1, levels + 1):
+        high = (level - 0.5) / levels * 16000
+        yield level, cv2.Canny(dx, dy, ratio * high, high, L2gradient=True) > 0
+
+
+def test_canny_strength_thresholded_is_canny_at_that_threshold():
+    """The swept map holds every Canny output: strength >= k/levels is exactly Canny at the k-th pair."""
+    rng = np.random.default_rng(3)
+    photo = cv2.imread(str(Path(__file__).parents[1] / "bench/datasets/data/ccp_mini/images/0034.jpg"))[:, :, ::-1]
+    images = [textured_image(rng)[0], rng.integers(0, 256, (37, 53, 3), dtype=np.uint8), photo]
+    for image in images:
+        for sigma, ratio, levels in [(1.0, 0.4, 16), (2.0, 0.4, 64), (0.5, 0.8, 24), (1.0, 1.5, 8)]:
+            s = edges.canny_strength(image, sigma=sigma, ratio=ratio, levels=levels)
+            assert len(np.unique(s)) > 3  # graded, not one binary map
+            for level, reference in _canny_sweep(image, sigma, ratio, levels):
+                np.testing.assert_array_equal(s >= level / levels - 1e-6, reference, err_msg=f"{level=} {ratio=}")
 
 
 def test_log_zero_crossings_are_thin():
