@@ -166,9 +166,13 @@ def canny_strength(image: np.ndarray, sigma: float = 2.0, ratio: float = 0.4, le
     lows = np.array([_canny_squared_threshold(low) for low, _ in pairs], np.int64)
     highs = np.array([_canny_squared_threshold(high) for _, high in pairs], np.int64)
     # Canny with high = low keeps every pixel that survives its non-maximum suppression
-    candidates = cv2.Canny(dx, dy, pairs[0][0], pairs[0][0], L2gradient=True)
+    candidates = np.flatnonzero(cv2.Canny(dx, dy, pairs[0][0], pairs[0][0], L2gradient=True))
     level = _hysteresis_levels(candidates, dx, dy, lows, highs)
     return (np.arange(levels + 1) / levels).astype(np.float32)[level]
+
+
+#: the 8 neighbours of a pixel as offsets (dy, dx)
+_NEIGHBOURS = np.array([(-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)], np.int64)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -177,36 +181,37 @@ def _hysteresis_levels(candidates, dx, dy, lows, highs):
     the k-th threshold pair (lows[k-1], highs[k-1]: squared, as OpenCV compares them) keeps
     it, for all pairs in one pass.
 
-    ``candidates`` (HxW, non-zero where a pixel survives non-maximum suppression at the
-    lowest pair) and the int16 gradients ``dx``, ``dy``: a candidate's magnitude is
-    dx^2 + dy^2 (OpenCV's L2 form, in integers), its weak / strong pair the last whose low /
-    high threshold the magnitude exceeds. At pair k the edges are the candidates with weak
-    >= k 8-connected through such pixels to one with strong >= k. The pairs rise with k,
-    so the edge sets are nested: going down from the top pair, each pair only adds pixels,
+    ``candidates``: flat indices of the pixels that survive non-maximum suppression at the
+    lowest pair; ``dx``, ``dy``: the int16 gradients. A candidate's magnitude is dx^2 + dy^2
+    (OpenCV's L2 form, in integers); its weak / strong pair is the last whose low / high
+    threshold the magnitude exceeds. At pair k the edges are the candidates with weak >= k
+    8-connected through such pixels to one with strong >= k. The pairs rise with k, so
+    the edge sets are nested: going down from the top pair, each pair only adds pixels,
     flooded from its new strong pixels and from its new candidates that touch an edge
-    already found; each pixel is flooded once. Hand-written: neither OpenCV nor
-    scikit-image sweeps hysteresis thresholds.
+    already found; each pixel is flooded once. The maps carry a border of one pixel (never
+    a candidate) so that neighbours need no bounds checks, as in OpenCV's Canny.
+    Hand-written: neither OpenCV nor scikit-image sweeps hysteresis thresholds.
     """
-    h, w = candidates.shape
+    h, w = dx.shape
     levels = len(lows)
-    weak_map = np.zeros(h * w, np.int32)
-    where = np.empty(h * w, np.int64)
-    weak = np.empty(h * w, np.int64)
-    strong = np.empty(h * w, np.int64)
+    stride = w + 2
+    offsets = _NEIGHBOURS[:, 0] * stride + _NEIGHBOURS[:, 1]
+    n = len(candidates)
+    weak_map = np.zeros((h + 2) * stride, np.int32)  # padded; 0: not a candidate
+    where = np.empty(n, np.int64)  # padded index of each candidate
+    weak = np.empty(n, np.int64)
+    strong = np.empty(n, np.int64)
     weak_count = np.zeros(levels + 2, np.int64)
     strong_count = np.zeros(levels + 2, np.int64)
-    n = 0
-    for y in range(h):
-        for x in range(w):
-            if candidates[y, x]:
-                m = np.int64(dx[y, x]) * dx[y, x] + np.int64(dy[y, x]) * dy[y, x]
-                where[n] = y * w + x
-                weak[n] = np.searchsorted(lows, m)  # pairs whose low threshold m exceeds
-                strong[n] = np.searchsorted(highs, m)
-                weak_map[y * w + x] = weak[n]
-                weak_count[weak[n] + 1] += 1
-                strong_count[strong[n] + 1] += 1
-                n += 1
+    for i in range(n):
+        y, x = candidates[i] // w, candidates[i] % w
+        m = np.int64(dx[y, x]) * dx[y, x] + np.int64(dy[y, x]) * dy[y, x]
+        where[i] = (y + 1) * stride + x + 1
+        weak[i] = np.searchsorted(lows, m)  # pairs whose low threshold m exceeds
+        strong[i] = np.searchsorted(highs, m)
+        weak_map[where[i]] = weak[i]
+        weak_count[weak[i] + 1] += 1
+        strong_count[strong[i] + 1] += 1
     # candidates grouped by their weak / strong pair (counting sort)
     weak_start = np.cumsum(weak_count)
     strong_start = np.cumsum(strong_count)
@@ -219,17 +224,15 @@ def _hysteresis_levels(candidates, dx, dy, lows, highs):
         weak_fill[weak[i]] += 1
         strong_order[strong_fill[strong[i]]] = where[i]
         strong_fill[strong[i]] += 1
-    level = np.zeros(h * w, np.int32)
+    level = np.zeros((h + 2) * stride, np.int32)
     stack = np.empty(n, np.int64)
     for k in range(levels, 0, -1):
         top = 0
         for i in range(weak_start[k], weak_start[k + 1]):  # new candidates touching an edge
             p = weak_order[i]
-            y, x = p // w, p % w
             touches = False
-            for yy in range(max(y - 1, 0), min(y + 2, h)):
-                for xx in range(max(x - 1, 0), min(x + 2, w)):
-                    touches |= level[yy * w + xx] > 0
+            for o in offsets:
+                touches |= level[p + o] > 0
             if touches:
                 level[p] = k
                 stack[top] = p
@@ -242,15 +245,13 @@ def _hysteresis_levels(candidates, dx, dy, lows, highs):
                 top += 1
         while top > 0:  # flood through the candidates of pair k
             top -= 1
-            y, x = stack[top] // w, stack[top] % w
-            for yy in range(max(y - 1, 0), min(y + 2, h)):
-                for xx in range(max(x - 1, 0), min(x + 2, w)):
-                    q = yy * w + xx
-                    if level[q] == 0 and weak_map[q] >= k:
-                        level[q] = k
-                        stack[top] = q
-                        top += 1
-    return level.reshape(h, w)
+            p = stack[top]
+            for o in offsets:
+                if level[p + o] == 0 and weak_map[p + o] >= k:
+                    level[p + o] = k
+                    stack[top] = p + o
+                    top += 1
+    return level.reshape(h + 2, stride)[1:-1, 1:-1]
 
 
 def watershed_partition(
