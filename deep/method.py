@@ -41,7 +41,7 @@ from deep.engine.checkpoint import (
     save_checkpoint,
     weights_checkpoint,
 )
-from deep.engine.config import TrainConfig
+from deep.engine.config import TrainConfig, use_channels_last
 from deep.engine.inference import predict_labels
 from deep.engine.loop import TrainResult, train
 from deep.weights import WeightsUnavailable
@@ -242,8 +242,9 @@ class DeepMethod(Method):
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise MethodError(f"{self.name}: expected an HxWx3 uint8 RGB image, got {image.dtype} {image.shape}")
         s: DeepSettings = self.settings
-        return predict_labels(self.model, image, torch.device(self.context.device), scale=s.scale, amp=s.amp,
-                              channels_last=s.channels_last)
+        device = torch.device(self.context.device)
+        return predict_labels(self.model, image, device, scale=s.scale, amp=s.amp,
+                              channels_last=use_channels_last(s.channels_last, device))
 
     # -- optional interface -------------------------------------------------------------
     def sync(self) -> None:

@@ -11,9 +11,10 @@ twice, interleaved, from the same seed:
   execution, torch's default (unfused) Adam, validation every epoch (the settings of the
   8-epoch CamVid suite);
 - ``after``: images decoded and resized once and kept in memory, fused Adam, validation
-  only after the last epoch (``val_every`` = epochs); channels-last with ``--channels-last`` and
-  ``torch.compile`` with ``--compile`` (neither pays for these widths on the 2-core EPYC:
-  docs/BENCHMARKS.md).
+  only after the last epoch (``val_every`` = epochs), the trainer's channels-last default
+  (``auto``: on where it pays, e.g. CPUs with AVX-512; ``--channels-last on|off`` forces it)
+  and ``torch.compile`` with ``--compile`` (it does not pay for these widths on the CPUs
+  measured: docs/BENCHMARKS.md).
 
 It prints one Markdown row per network: training images/s of the training steps alone
 (median over the epochs after the first), wall seconds of the whole training (decoding,
@@ -36,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.datasets import get_dataset  # noqa: E402
 from bench.method import FitContext, create_method  # noqa: E402
 from bench.run.provenance import device_name  # noqa: E402
-from deep.engine.config import TrainConfig  # noqa: E402
+from deep.engine.config import TrainConfig, use_channels_last  # noqa: E402
 from deep.engine.loop import train  # noqa: E402
 
 class _View:
@@ -59,10 +60,10 @@ class _View:
 
 
 def one_training(name: str, train_split, val_split, epochs: int, after: bool, compile: bool,
-                 channels_last: bool) -> dict:
+                 channels_last: bool | str) -> dict:
     cfg = dict(width=0.25, scale=0.5, epochs=epochs, batch_size=8, lr=0.002, class_weights="median-freq",
                in_memory="on" if after else "off", val_every=epochs if after else 1, fused=after,
-               channels_last=after and channels_last, compile=after and compile)
+               channels_last=channels_last if after else False, compile=after and compile)
     torch.manual_seed(0)
     net = create_method(name, {"width": cfg.pop("width")}).create_network(train_split.info.num_classes)
     tc = TrainConfig(**cfg)
@@ -84,7 +85,8 @@ def main() -> None:
     p.add_argument("--val-images", type=int, default=0, help="first N val images (default 0: all 101)")
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--compile", action="store_true", help="after: torch.compile the training step")
-    p.add_argument("--channels-last", action="store_true", help="after: channels-last memory format")
+    p.add_argument("--channels-last", choices=("auto", "on", "off"), default="auto",
+                   help="after: channels-last memory format (auto: the trainer's default, on where it pays)")
     args = p.parse_args()
     data = get_dataset("camvid", args.data_root)
     train, val = data.split("train"), data.split("val")
@@ -94,11 +96,13 @@ def main() -> None:
           f"batch 8, {args.epochs} epochs, {len(val_split)} val images\n")
     print("| network | step img/s before | step img/s after | wall s before | wall s after | ratio (img per wall s) |")
     print("|---|---|---|---|---|---|")
+    channels_last = {"auto": "auto", "on": True, "off": False}[args.channels_last]
+    print(f"after: channels-last {use_channels_last(channels_last, torch.device('cpu'))}\n")
     for name in args.networks.split(","):
         before = one_training(name, train_split, val_split, args.epochs, after=False, compile=args.compile,
-                              channels_last=args.channels_last)
+                              channels_last=channels_last)
         after = one_training(name, train_split, val_split, args.epochs, after=True, compile=args.compile,
-                             channels_last=args.channels_last)
+                             channels_last=channels_last)
         ratio = after["images_per_wall_s"] / before["images_per_wall_s"]
         print(f"| {name} | {before['step_images_per_s']:.2f} | {after['step_images_per_s']:.2f} | "
               f"{before['wall_s']:.0f} | {after['wall_s']:.0f} | {ratio:.2f}x |", flush=True)

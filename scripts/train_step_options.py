@@ -6,7 +6,12 @@ options the trainer has: eager, channels-last, torch.compile, both.
 
 Random images and labels (11 classes), the network's CPU-variant width; the first two calls
 of each option are untimed (compilation, kernel selection), then the median of ``--iters``.
-It prints one Markdown row per network and option: images/s and the time to the first step.
+It prints one Markdown row per network and option: images/s, the time to the first step,
+and the step's arithmetic rate: its floating-point operations (counted once by
+``torch.utils.flop_counter``: convolutions and matrix products, forward and backward) per
+second, and that rate against a large single-precision matrix product on the same threads
+(what this CPU's BLAS reaches, measured first), which says how far the step is from the
+hardware.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import time
 from pathlib import Path
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -28,9 +34,21 @@ OPTIONS = {"eager": (False, False), "channels-last": (True, False), "compile": (
            "compile + channels-last": (True, True)}
 
 
+def matmul_gflops(n: int = 2048, iters: int = 5) -> float:
+    """GFLOP/s of an n x n single-precision matrix product (median of ``iters``)."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    times = []
+    for _ in range(iters):
+        t = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - t)
+    return 2 * n ** 3 / statistics.median(times) / 1e9
+
+
 def step_speed(name: str, width: float, size: tuple[int, int], batch: int, channels_last: bool, compiled: bool,
-               iters: int) -> tuple[float, float]:
-    """(images/s of the median step, seconds of the first two untimed steps)."""
+               iters: int) -> tuple[float, float, float]:
+    """(images/s of the median step, seconds of the first two untimed steps, GFLOP a step)."""
     torch.manual_seed(0)
     net = create_method(name, {"width": width}).create_network(11)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
@@ -45,6 +63,9 @@ def step_speed(name: str, width: float, size: tuple[int, int], batch: int, chann
         loss_fn(net(x), y).backward()
         opt.step()
 
+    with FlopCounterMode(display=False) as counter:
+        step()
+    gflop = counter.get_total_flops() / 1e9
     fn = torch.compile(step) if compiled else step
     t0 = time.perf_counter()
     fn(), fn()
@@ -54,7 +75,7 @@ def step_speed(name: str, width: float, size: tuple[int, int], batch: int, chann
         t = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t)
-    return batch / statistics.median(times), first
+    return batch / statistics.median(times), first, gflop
 
 
 def main() -> None:
@@ -64,16 +85,22 @@ def main() -> None:
     p.add_argument("--input", default="180x240", help="HxW")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--iters", type=int, default=6)
+    p.add_argument("--options", default=",".join(OPTIONS), help=f"comma-separated, of: {', '.join(OPTIONS)}")
     args = p.parse_args()
     size = tuple(int(v) for v in args.input.split("x"))
     print(f"device: {device_name('cpu')}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
           f"input {args.input}, batch {args.batch}, width {args.width}\n")
-    print("| network | option | step img/s | first two steps (s) |")
-    print("|---|---|---|---|")
+    peak = matmul_gflops()
+    print(f"2048x2048 float32 matrix product: {peak:.0f} GFLOP/s\n")
+    print("| network | option | step img/s | first two steps (s) | GFLOP a step | GFLOP/s | of the matrix product |")
+    print("|---|---|---|---|---|---|---|")
+    options = {k: v for k, v in OPTIONS.items() if k in args.options.split(",")}
     for name in args.networks.split(","):
-        for option, (cl, comp) in OPTIONS.items():
-            rate, first = step_speed(name, args.width, size, args.batch, cl, comp, args.iters)
-            print(f"| {name} | {option} | {rate:.2f} | {first:.1f} |", flush=True)
+        for option, (cl, comp) in options.items():
+            rate, first, gflop = step_speed(name, args.width, size, args.batch, cl, comp, args.iters)
+            achieved = gflop * rate / args.batch
+            print(f"| {name} | {option} | {rate:.2f} | {first:.1f} | {gflop:.1f} | {achieved:.0f} | "
+                  f"{achieved / peak:.0%} |", flush=True)
 
 
 if __name__ == "__main__":

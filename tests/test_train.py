@@ -14,7 +14,7 @@ from bench.datasets.types import DatasetInfo, InMemorySplit, Sample
 from bench.method import FitContext
 from deep.engine import transforms as T
 from deep.engine.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
-from deep.engine.config import TrainConfig
+from deep.engine.config import TrainConfig, use_channels_last
 from deep.engine.data import median_frequency_weights
 from deep.engine.loop import snapshot_epochs, train
 from deep.models import create_model
@@ -274,6 +274,34 @@ def test_the_in_memory_path_trains_exactly_like_the_on_the_fly_path(splits, tmp_
     assert [r["val_miou"] for r in runs["on"].history] == [r["val_miou"] for r in runs["off"].history]
     for key, value in runs["off"].final_state.items():
         assert torch.equal(value, runs["on"].final_state[key]), key
+
+
+def test_channels_last_auto_is_on_where_it_pays(monkeypatch):
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    assert not use_channels_last("auto", cpu) and use_channels_last(True, cpu) and use_channels_last("auto", cuda)
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
+    assert use_channels_last("auto", cpu) and not use_channels_last(False, cpu)
+    assert fast_cfg().channels_last == "auto"
+    with pytest.raises(ValueError, match="channels_last"):
+        fast_cfg(channels_last="yes")
+
+
+def test_channels_last_trains_like_contiguous_to_rounding(splits, tmp_path):
+    train_split, val_split = splits
+    nets = {layout: tiny_model() for layout in (False, True)}
+    runs = {layout: train(net, train_split, val_split, fast_cfg(epochs=1, channels_last=layout),
+                          ctx(tmp_path / str(layout))) for layout, net in nets.items()}
+    assert runs[True].history[0]["val_miou"] == pytest.approx(runs[False].history[0]["val_miou"], abs=1e-6)
+    x = torch.rand(2, 3, 24, 32)
+    with torch.no_grad():  # same function; parameters can differ where the gradient is only
+        # rounding noise (the conv bias before BatchNorm, which Adam's normalisation scales up)
+        torch.testing.assert_close(nets[True].eval()(x), nets[False].eval()(x), rtol=1e-4, atol=1e-4)
+    # the checkpoint keeps the layout that ran, "auto" resolved
+    assert load_checkpoint(tmp_path / "True" / "last.pt", model_name="tiny", num_classes=3)["config"]["channels_last"] is True
+    auto = train(tiny_model(), train_split, None, fast_cfg(epochs=1), ctx(tmp_path / "auto"))
+    saved = read_checkpoint(tmp_path / "auto" / "last.pt")["config"]["channels_last"]
+    assert saved is use_channels_last("auto", torch.device("cpu")) and auto.history
 
 
 def test_in_memory_items_equal_on_the_fly_items():

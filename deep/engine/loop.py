@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import io
 import math
 import os
@@ -57,7 +58,7 @@ from deep.engine.checkpoint import (
     state_to_cpu,
     weights_checkpoint,
 )
-from deep.engine.config import TrainConfig
+from deep.engine.config import TrainConfig, use_channels_last
 from deep.engine.data import Loaders, SplitDataset, class_weights, make_loaders
 from deep.engine.inference import amp_context, min_input_size, predict_logits
 from deep.engine.compiling import maybe_compile
@@ -248,6 +249,7 @@ def train(
     model_name = model_name or getattr(model, "name", "") or type(model).__name__
     device = torch.device(context.device)
     check_precision(AMP_TO_PRECISION[cfg.amp], device)
+    cfg = dataclasses.replace(cfg, channels_last=use_channels_last(cfg.channels_last, device))
     Path(context.run_dir).mkdir(parents=True, exist_ok=True)
     with _deterministic(cfg.deterministic, device):
         seed_everything(process_seed(context.seed, parallel.rank))
