@@ -167,8 +167,8 @@ def canny_strength(image: np.ndarray, sigma: float = 2.0, ratio: float = 0.4, le
     highs = np.array([_canny_squared_threshold(high) for _, high in pairs], np.int64)
     # Canny with high = low keeps every pixel that survives its non-maximum suppression
     candidates = np.flatnonzero(cv2.Canny(dx, dy, pairs[0][0], pairs[0][0], L2gradient=True))
-    level = _hysteresis_levels(candidates, dx, dy, lows, highs)
-    return (np.arange(levels + 1) / levels).astype(np.float32)[level]
+    strengths = (np.arange(levels + 1) / levels).astype(np.float32)  # of k = 0..levels
+    return _hysteresis_levels(candidates, dx, dy, lows, highs, strengths)
 
 
 #: the 8 neighbours of a pixel as offsets (dy, dx)
@@ -176,10 +176,10 @@ _NEIGHBOURS = np.array([(-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1
 
 
 @numba.njit(cache=True, nogil=True)
-def _hysteresis_levels(candidates, dx, dy, lows, highs):
-    """For every pixel the largest k (1..levels; 0: none) at which Canny's hysteresis at
-    the k-th threshold pair (lows[k-1], highs[k-1]: squared, as OpenCV compares them) keeps
-    it, for all pairs in one pass.
+def _hysteresis_levels(candidates, dx, dy, lows, highs, strengths):
+    """For every pixel ``strengths[k]`` of the largest k (1..levels; 0: none) at which
+    Canny's hysteresis at the k-th threshold pair (lows[k-1], highs[k-1]: squared, as
+    OpenCV compares them) keeps it, for all pairs in one pass (HxW float32).
 
     ``candidates``: flat indices of the pixels that survive non-maximum suppression at the
     lowest pair; ``dx``, ``dy``: the int16 gradients. A candidate's magnitude is dx^2 + dy^2
@@ -207,8 +207,16 @@ def _hysteresis_levels(candidates, dx, dy, lows, highs):
         y, x = candidates[i] // w, candidates[i] % w
         m = np.int64(dx[y, x]) * dx[y, x] + np.int64(dy[y, x]) * dy[y, x]
         where[i] = (y + 1) * stride + x + 1
-        weak[i] = np.searchsorted(lows, m)  # pairs whose low threshold m exceeds
-        strong[i] = np.searchsorted(highs, m)
+        # the pairs whose low / high threshold m exceeds; most candidates are weak, so a
+        # scan from the bottom stops sooner than a binary search
+        k = 0
+        while k < levels and lows[k] < m:
+            k += 1
+        weak[i] = k
+        k = 0
+        while k < levels and highs[k] < m:
+            k += 1
+        strong[i] = k
         weak_map[where[i]] = weak[i]
         weak_count[weak[i] + 1] += 1
         strong_count[strong[i] + 1] += 1
@@ -251,7 +259,11 @@ def _hysteresis_levels(candidates, dx, dy, lows, highs):
                     level[p + o] = k
                     stack[top] = p + o
                     top += 1
-    return level.reshape(h + 2, stride)[1:-1, 1:-1]
+    out = np.empty((h, w), np.float32)
+    for y in range(h):
+        for x in range(w):
+            out[y, x] = strengths[level[(y + 1) * stride + x + 1]]
+    return out
 
 
 def watershed_partition(

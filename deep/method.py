@@ -264,6 +264,8 @@ class DeepMethod(Method):
             "kept_weights": self.kept_weights,
             "pretrained_loaded": self.pretrained_loaded,
             "train_time_s": self.result.train_time_s,
+            # the layout that ran ("auto" resolved for this machine; the setting is a runtime one)
+            "channels_last": use_channels_last(self.settings.channels_last, torch.device(self.context.device)),
         }
 
 

@@ -72,6 +72,7 @@ def test_fit_and_predict_odd_sizes(fitted_unet):
     assert extra["network"] == "unet" and extra["epochs_trained"] == 2 and len(extra["val_miou"]) == 2
     assert extra["kept_weights"] == "best" and 1 <= extra["best_epoch"] <= 2
     assert math.isfinite(extra["final_train_loss"])
+    assert extra["channels_last"] is (torch.backends.cpu.get_cpu_capability().startswith("AVX512"))  # "auto"
     run_dir = method.context.run_dir
     for name in ("curves.png", "progress.png", "history.csv", "model.pt"):
         assert (run_dir / name).exists(), name
