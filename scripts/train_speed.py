@@ -94,10 +94,10 @@ def main() -> None:
     val_split = _View(val, args.val_images or len(val))
     print(f"device: {device_name('cpu')}, torch {torch.__version__}, {len(train_split)} train images at 180x240, "
           f"batch 8, {args.epochs} epochs, {len(val_split)} val images\n")
-    print("| network | step img/s before | step img/s after | wall s before | wall s after | ratio (img per wall s) |")
-    print("|---|---|---|---|---|---|")
     channels_last = {"auto": "auto", "on": True, "off": False}[args.channels_last]
     print(f"after: channels-last {use_channels_last(channels_last, torch.device('cpu'))}\n")
+    print("| network | step img/s before | step img/s after | wall s before | wall s after | ratio (img per wall s) |")
+    print("|---|---|---|---|---|---|")
     for name in args.networks.split(","):
         before = one_training(name, train_split, val_split, args.epochs, after=False, compile=args.compile,
                               channels_last=channels_last)
