@@ -28,7 +28,7 @@ SMALL = {"max_train_images": 4, "n_estimators": 10, "classifier": "et"}
 SUPERPIXEL = {**SMALL, "n_segments": 60, "ssvm_epochs": 3}
 #: every classical method, and each region classifier once
 CLASSICAL = [
-    ("majority", {}), ("sobel", SMALL), ("laplacian", SMALL), ("log", SMALL), ("canny", SMALL),
+    ("majority", {}), ("location-prior", {"grid": [16, 8]}), ("sobel", SMALL), ("laplacian", SMALL), ("log", SMALL), ("canny", SMALL),
     ("region-growing", SMALL), ("mser", SMALL), ("superpixel-unary", SUPERPIXEL), ("superpixel-crf", SUPERPIXEL),
     ("sobel", {**SMALL, "classifier": "hgb"}), ("sobel", {**SMALL, "classifier": "rf"}),
     ("sobel", {**SMALL, "classifier": "logreg"}),
