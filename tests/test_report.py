@@ -542,6 +542,40 @@ def test_leaderboard_md_shows_intervals_and_says_what_tied_means(uncertain):
     assert "No interval (and no test against the best row) for **old**" in md
 
 
+def test_rows_are_tested_against_the_location_prior(tmp_path):
+    """A location-prior row makes a `vs prior` column: every other row's paired test against it,
+    Holm-corrected over those comparisons alone; a section without one has no such column."""
+    rng = np.random.default_rng(3)
+    prior = _per_image(rng, 0.6)
+    moved = np.tile([-3, 3], len(IDS) // 2)
+    twin_m = prior.matrices.copy()
+    twin_m[:, 0, 0] += moved
+    twin_m[:, 0, 1] -= moved
+    recs = [_scored(tmp_path, "p-net", "deepnet", "deep", _per_image(rng, 0.8)),
+            _scored(tmp_path, "p-prior", "location-prior", "classical", prior),
+            _scored(tmp_path, "p-twin", "twin", "classical", type(prior)(IDS, twin_m, prior.bf)),
+            _scored(tmp_path, "p-low", "low", "classical", _per_image(rng, 0.4))]
+    report.build_report(tmp_path, records=recs)
+    df = _lb(tmp_path).set_index("label")
+    assert df["vs_prior"].to_dict() == {"deepnet": "above", "location-prior": "prior", "twin": "tied", "low": "below"}
+    assert np.isnan(df.loc["location-prior", "p_vs_prior"]) and df.loc["twin", "p_vs_prior"] > 0.05
+    p = df.loc[["deepnet", "twin", "low"], "p_vs_prior"]
+    assert df.loc[p.idxmin(), "p_vs_prior_holm"] == pytest.approx(min(1.0, 3 * p.min()))
+    # the best-row family is separate: its three comparisons keep their own correction
+    assert df["vs_best"].to_dict() == {"deepnet": "best", "location-prior": "below", "twin": "below", "low": "below"}
+    md = (tmp_path / "leaderboard.md").read_text()
+    assert [_row(md, m)[-1] for m in ("deepnet", "location-prior", "twin", "low")] == ["above", "prior", "tied", "below"]
+    assert "vs prior: the same test against the location-prior row" in md and "its 3 comparison(s)" in md
+    html = (tmp_path / "report.html").read_text()
+    assert ">vs prior</th>" in html and "against the location-prior row (Holm-adjusted)" in html
+
+
+def test_no_location_prior_row_no_vs_prior_column(uncertain):
+    out, _, _ = uncertain
+    assert "vs prior" not in (out / "leaderboard.md").read_text()
+    assert _lb(out)["vs_prior"].fillna("").eq("").all()
+
+
 def test_evidence_figures(uncertain, tmp_path):
     out, paths, records = uncertain
     from bench.per_image import read_per_image

@@ -12,8 +12,9 @@
   ``extra_oracle_miou``), ``miou_conv_<name>`` for every ``miou_by_convention`` entry, and
   the provenance (device, git commit, job ids, commands). Rows whose jobs kept per-image
   data also get ``<metric>_lo``/``_hi`` (95% image-bootstrap interval, ``ci_resamples``,
-  ``ci_seed``) and ``vs_best``/``p_vs_best``/``p_vs_best_holm`` (the paired test against
-  the section's best row; :mod:`bench.report.intervals`).
+  ``ci_seed``), ``vs_best``/``p_vs_best``/``p_vs_best_holm`` (the paired test against
+  the section's best row) and ``vs_prior``/``p_vs_prior``/``p_vs_prior_holm`` (against its
+  location-prior row, where it has one; :mod:`bench.report.intervals`).
 - ``leaderboard.md``: a section per dataset/split with the ranked table (percentages,
   one decimal, "mean ± std" when several seeds), the failed jobs with their errors, the
   mIoU convention, a "How to reproduce" list (command, seed, device, git commit, versions

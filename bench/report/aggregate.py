@@ -89,6 +89,12 @@ class Group:
     vs_best: str = ""
     p_vs_best: float = math.nan
     p_vs_best_holm: float = math.nan
+    #: against the section's location-prior row (the floor a method clears only by reading the
+    #: image): "prior" (that row), "above" (significantly higher mIoU), "tied", "below" or ""
+    #: (no such row, or not compared); p-values as for vs_best
+    vs_prior: str = ""
+    p_vs_prior: float = math.nan
+    p_vs_prior_holm: float = math.nan
 
     @property
     def kind(self) -> str:
@@ -285,6 +291,7 @@ def _ok_row(s: Section, rank: int, g: Group, extras: list[str], convs: list[str]
     boot = s.bootstrap if g.interval else None
     row.update(
         vs_best=g.vs_best, p_vs_best=g.p_vs_best, p_vs_best_holm=g.p_vs_best_holm,
+        vs_prior=g.vs_prior, p_vs_prior=g.p_vs_prior, p_vs_prior_holm=g.p_vs_prior_holm,
         ci_resamples=boot["resamples"] if boot else None, ci_seed=boot["seed"] if boot else None,
         device=g.joined("device", sep=";"), miou_convention=g.joined("miou_convention", sep=";"),
         git_commit=g.joined("git_commit", sep=";"), job_ids=g.joined("job_id", sep=";"),
@@ -318,7 +325,8 @@ def leaderboard_frame(sections: list[Section]) -> pd.DataFrame:
         cols += [f"extra_{k}", f"extra_{k}_std"]
     for c in convs:
         cols += [f"miou_conv_{safe_name(c)}", f"miou_conv_{safe_name(c)}_std"]
-    cols += ["vs_best", "p_vs_best", "p_vs_best_holm", "ci_resamples", "ci_seed",
+    cols += ["vs_best", "p_vs_best", "p_vs_best_holm", "vs_prior", "p_vs_prior", "p_vs_prior_holm",
+             "ci_resamples", "ci_seed",
              "device", "miou_convention", "git_commit", "job_ids", "error", "command"]
     df = pd.DataFrame(rows, columns=cols)
     for c in ("rank", "n_seeds", "n_failed", "ci_resamples", "ci_seed"):

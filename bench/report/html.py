@@ -67,7 +67,7 @@ def _columns(rows: pd.DataFrame) -> list[tuple[str, str]]:
     cols += [(title, key) for key, title in METRICS.items()]
     cols += [(title, c) for c, (title, _) in EXTRA_COLUMNS.items() if _has_values(rows, c)]
     cols += [("images/s", "images_per_s"), ("params", "params"), ("device", "device"), ("seeds", "n_seeds")]
-    return cols + ([("vs best", "vs_best")] if _has_values(rows, "vs_best") else [])
+    return cols + [(title, c) for title, c in (("vs best", "vs_best"), ("vs prior", "vs_prior")) if _has_values(rows, c)]
 
 
 def _leaderboard_cell(row: pd.Series, col: str) -> dict[str, Any]:
@@ -84,9 +84,8 @@ def _leaderboard_cell(row: pd.Series, col: str) -> dict[str, Any]:
         return _cell(fmt_value(row[col]), row[col])
     text = "" if pd.isna(row[col]) else str(row[col])
     tip = f"settings: {row['settings']}" if col == "label" else None
-    p = num(row.get("p_vs_best_holm"))
-    if col == "vs_best" and is_finite_number(p):
-        tip = f"p = {p:.3g} against the best row (Holm-adjusted)"
+    if col in ("vs_best", "vs_prior") and is_finite_number(p := num(row.get(f"p_{col}_holm"))):
+        tip = f"p = {p:.3g} against the {'best' if col == 'vs_best' else 'location-prior'} row (Holm-adjusted)"
     return _cell(text.replace(";", ", ") or DASH, numeric=False, tip=tip)
 
 
@@ -99,6 +98,7 @@ def _leaderboard(s: Section, frame: pd.DataFrame) -> dict[str, Any]:
         "rows": [[_leaderboard_cell(r, c) for _, c in cols] for _, r in rows.iterrows()],
         "intervals": any(_has_values(rows, f"{k}_lo") for k in METRICS),
         "compared": _has_values(rows, "vs_best"),
+        "prior_compared": _has_values(rows, "vs_prior"),
     }
 
 

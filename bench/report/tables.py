@@ -80,6 +80,11 @@ def _compared(s: Section) -> bool:
     return any(g.vs_best for g in s.ranked)
 
 
+def _prior_compared(s: Section) -> bool:
+    """Whether any row of the section was tested against the location-prior row."""
+    return any(g.vs_prior for g in s.ranked)
+
+
 def _display_table(s: Section) -> pd.DataFrame:
     """The ranked table of a section as leaderboard.md shows it (percentages, humanised costs)."""
     ok = [r for g in s.ranked for r in g.ok]
@@ -106,6 +111,8 @@ def _display_table(s: Section) -> pd.DataFrame:
             row["skipped samples"] = str(int(max(counts))) if counts else DASH
         if _compared(s):
             row["vs best"] = g.vs_best or DASH
+        if _prior_compared(s):
+            row["vs prior"] = g.vs_prior or DASH
         rows.append({k: md_cell(v) for k, v in row.items()})
     return pd.DataFrame(rows)
 
@@ -161,6 +168,12 @@ def _uncertainty_lines(s: Section) -> list[str]:
         lines.append(f"vs best: `below` = mIoU significantly lower than the best row's (paired bootstrap over the "
                      f"same images, two-sided, level {1 - b['level']:g} after Holm's correction over the section's "
                      f"{n} comparison(s)); `tied` = not significantly lower; – = not compared.")
+    if _prior_compared(s):
+        n = sum(1 for g in s.ranked if g.vs_prior in ("above", "tied", "below"))
+        lines.append("vs prior: the same test against the location-prior row (`prior`: the most frequent training "
+                     "class at each place of the frame, whatever the image shows; Holm's correction over its "
+                     f"{n} comparison(s)); `above` = mIoU significantly higher, so the row reads the image beyond "
+                     "where its classes usually are; `tied` or `below` = not shown to.")
     return lines
 
 
