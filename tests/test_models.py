@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from deep.models import create_model, model_names, model_options, register_model
 from deep.models.dilated import ContextModule
 from deep.models.fcn import bilinear_kernel, bilinear_upsampler
-from deep.models.base import SegmentationNet, scaled
+from deep.models.base import MatmulConv2d, SegmentationNet, scaled
 from deep.models.vgg import VGGEncoder
 
 torch.set_num_threads(1)
@@ -426,3 +426,43 @@ def test_fixed_bilinear_upsampling_equals_the_full_transposed_convolution():
     full = F.conv_transpose2d(x, up.weight, None, up.stride, up.padding)
     assert torch.allclose(up(x), full, atol=1e-5)
     assert up(x).shape == (2, 5, 24, 32)
+
+
+@pytest.mark.parametrize("dilation, padding, size", [(1, 3, (4, 3)), (4, 12, (15, 10)), (1, 0, (9, 8)), (2, 6, (9, 11))])
+def test_matmul_conv_equals_the_convolution(dilation, padding, size):
+    """fc6's matrix-product path gives the convolution's outputs and gradients (to rounding)."""
+    torch.manual_seed(0)
+    mm = MatmulConv2d(16, 24, 7, padding=padding, dilation=dilation)
+    conv = torch.nn.Conv2d(16, 24, 7, padding=padding, dilation=dilation)
+    conv.load_state_dict(mm.state_dict())
+    x = torch.randn(3, 16, *size, requires_grad=True)
+    ys = []
+    for layer in (mm, conv):
+        x.grad = None
+        y = layer(x)
+        (y * torch.linspace(-1, 1, y.numel()).reshape(y.shape)).sum().backward()
+        ys.append((y.detach(), x.grad.clone(), layer.weight.grad.clone(), layer.bias.grad.clone()))
+    for a, b in zip(*ys):
+        assert a.shape == b.shape
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_matmul_conv_takes_the_convolution_for_large_maps(monkeypatch):
+    """Over MAX_CELLS output cells (or MAX_UNFOLD_BYTES) the layer runs nn.Conv2d's forward."""
+    layer = MatmulConv2d(4, 8, 7, padding=3)
+    calls = []
+    monkeypatch.setattr(torch.nn.Conv2d, "forward", lambda self, x: calls.append(x.shape) or torch.zeros(1))
+    layer(torch.zeros(1, 4, 16, 16))  # 256 cells: a matrix product
+    assert calls == []
+    layer(torch.zeros(1, 4, 16, 17))  # 272 cells
+    assert calls == [(1, 4, 16, 17)]
+    monkeypatch.setattr(MatmulConv2d, "MAX_UNFOLD_BYTES", 4 * 49 * 4 * 4 - 1)
+    layer(torch.zeros(1, 4, 2, 2))
+    assert len(calls) == 2
+
+
+def test_vgg_fc6_is_a_matmul_conv_with_the_conv_parameters():
+    for name in ("fcn8s", "dilatednet", "deconvnet"):
+        enc = create_model(name, num_classes=5, width=0.125).encoder
+        assert type(enc.fc6.conv) is MatmulConv2d and isinstance(enc.fc6.conv, torch.nn.Conv2d)
+        assert "fc6.conv.weight" in enc.state_dict()

@@ -75,8 +75,9 @@ class VGGEncoder(nn.Module):
         self.fc6 = self.fc7 = None
         if fc is not None:
             cf = scaled(VGG16_FC, width)
+            # a matrix product on the CPU: oneDNN's 7x7 backward on a few cells is slow
             self.fc6 = ConvBNReLU(c_in, cf, 7, padding=fc.padding, dilation=fc.dilation,
-                                  batch_norm=batch_norm, dropout=fc.dropout)
+                                  batch_norm=batch_norm, dropout=fc.dropout, matmul=True)
             self.fc7 = ConvBNReLU(cf, cf, 1, padding=0, batch_norm=batch_norm, dropout=fc.dropout)
 
     @property
