@@ -1,0 +1,78 @@
+#!/usr/bin/env python
+"""Training-step time of the VGG-bodied networks with fc6 as a matrix product (the default,
+``deep.models.base.MatmulConv2d``) and as the convolution, alternated.
+
+    OMP_NUM_THREADS=1 python scripts/fc6_matmul_speed.py --networks fcn8s,deconvnet,dilatednet --batch 2 --input 120x80
+    OMP_NUM_THREADS=2 python scripts/fc6_matmul_speed.py --networks fcn8s,dilatednet --batch 8 --input 180x240 --channels-last
+
+Random images and labels (7 classes), 1/4 width (DilatedNet 1/8 at inputs over 150 rows,
+as in deep-camvid), fused Adam. Each variant is built three times, alternating; each build
+runs two untimed steps and six timed ones; the row gives the best build's mean step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from deep.models import create_model  # noqa: E402
+from deep.models.base import MatmulConv2d  # noqa: E402
+
+
+def step_seconds(name: str, x: torch.Tensor, y: torch.Tensor, matmul: bool, channels_last: bool) -> float:
+    MatmulConv2d.MAX_UNFOLD_BYTES = 256 * 2**20 if matmul else 0  # 0: every call takes the convolution
+    torch.manual_seed(0)
+    width = 0.125 if name == "dilatednet" and x.shape[-2] > 150 else 0.25
+    model = create_model(name, num_classes=7, width=width)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+
+    step(), step()
+    t = time.perf_counter()
+    for _ in range(6):
+        step()
+    return (time.perf_counter() - t) / 6
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--networks", default="fcn8s,deconvnet,dilatednet")
+    p.add_argument("--batch", type=int, default=2)
+    p.add_argument("--input", default="120x80", help="HxW")
+    p.add_argument("--channels-last", action="store_true")
+    a = p.parse_args()
+    h, w = (int(v) for v in a.input.split("x"))
+    x, y = torch.randn(a.batch, 3, h, w), torch.randint(0, 7, (a.batch, h, w))
+    if a.channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    layout = "channels-last" if a.channels_last else "contiguous"
+    print(f"torch threads {torch.get_num_threads()}, batch {a.batch}, input {a.input}, {layout}")
+    print("| network | convolution ms | matrix product ms | speed-up |\n|---|---:|---:|---:|")
+    default = MatmulConv2d.MAX_UNFOLD_BYTES
+    try:
+        for name in a.networks.split(","):
+            times: dict[bool, list[float]] = {True: [], False: []}
+            for _ in range(3):
+                for matmul in (True, False):
+                    times[matmul].append(step_seconds(name, x, y, matmul, a.channels_last))
+            on, off = min(times[True]), min(times[False])
+            print(f"| {name} | {off * 1000:.0f} | {on * 1000:.0f} | {off / on:.2f}x |", flush=True)
+    finally:
+        MatmulConv2d.MAX_UNFOLD_BYTES = default
+
+
+if __name__ == "__main__":
+    main()
