@@ -281,19 +281,37 @@ def _new_run_dir(name: str) -> Path:
 
 
 # -- the networks -------------------------------------------------------------------------
-class FCN32s(DeepMethod):
+@dataclasses.dataclass
+class BatchNormSettings(DeepSettings):
+    """:class:`DeepSettings` and ``batch_norm``: BatchNorm after every convolution of a
+    network whose paper has none (U-Net, the FCNs); it lets a deep net train from scratch at
+    a short budget."""
+
+    batch_norm: bool = False
+
+
+class BatchNormOption(DeepMethod):
+    """A network with the ``batch_norm`` setting (:class:`BatchNormSettings`)."""
+
+    Settings = BatchNormSettings
+
+    def network_options(self) -> dict[str, Any]:
+        return {**super().network_options(), "batch_norm": self.settings.batch_norm}
+
+
+class FCN32s(BatchNormOption):
     """FCN-32s (Long, Shelhamer, Darrell 2015): VGG16, scores upsampled 32x."""
 
     network = "fcn32s"
 
 
-class FCN16s(DeepMethod):
+class FCN16s(BatchNormOption):
     """FCN-16s: FCN-32s with a pool4 skip, upsampled 16x."""
 
     network = "fcn16s"
 
 
-class FCN8s(DeepMethod):
+class FCN8s(BatchNormOption):
     """FCN-8s: FCN-16s with a pool3 skip, upsampled 8x."""
 
     network = "fcn8s"
@@ -306,23 +324,11 @@ class DeconvNet(DeepMethod):
     version = 2  # 2: BatchNorm statistics recomputed after training (precise_bn)
 
 
-@dataclasses.dataclass
-class UNetSettings(DeepSettings):
-    """U-Net's settings: :class:`DeepSettings` and BatchNorm after every 3x3 convolution
-    (not in the paper; it lets the 23-layer net train from scratch at a short budget)."""
-
-    batch_norm: bool = False
-
-
-class UNet(DeepMethod):
+class UNet(BatchNormOption):
     """U-Net (Ronneberger, Fischer, Brox 2015); ``batch_norm=True`` adds BatchNorm (not in the paper)."""
 
     network = "unet"
     version = 2  # 2: BatchNorm statistics recomputed after training (precise_bn)
-    Settings = UNetSettings
-
-    def network_options(self) -> dict[str, Any]:
-        return {**super().network_options(), "batch_norm": self.settings.batch_norm}
 
 
 class SegNet(DeepMethod):
@@ -339,7 +345,7 @@ class SegNetBasic(DeepMethod):
     version = 2  # 2: BatchNorm statistics recomputed after training (precise_bn)
 
 
-class DilatedNet(DeepMethod):
+class DilatedNet(BatchNormOption):
     """DilatedNet (Yu, Koltun 2016): dilated VGG16 front end and the basic context module."""
 
     network = "dilatednet"

@@ -58,6 +58,16 @@ def test_create_network_is_the_untrained_network_of_the_settings():
         method.create_network(1)
 
 
+@pytest.mark.parametrize("network", ["fcn32s", "fcn16s", "fcn8s", "dilatednet", "unet"])
+def test_batch_norm_setting_reaches_the_network(network):
+    # the networks whose papers have no BatchNorm take it as a setting; off by default
+    for batch_norm in (False, True):
+        with torch.device("meta"):
+            net = create_method(network, {"width": 0.125, "batch_norm": batch_norm}).create_network(3)
+        assert any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules()) == batch_norm
+    assert create_method(network).settings.batch_norm is False
+
+
 def test_fit_and_predict_odd_sizes(fitted_unet):
     method = fitted_unet
     rng = np.random.default_rng(5)

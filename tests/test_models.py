@@ -54,9 +54,10 @@ def test_every_model_has_the_attributes():
 def test_unknown_kwarg_is_a_type_error():
     with pytest.raises(TypeError, match="bogus"):
         create_model("unet", 2, bogus=1)
-    with pytest.raises(TypeError, match="batch_norm"):  # only unet has it
+    with pytest.raises(TypeError, match="batch_norm"):  # segnet has it always, not as an option
         create_model("segnet", 2, batch_norm=True)
-    assert "batch_norm" in model_options("unet")
+    for name in ("unet", "fcn32s", "fcn16s", "fcn8s", "dilatednet"):
+        assert "batch_norm" in model_options(name)
 
 
 def test_unknown_model_is_a_value_error():
@@ -340,11 +341,14 @@ def test_deconvnet_structure():
     assert n_unpool_stages == 5
 
 
-@pytest.mark.parametrize("name, batch_norm, fc", [("fcn8s", False, True), ("segnet", True, False),
-                                                  ("deconvnet", True, True), ("dilatednet", False, True)])
-def test_vgg_networks_share_the_one_encoder(name, batch_norm, fc):
+@pytest.mark.parametrize("name, batch_norm, fc, options", [
+    ("fcn8s", False, True, {}), ("segnet", True, False, {}), ("deconvnet", True, True, {}),
+    ("dilatednet", False, True, {}), ("fcn32s", True, True, {"batch_norm": True}),
+    ("dilatednet", True, True, {"batch_norm": True}),
+])
+def test_vgg_networks_share_the_one_encoder(name, batch_norm, fc, options):
     with torch.device("meta"):
-        m = create_model(name, 21)
+        m = create_model(name, 21, **options)
     enc = m.encoder
     assert isinstance(enc, VGGEncoder) and enc.batch_norm == batch_norm
     assert [len(s) for s in enc.stages] == [2, 2, 3, 3, 3] and len(enc.convs()) == 13

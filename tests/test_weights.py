@@ -119,9 +119,10 @@ def test_segnet_loads_vgg16_bn(vgg16_bn_state, tmp_path):
             )
 
 
-def test_deconvnet_mapping_on_meta(vgg16_bn_state):
+@pytest.mark.parametrize("name, options", [("deconvnet", {}), ("fcn8s", {"batch_norm": True})])
+def test_vgg16_bn_mapping_with_fc_layers_on_meta(vgg16_bn_state, name, options):
     with torch.device("meta"):
-        model = create_model("deconvnet", 21)
+        model = create_model(name, 21, **options)
     used = load_vgg16_weights(model, vgg16_bn_state, batch_norm=True)
     assert "classifier.0.weight" in used and "classifier.3.weight" in used
     assert "features.41.running_var" in used

@@ -79,6 +79,7 @@ class DilatedNet(SegmentationNet):
         in_channels: int = 3,
         context: str = "basic",
         dropout: float = 0.5,
+        batch_norm: bool = False,
     ) -> None:
         super().__init__(num_classes=num_classes, width=width, in_channels=in_channels)
         if context not in CONTEXT_MODES:
@@ -86,7 +87,7 @@ class DilatedNet(SegmentationNet):
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dilatednet: dropout must be in [0, 1), got {dropout}")
         # pool4 and pool5 removed: pooling after the first three stages only
-        self.encoder = VGGEncoder(in_channels, width, dilations=(1, 1, 1, 1, 2), pooled=3,
+        self.encoder = VGGEncoder(in_channels, width, batch_norm=batch_norm, dilations=(1, 1, 1, 1, 2), pooled=3,
                                   fc=FCHead(padding=12, dilation=4, dropout=dropout))
         self.final = nn.Conv2d(scaled(VGG16_FC, width), num_classes, 1)
         kaiming_init(self)
@@ -114,10 +115,11 @@ def build_dilatednet(
     in_channels: int = 3,
     context: str = "basic",
     dropout: float = 0.5,
+    batch_norm: bool = False,
 ) -> DilatedNet:
-    check_pretrained("dilatednet", pretrained, width, batch_norm=False)
+    check_pretrained("dilatednet", pretrained, width, batch_norm=batch_norm)
     model = DilatedNet(
-        num_classes, width, in_channels=in_channels, context=context, dropout=dropout
+        num_classes, width, in_channels=in_channels, context=context, dropout=dropout, batch_norm=batch_norm
     )
-    load_pretrained(model, pretrained, batch_norm=False)
+    load_pretrained(model, pretrained, batch_norm=batch_norm)
     return model

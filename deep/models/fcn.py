@@ -104,6 +104,7 @@ class FCN(SegmentationNet):
         dropout: float = 0.5,
         skip_scaling: bool = False,
         zero_init_score: bool = False,
+        batch_norm: bool = False,
     ) -> None:
         super().__init__(num_classes=num_classes, width=width, in_channels=in_channels)
         if variant not in (32, 16, 8):
@@ -114,7 +115,7 @@ class FCN(SegmentationNet):
         self.variant = variant
         self.skip_scaling = skip_scaling
         k = num_classes
-        self.encoder = VGGEncoder(in_channels, width, fc=FCHead(padding=3, dropout=dropout))
+        self.encoder = VGGEncoder(in_channels, width, batch_norm=batch_norm, fc=FCHead(padding=3, dropout=dropout))
         self.score_fr = nn.Conv2d(scaled(VGG16_FC, width), k, 1)
         c3, c4 = self.encoder.stage_channels[2:4]
         kaiming_init(self)
@@ -151,35 +152,35 @@ class FCN(SegmentationNet):
         return self.upscore8(score)
 
 
-def _build(variant: int, num_classes, width, pretrained, in_channels, dropout, skip_scaling):
-    check_pretrained(f"fcn{variant}s", pretrained, width, batch_norm=False)
+def _build(variant: int, num_classes, width, pretrained, in_channels, dropout, skip_scaling, batch_norm):
+    check_pretrained(f"fcn{variant}s", pretrained, width, batch_norm=batch_norm)
     model = FCN(
         variant, num_classes, width, in_channels=in_channels, dropout=dropout,
-        skip_scaling=skip_scaling, zero_init_score=pretrained is not None,
+        skip_scaling=skip_scaling, zero_init_score=pretrained is not None, batch_norm=batch_norm,
     )
-    load_pretrained(model, pretrained, batch_norm=False)
+    load_pretrained(model, pretrained, batch_norm=batch_norm)
     return model
 
 
 @register_model("fcn32s")
 def build_fcn32s(
     num_classes: int, width: float = 1.0, pretrained: str | None = None, *,
-    in_channels: int = 3, dropout: float = 0.5, skip_scaling: bool = False,
+    in_channels: int = 3, dropout: float = 0.5, skip_scaling: bool = False, batch_norm: bool = False,
 ) -> FCN:
-    return _build(32, num_classes, width, pretrained, in_channels, dropout, skip_scaling)
+    return _build(32, num_classes, width, pretrained, in_channels, dropout, skip_scaling, batch_norm)
 
 
 @register_model("fcn16s")
 def build_fcn16s(
     num_classes: int, width: float = 1.0, pretrained: str | None = None, *,
-    in_channels: int = 3, dropout: float = 0.5, skip_scaling: bool = False,
+    in_channels: int = 3, dropout: float = 0.5, skip_scaling: bool = False, batch_norm: bool = False,
 ) -> FCN:
-    return _build(16, num_classes, width, pretrained, in_channels, dropout, skip_scaling)
+    return _build(16, num_classes, width, pretrained, in_channels, dropout, skip_scaling, batch_norm)
 
 
 @register_model("fcn8s")
 def build_fcn8s(
     num_classes: int, width: float = 1.0, pretrained: str | None = None, *,
-    in_channels: int = 3, dropout: float = 0.5, skip_scaling: bool = False,
+    in_channels: int = 3, dropout: float = 0.5, skip_scaling: bool = False, batch_norm: bool = False,
 ) -> FCN:
-    return _build(8, num_classes, width, pretrained, in_channels, dropout, skip_scaling)
+    return _build(8, num_classes, width, pretrained, in_channels, dropout, skip_scaling, batch_norm)
