@@ -54,7 +54,7 @@ def job_id(method: str, settings: dict[str, Any], dataset: str, data_root: str |
     """
     key = {
         "method": method,
-        "settings": _result_settings(method, settings),
+        "settings": id_settings_of(method, settings),
         "dataset": dataset,
         "data_root": str(Path(data_root).resolve()) if data_root else None,
         "eval_split": eval_split,
@@ -69,7 +69,9 @@ def job_id(method: str, settings: dict[str, Any], dataset: str, data_root: str |
     return f"{method}-{digest}"
 
 
-def _result_settings(method: str, settings: dict[str, Any]) -> dict[str, Any]:
+def id_settings_of(method: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """The settings that tell a job of ``method`` from another (:func:`bench.method.id_settings`;
+    every setting when the method is no longer installed)."""
     from bench.method import id_settings, method_class  # the registry; imported late: it loads plugins
 
     try:

@@ -233,6 +233,20 @@ def test_other_versions_of_a_method_are_rows_of_their_own_not_seeds():
     assert rows["mser (version 6)"].stat("miou") == (0.478, pytest.approx(float("nan"), nan_ok=True), 1)
 
 
+def test_a_setting_added_later_at_its_default_splits_no_row():
+    """Rows group settings as job ids count them: seeds recorded before a method gained a
+    setting (here dilatednet's batch_norm and context) and after, at its default, are one row;
+    a runtime setting never splits one; a setting away from its default does."""
+    base = {"epochs": 25, "lr": 0.002}
+    old = rec("d-1", "dilatednet", kind="deep", seed=1, miou=0.26, settings=base)
+    new = rec("d-0", "dilatednet", kind="deep", seed=0, miou=0.28,
+              settings={**base, "batch_norm": False, "context": "basic", "num_workers": 2})
+    bn = rec("d-bn", "dilatednet", kind="deep", seed=0, miou=0.25, settings={**base, "batch_norm": True})
+    [section] = aggregate.group_records([old, new, bn])
+    rows = {g.label: sorted(r.seed for r in g.ok) for g in section.groups}
+    assert sorted(rows.values()) == [[0], [0, 1]]
+
+
 def test_csv_has_oracle_and_extra_columns(full):
     out, _ = full
     df = _lb(out)

@@ -15,7 +15,7 @@ from bench.files import dumps
 from bench.formatting import DASH, is_finite_number
 from bench.metrics.bootstrap import Estimate
 from bench.per_image import PerImage
-from bench.record import Record
+from bench.record import Record, id_settings_of
 
 #: metric fields (fractions in [0, 1]) and their leaderboard titles
 METRICS: dict[str, str] = {
@@ -222,7 +222,8 @@ def group_records(records: Iterable[Record]) -> list[Section]:
     for rec in latest.values():
         ds, sp = str(rec.dataset or "unknown"), str(rec.eval_split or "unknown")
         method = str(rec.method or "unknown")
-        key = (method, rec.method_version, settings_key(rec.settings), skips(rec))
+        # the settings as the job id counts them: a setting added later at its default splits no row
+        key = (method, rec.method_version, settings_key(id_settings_of(method, rec.settings)), skips(rec))
         groups = sections.setdefault((ds, sp), {})
         g = groups.get(key)
         if g is None:
