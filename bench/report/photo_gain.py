@@ -1,0 +1,137 @@
+"""Does a method read each image? Its mIoU against that of its own per-pixel-mode map.
+
+The mode map is, at each pixel, the class the method predicted most often over the split's
+images: the one picture it would draw for every image if it ignored them. A method that
+learned only where things usually are (the location prior, a network stuck on the average
+silhouette) scores the same with its mode map as with its predictions; one that follows
+each image scores higher. Unlike the `vs prior` column this needs no floor at the method's
+own resolution: a stride-32 network is held against its own coarse map.
+
+Read from a results folder alone: the jobs' per-image confusion matrices, their saved
+predictions and the saved ground truths (runs save every prediction of splits of up to
+``bench.run.outputs.SAMPLE_ALL_UP_TO`` images). The gain's interval and p-value are the
+paired image bootstrap of the leaderboard, Holm-corrected over a split's rows as its `vs best`
+and `vs prior` families (docs/UNCERTAINTY.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bench.metrics.bootstrap import Arm, bootstrap, holm
+from bench.metrics.confusion import confusion_matrix
+from bench.per_image import PerImageError, read_per_image
+from bench.report.aggregate import Group, Section, group_records
+from bench.report.grid import load_palette, read_png
+from bench.store import RecordStore
+
+#: the level of the test (after Holm's correction), as the leaderboard's ties
+LEVEL = 0.05
+
+
+@dataclass
+class PhotoGain:
+    """One leaderboard row's figures (fractions): mIoU, its mode map's mIoU, and the gain
+    ``miou - mode_miou`` with its interval, two-sided p-value and that p after Holm's
+    correction over the rows of its dataset/split; or ``why`` it has none."""
+
+    dataset: str
+    split: str
+    label: str
+    n_images: int = 0
+    miou: float = float("nan")
+    mode_miou: float = float("nan")
+    gain: float = float("nan")
+    gain_lo: float = float("nan")
+    gain_hi: float = float("nan")
+    p: float = float("nan")
+    p_holm: float = float("nan")
+    why: str = ""
+
+    @property
+    def verdict(self) -> str:
+        """"reads the image" for a gain above 0 at level 0.05 after Holm's correction, else "no"."""
+        if self.why:
+            return "-"
+        return "reads the image" if self.gain > 0 and self.p_holm < LEVEL else "no"
+
+
+def mode_map(predictions: np.ndarray, num_classes: int) -> np.ndarray:
+    """(H, W) per-pixel most frequent class of ``predictions`` (N, H, W); ties to the lower class."""
+    n, h, w = predictions.shape
+    offsets = np.arange(h * w, dtype=np.int64) * num_classes
+    counts = np.zeros(h * w * num_classes, np.int64)
+    for p in predictions:  # one bincount an image (a loop over images, not pixels)
+        counts += np.bincount(offsets + p.reshape(-1), minlength=counts.size)
+    return counts.reshape(h * w, num_classes).argmax(axis=1).reshape(h, w).astype(np.int32)
+
+
+def _group_gain(s: Section, g: Group, out_dir: Path, ignore: int | None) -> PhotoGain:
+    row = PhotoGain(s.dataset, s.split, g.label)
+    record = min(g.ok, key=lambda r: r.seed)
+    if not record.per_image:
+        row.why = "no per-image data"
+        return row
+    try:
+        data = read_per_image(out_dir / record.per_image)
+    except PerImageError as e:
+        row.why = str(e)
+        return row
+    saved = {Path(p).stem: out_dir / p for p in record.predictions}
+    missing = [i for i in data.ids if i not in saved]
+    if missing:
+        row.why = f"predictions of {len(missing)} of {data.n_images} images not saved"
+        return row
+    folder = out_dir / "samples" / s.dataset / s.split
+    preds = [read_png(saved[i]) for i in data.ids]
+    gts = [read_png(folder / f"{i}_gt.png") for i in data.ids]
+    if any(a is None for a in preds + gts):
+        row.why = "a saved prediction or ground truth is unreadable"
+        return row
+    if len({a.shape for a in preds + gts}) > 1:
+        row.why = "images of different sizes (no one mode map)"
+        return row
+    k = data.num_classes
+    mode = mode_map(np.stack(preds), k)
+    mode_matrices = np.stack([confusion_matrix(mode, gt, k, ignore) for gt in gts])
+    convention = record.miou_convention or "mmseg"
+    res = bootstrap([Arm(data.matrices, convention), Arm(mode_matrices, convention)], pairs=[(0, 1)])
+    diff = res.differences[(0, 1)]
+    row.n_images = data.n_images
+    row.miou, row.mode_miou = res.arms[0].value["miou"], res.arms[1].value["miou"]
+    row.gain, (row.gain_lo, row.gain_hi), row.p = diff.value["miou"], diff.interval("miou"), diff.p["miou"]
+    return row
+
+
+def photo_gains(out_dir: str | Path) -> list[PhotoGain]:
+    """Every leaderboard row of the results folder ``out_dir`` (its lowest seed), ranked as there."""
+    out_dir = Path(out_dir)
+    rows = []
+    for s in group_records(RecordStore(out_dir).records()):
+        _, _, ignore, _ = load_palette(out_dir / "samples" / s.dataset / s.split)
+        section = [_group_gain(s, g, out_dir, ignore) for g in s.ranked]
+        tested = [r for r in section if not r.why]
+        for r, p in zip(tested, holm([r.p for r in tested]) if tested else []):
+            r.p_holm = float(p)
+        rows += section
+    return rows
+
+
+def photo_gain_markdown(rows: list[PhotoGain]) -> str:
+    """The rows as Markdown tables, one per dataset/split (mIoU in points)."""
+    lines: list[str] = []
+    for key in dict.fromkeys((r.dataset, r.split) for r in rows):
+        lines += [f"#### {key[0]} / {key[1]}", "",
+                  "| method | mIoU | own mode map | gain [95% CI] | p (Holm) | |", "|---|---:|---:|---:|---:|---|"]
+        for r in (r for r in rows if (r.dataset, r.split) == key):
+            if r.why:
+                lines.append(f"| {r.label} | | | | | {r.why} |")
+                continue
+            p = "< 0.001" if r.p_holm < 0.001 else f"{r.p_holm:.3f}"
+            lines.append(f"| {r.label} | {100 * r.miou:.1f} | {100 * r.mode_miou:.1f} | "
+                         f"{100 * r.gain:+.1f} [{100 * r.gain_lo:+.1f}, {100 * r.gain_hi:+.1f}] | {p} | {r.verdict} |")
+        lines.append("")
+    return "\n".join(lines)

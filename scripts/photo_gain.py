@@ -1,0 +1,32 @@
+"""Does each method of a results folder read the image? Its mIoU against its own mode map.
+
+    python scripts/photo_gain.py RESULTS_DIR [--md FILE]
+
+Prints, per dataset/split, every leaderboard row's mIoU, the mIoU of its per-pixel-mode map
+over the split (the one map it would draw for every image), the gain with its 95% paired
+bootstrap interval and p-value (bench.report.photo_gain, docs/UNCERTAINTY.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from bench.report.photo_gain import photo_gain_markdown, photo_gains
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("results", type=Path, help="a results folder (bench run --out)")
+    parser.add_argument("--md", type=Path, help="also write the tables to this Markdown file")
+    args = parser.parse_args()
+    if not args.results.is_dir():
+        parser.error(f"{args.results}: no such results folder")
+    text = photo_gain_markdown(photo_gains(args.results))
+    print(text)
+    if args.md:
+        args.md.write_text(text, encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

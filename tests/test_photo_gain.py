@@ -1,0 +1,104 @@
+"""Does a method read the image: its mIoU against its own mode map, from real runs on shapes."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from bench.method import Method, register_method
+from bench.report.photo_gain import mode_map, photo_gain_markdown, photo_gains
+from bench.run import Runner, plan_jobs
+from bench.store import RecordStore
+from bench.suites import Suite, SuiteJob
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclasses.dataclass
+class TextureSettings:
+    threshold: float = 10.0
+
+
+@register_method("test-texture")
+class Texture(Method):
+    """Class 1 where the image is textured (local grey-level deviation above a threshold),
+    background elsewhere: a method that reads each image and knows nothing of positions."""
+
+    kind = "classical"
+    Settings = TextureSettings
+
+    def _fit(self, train, val):
+        pass
+
+    def predict(self, image):
+        self._require_fitted()
+        grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
+        mean = cv2.blur(grey, (7, 7))
+        deviation = np.sqrt(np.maximum(cv2.blur(grey * grey, (7, 7)) - mean * mean, 0))
+        return (deviation > self.settings.threshold).astype(np.int32)
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory) -> Path:
+    """majority, location-prior and test-texture on shapes/val (16 images, every prediction saved)."""
+    out = tmp_path_factory.mktemp("photo-gain")
+    suite = Suite("t", "", "shapes", [SuiteJob("majority"), SuiteJob("location-prior"), SuiteJob("test-texture")],
+                  Path("t.yaml"))
+    assert Runner(out, progress=False).run(plan_jobs(suite, None))["ok"] == 3
+    return out
+
+
+def test_mode_map_is_the_most_frequent_class_per_pixel_ties_to_the_lower():
+    preds = np.array([[[0, 2], [1, 1]], [[2, 2], [0, 1]], [[0, 1], [2, 1]]])
+    assert mode_map(preds, 3).tolist() == [[0, 2], [0, 1]]  # pixel (1, 0): 1, 0, 2 once each -> 0
+    rng = np.random.default_rng(0)
+    many = rng.integers(0, 5, (7, 9, 11))
+    counts = np.stack([(many == k).sum(0) for k in range(5)])
+    assert (mode_map(many, 5) == counts.argmax(0)).all()
+
+
+def test_a_constant_map_gains_nothing_and_a_method_that_reads_the_image_gains(results):
+    rows = {r.label: r for r in photo_gains(results)}
+    assert set(rows) == {"majority", "location-prior", "test-texture"}
+    for constant in ("majority", "location-prior"):  # the same map for every image: its own mode map
+        r = rows[constant]
+        assert r.gain == 0 and r.mode_miou == pytest.approx(r.miou) and r.verdict == "no"
+    r = rows["test-texture"]
+    assert r.n_images == 16 and r.gain == pytest.approx(r.miou - r.mode_miou)
+    assert r.gain_lo > 0 and r.p_holm < 0.05 and r.verdict == "reads the image"
+    # the row's mIoU is the record's
+    record = next(x for x in RecordStore(results).records() if x.method == "test-texture")
+    assert r.miou == pytest.approx(record.miou)
+    # Holm over the split's three rows: the smallest p times three
+    assert r.p_holm == pytest.approx(min(1.0, 3 * r.p))
+
+
+def test_rows_without_every_prediction_say_why(results, tmp_path):
+    import shutil
+
+    out = tmp_path / "copy"
+    shutil.copytree(results, out)
+    record = next(x for x in RecordStore(out).records() if x.method == "test-texture")
+    (out / record.predictions[0]).unlink()
+    rows = {r.label: r for r in photo_gains(out)}
+    assert rows["test-texture"].why == "a saved prediction or ground truth is unreadable"
+    assert rows["test-texture"].verdict == "-" and rows["majority"].verdict == "no"
+    md = photo_gain_markdown(list(rows.values()))
+    assert "#### shapes / val" in md and "| test-texture | | | | | a saved prediction or ground truth is unreadable |" in md
+
+
+def test_the_script_prints_and_writes_the_tables(results, tmp_path):
+    md = tmp_path / "gain.md"
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "photo_gain.py"), str(results), "--md", str(md)],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert "| location-prior |" in proc.stdout and md.read_text(encoding="utf-8").strip() == proc.stdout.strip()
+    bad = subprocess.run([sys.executable, str(ROOT / "scripts" / "photo_gain.py"), str(tmp_path / "nope")],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert bad.returncode == 2 and "no such results folder" in bad.stderr
