@@ -44,6 +44,7 @@ from deep.engine.checkpoint import (
 from deep.engine.config import TrainConfig, use_channels_last
 from deep.engine.inference import predict_labels
 from deep.engine.loop import TrainResult, train
+from deep.models.dilated import CONTEXT_MODES
 from deep.weights import WeightsUnavailable
 
 #: default parent of run folders when the context names none
@@ -345,7 +346,23 @@ class SegNetBasic(DeepMethod):
     version = 2  # 2: BatchNorm statistics recomputed after training (precise_bn)
 
 
+@dataclasses.dataclass
+class DilatedNetSettings(BatchNormSettings):
+    """DilatedNet's settings: :class:`BatchNormSettings` and ``context``: "basic" (the basic
+    context module on the front end's scores) or "none" (the front end alone)."""
+
+    context: str = "basic"
+
+    def _network_checks(self) -> list[tuple[bool, str]]:
+        return [(self.context in CONTEXT_MODES, f"context must be one of {CONTEXT_MODES}, got {self.context!r}")] \
+            + super()._network_checks()
+
+
 class DilatedNet(BatchNormOption):
     """DilatedNet (Yu, Koltun 2016): dilated VGG16 front end and the basic context module."""
 
     network = "dilatednet"
+    Settings = DilatedNetSettings
+
+    def network_options(self) -> dict[str, Any]:
+        return {**super().network_options(), "context": self.settings.context}

@@ -68,6 +68,14 @@ def test_batch_norm_setting_reaches_the_network(network):
     assert create_method(network).settings.batch_norm is False
 
 
+def test_dilatednet_context_setting_reaches_the_network():
+    with torch.device("meta"):
+        assert create_method("dilatednet", {"width": 0.125}).create_network(3).context is not None
+        assert create_method("dilatednet", {"width": 0.125, "context": "none"}).create_network(3).context is None
+    with pytest.raises(MethodError, match="context must be one of"):
+        create_method("dilatednet", {"context": "large"})
+
+
 def test_fit_and_predict_odd_sizes(fitted_unet):
     method = fitted_unet
     rng = np.random.default_rng(5)
