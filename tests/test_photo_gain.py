@@ -102,3 +102,23 @@ def test_the_script_prints_and_writes_the_tables(results, tmp_path):
     bad = subprocess.run([sys.executable, str(ROOT / "scripts" / "photo_gain.py"), str(tmp_path / "nope")],
                          capture_output=True, text=True, cwd=ROOT)
     assert bad.returncode == 2 and "no such results folder" in bad.stderr
+
+
+def test_the_leaderboard_has_a_reads_image_column(results):
+    import pandas as pd
+
+    from bench.report import build_report
+
+    paths = build_report(results)
+    df = pd.read_csv(paths["leaderboard.csv"]).set_index("label")
+    assert df["reads_image"].to_dict() == {"test-texture": "yes", "majority": "no", "location-prior": "no"}
+    assert df.loc["test-texture", "photo_gain"] > 0 and df.loc["test-texture", "p_reads_image_holm"] < 0.05
+    assert df.loc["majority", "photo_gain"] == 0
+    md = paths["leaderboard.md"].read_text(encoding="utf-8")
+    header = next(line for line in md.splitlines() if line.startswith("|   rank"))
+    assert header.rstrip(" |").endswith("reads image")
+    row = next(line for line in md.splitlines() if "| test-texture " in line)
+    assert row.rstrip(" |").endswith("yes")
+    assert "reads image: the same test against the row's own mode map" in md and "over the 3 row(s) tested" in md
+    html = paths["report.html"].read_text(encoding="utf-8")
+    assert ">reads image</th>" in html and "over its own mode map, p = " in html

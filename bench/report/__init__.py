@@ -48,6 +48,7 @@ from bench.report.evidence import evidence_plots
 from bench.report.grid import plot_predictions_grid
 from bench.report.html import write_html_report
 from bench.report.intervals import add_intervals
+from bench.report.photo_gain import add_photo_gains
 from bench.report.plots import plot_miou_vs_speed, plot_per_class
 from bench.report.tables import header_markdown, leaderboard_text, section_markdown, write_csv
 from bench.store import EXPORT_FILE, RECORDS_DIR, RecordStore
@@ -93,6 +94,7 @@ def build_report(out_dir: str | Path, records: Iterable[Record] | None = None) -
         source = "the records given"
     sections = group_records(records)
     add_intervals(sections, out_dir)
+    add_photo_gains(sections, out_dir)
     written: dict[str, Path] = {}
 
     def keep(p: Path) -> Path:

@@ -95,6 +95,12 @@ class Group:
     vs_prior: str = ""
     p_vs_prior: float = math.nan
     p_vs_prior_holm: float = math.nan
+    #: against its own per-pixel-mode map (bench.report.photo_gain): "yes" (significantly higher
+    #: mIoU: it follows each image), "no", or "" (not tested: not every prediction saved); the
+    #: gain in mIoU (a fraction) and its Holm-adjusted p-value
+    reads_image: str = ""
+    photo_gain: float = math.nan
+    p_reads_image_holm: float = math.nan
 
     @property
     def kind(self) -> str:
@@ -293,6 +299,7 @@ def _ok_row(s: Section, rank: int, g: Group, extras: list[str], convs: list[str]
     row.update(
         vs_best=g.vs_best, p_vs_best=g.p_vs_best, p_vs_best_holm=g.p_vs_best_holm,
         vs_prior=g.vs_prior, p_vs_prior=g.p_vs_prior, p_vs_prior_holm=g.p_vs_prior_holm,
+        reads_image=g.reads_image, photo_gain=g.photo_gain, p_reads_image_holm=g.p_reads_image_holm,
         ci_resamples=boot["resamples"] if boot else None, ci_seed=boot["seed"] if boot else None,
         device=g.joined("device", sep=";"), miou_convention=g.joined("miou_convention", sep=";"),
         git_commit=g.joined("git_commit", sep=";"), job_ids=g.joined("job_id", sep=";"),
@@ -327,7 +334,7 @@ def leaderboard_frame(sections: list[Section]) -> pd.DataFrame:
     for c in convs:
         cols += [f"miou_conv_{safe_name(c)}", f"miou_conv_{safe_name(c)}_std"]
     cols += ["vs_best", "p_vs_best", "p_vs_best_holm", "vs_prior", "p_vs_prior", "p_vs_prior_holm",
-             "ci_resamples", "ci_seed",
+             "reads_image", "photo_gain", "p_reads_image_holm", "ci_resamples", "ci_seed",
              "device", "miou_convention", "git_commit", "job_ids", "error", "command"]
     df = pd.DataFrame(rows, columns=cols)
     for c in ("rank", "n_seeds", "n_failed", "ci_resamples", "ci_seed"):

@@ -67,7 +67,8 @@ def _columns(rows: pd.DataFrame) -> list[tuple[str, str]]:
     cols += [(title, key) for key, title in METRICS.items()]
     cols += [(title, c) for c, (title, _) in EXTRA_COLUMNS.items() if _has_values(rows, c)]
     cols += [("images/s", "images_per_s"), ("params", "params"), ("device", "device"), ("seeds", "n_seeds")]
-    return cols + [(title, c) for title, c in (("vs best", "vs_best"), ("vs prior", "vs_prior")) if _has_values(rows, c)]
+    return cols + [(title, c) for title, c in (("vs best", "vs_best"), ("vs prior", "vs_prior"),
+                                               ("reads image", "reads_image")) if _has_values(rows, c)]
 
 
 def _leaderboard_cell(row: pd.Series, col: str) -> dict[str, Any]:
@@ -86,6 +87,8 @@ def _leaderboard_cell(row: pd.Series, col: str) -> dict[str, Any]:
     tip = f"settings: {row['settings']}" if col == "label" else None
     if col in ("vs_best", "vs_prior") and is_finite_number(p := num(row.get(f"p_{col}_holm"))):
         tip = f"p = {p:.3g} against the {'best' if col == 'vs_best' else 'location-prior'} row (Holm-adjusted)"
+    if col == "reads_image" and is_finite_number(p := num(row.get("p_reads_image_holm"))):
+        tip = f"{100 * num(row['photo_gain']):+.1f} mIoU over its own mode map, p = {p:.3g} (Holm-adjusted)"
     return _cell(text.replace(";", ", ") or DASH, numeric=False, tip=tip)
 
 
@@ -99,6 +102,7 @@ def _leaderboard(s: Section, frame: pd.DataFrame) -> dict[str, Any]:
         "intervals": any(_has_values(rows, f"{k}_lo") for k in METRICS),
         "compared": _has_values(rows, "vs_best"),
         "prior_compared": _has_values(rows, "vs_prior"),
+        "reads_tested": _has_values(rows, "reads_image"),
     }
 
 

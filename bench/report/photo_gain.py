@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.metrics.bootstrap import Arm, bootstrap, holm
+from bench.metrics.bootstrap import Arm, BootstrapError, bootstrap, holm
 from bench.metrics.confusion import confusion_matrix
 from bench.per_image import PerImageError, read_per_image
 from bench.report.aggregate import Group, Section, group_records
@@ -106,18 +106,35 @@ def _group_gain(s: Section, g: Group, out_dir: Path, ignore: int | None) -> Phot
     return row
 
 
+def section_gains(s: Section, out_dir: str | Path) -> list[PhotoGain]:
+    """The section's ranked rows (each its lowest seed), Holm-corrected over the rows tested."""
+    out_dir = Path(out_dir)
+    _, _, ignore, _ = load_palette(out_dir / "samples" / s.dataset / s.split)
+    rows = []
+    for g in s.ranked:
+        try:
+            rows.append(_group_gain(s, g, out_dir, ignore))
+        except (BootstrapError, ValueError) as e:  # data that do not fit together: the row says so
+            rows.append(PhotoGain(s.dataset, s.split, g.label, why=f"{type(e).__name__}: {e}"))
+    tested = [r for r in rows if not r.why]
+    for r, p in zip(tested, holm([r.p for r in tested]) if tested else []):
+        r.p_holm = float(p)
+    return rows
+
+
+def add_photo_gains(sections: list[Section], out_dir: str | Path) -> None:
+    """Fill each ranked group's ``reads_image``, ``photo_gain`` and ``p_reads_image_holm``
+    (bench.report.aggregate.Group); a group without every prediction saved stays untested."""
+    for s in sections:
+        for g, r in zip(s.ranked, section_gains(s, out_dir)):
+            if not r.why:
+                g.reads_image = "yes" if r.verdict == "reads the image" else "no"
+                g.photo_gain, g.p_reads_image_holm = r.gain, r.p_holm
+
+
 def photo_gains(out_dir: str | Path) -> list[PhotoGain]:
     """Every leaderboard row of the results folder ``out_dir`` (its lowest seed), ranked as there."""
-    out_dir = Path(out_dir)
-    rows = []
-    for s in group_records(RecordStore(out_dir).records()):
-        _, _, ignore, _ = load_palette(out_dir / "samples" / s.dataset / s.split)
-        section = [_group_gain(s, g, out_dir, ignore) for g in s.ranked]
-        tested = [r for r in section if not r.why]
-        for r, p in zip(tested, holm([r.p for r in tested]) if tested else []):
-            r.p_holm = float(p)
-        rows += section
-    return rows
+    return [r for s in group_records(RecordStore(Path(out_dir)).records()) for r in section_gains(s, out_dir)]
 
 
 def photo_gain_markdown(rows: list[PhotoGain]) -> str:

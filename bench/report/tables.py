@@ -85,6 +85,11 @@ def _prior_compared(s: Section) -> bool:
     return any(g.vs_prior for g in s.ranked)
 
 
+def _reads_tested(s: Section) -> bool:
+    """Whether any row of the section was tested against its own mode map."""
+    return any(g.reads_image for g in s.ranked)
+
+
 def _display_table(s: Section) -> pd.DataFrame:
     """The ranked table of a section as leaderboard.md shows it (percentages, humanised costs)."""
     ok = [r for g in s.ranked for r in g.ok]
@@ -113,6 +118,8 @@ def _display_table(s: Section) -> pd.DataFrame:
             row["vs best"] = g.vs_best or DASH
         if _prior_compared(s):
             row["vs prior"] = g.vs_prior or DASH
+        if _reads_tested(s):
+            row["reads image"] = g.reads_image or DASH
         rows.append({k: md_cell(v) for k, v in row.items()})
     return pd.DataFrame(rows)
 
@@ -172,8 +179,15 @@ def _uncertainty_lines(s: Section) -> list[str]:
         n = sum(1 for g in s.ranked if g.vs_prior in ("above", "tied", "below"))
         lines.append("vs prior: the same test against the location-prior row (`prior`: the most frequent training "
                      "class at each place of the frame, whatever the image shows; Holm's correction over its "
-                     f"{n} comparison(s)); `above` = mIoU significantly higher, so the row reads the image beyond "
-                     "where its classes usually are; `tied` or `below` = not shown to.")
+                     f"{n} comparison(s)); `above` = mIoU significantly higher than that one fixed map's; `tied` or "
+                     "`below` = not.")
+    if _reads_tested(s):
+        n = sum(1 for g in s.ranked if g.reads_image)
+        lines.append("reads image: the same test against the row's own mode map (at each pixel the class it "
+                     "predicted most often over these images: the one map it would draw if it ignored them; "
+                     f"Holm's correction over the {n} row(s) tested); `yes` = mIoU significantly higher, so its "
+                     "predictions follow each image; `no` = not shown to; – = not every prediction saved "
+                     "(bench/report/photo_gain.py).")
     return lines
 
 
