@@ -192,14 +192,14 @@ def test_a_default_no_job_can_take_is_an_error(tmp_path):
 
 def test_the_deep_suite_gives_every_network_one_recipe():
     """deep.yaml's defaults block is every job's recipe; a job's own settings only add the
-    higher rate of the BatchNorm networks and U-Net's BatchNorm."""
+    higher rate of the BatchNorm networks and the BatchNorm of U-Net and the FCNs."""
     jobs = load_suite("deep").jobs
     recipe = {"width": 0.25, "scale": 0.5, "epochs": 25, "batch_size": 2, "lr": 0.002, "warmup_epochs": 1,
               "class_weights": "none", "scale_range": [0.75, 1.25], "jitter": 0.1, "val_every": 10}
     by_method = {j.method: j.settings for j in jobs}
-    assert by_method["fcn8s"] == recipe
     assert by_method["dilatednet"] == recipe
-    assert by_method["unet"] == {**recipe, "lr": 0.004, "batch_norm": True}
+    for net in ("fcn32s", "fcn16s", "fcn8s", "unet"):
+        assert by_method[net] == {**recipe, "lr": 0.004, "batch_norm": True}
     # the modern reference rows of the default leaderboard: the recipe without a width
     recipe_bn = {k: v for k, v in recipe.items() if k != "width"} | {"lr": 0.004}
     assert by_method["lraspp-mobilenet-v3-large"] == recipe_bn
