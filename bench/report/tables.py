@@ -183,8 +183,8 @@ def _uncertainty_lines(s: Section) -> list[str]:
                      "`below` = not.")
     if _reads_tested(s):
         n = sum(1 for g in s.ranked if g.reads_image)
-        lines.append("reads image: the same test against the row's own mode map (its lowest seed's: at each pixel the class it "
-                     "predicted most often over these images: the one map it would draw if it ignored them; "
+        lines.append("reads image: the same test against the row's own mode map (its lowest seed's: at each pixel "
+                     "the class it predicted most often over these images, the one map it would draw if it ignored them; "
                      f"Holm's correction over the {n} row(s) tested); `yes` = mIoU significantly higher, so its "
                      "predictions follow each image; `no` = not shown to; – = not every prediction saved "
                      "(bench/report/photo_gain.py).")

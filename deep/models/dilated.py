@@ -14,7 +14,8 @@ convolutions with dilations 1, 1, 2, 4, 8, 16, 1, each followed by the paper's t
 max(., 0), and a final 1x1 convolution without truncation. Identity initialisation
 (``k(t, a) = 1[t = 0] 1[a = b]``, biases 0): every layer passes its input through, so at
 initialisation the module computes max(x, 0), i.e. the identity on its (non-negative)
-input domain after the first truncation. ``context="none"`` gives the front end alone.
+input domain after the first truncation. ``context="none"`` gives the front end alone;
+``batch_norm=True`` (off by default, not in the paper) puts BatchNorm in the front end.
 
 The scores are upsampled x8 bilinearly (``align_corners=False``, which is what the paper's
 fixed bilinear deconvolution computes) to the padded input and cropped.

@@ -29,6 +29,8 @@ Deviations (documented in docs/MODELS.md):
   fixed scaling of pool4/pool3 by 0.01/0.0001 is off by default (``skip_scaling=True``
   turns it on); it compensates Caffe's unnormalised loss with a pretrained body and is not
   needed here.
+* ``batch_norm=True`` (off by default, not in the paper) gives the body, fc6 and fc7
+  BatchNorm (VGG16-BN): from scratch on little data the default suite trains it so.
 """
 
 from __future__ import annotations
