@@ -109,6 +109,7 @@ def test_claims_exclude_live_holders_and_free_with_them(tmp_path):
 
 def test_builtin_suites_load_and_name_real_methods():
     from bench.method import method_names
+    from bench.run import plan_jobs
 
     names = suite_names()
     for required in ("smoke", "classical", "deep", "all"):
@@ -118,6 +119,8 @@ def test_builtin_suites_load_and_name_real_methods():
         suite = load_suite(name)
         assert suite.jobs
         assert {j.method for j in suite.jobs} <= known, name
+        # every setting is one its method takes, of its type (deep-camvid-gpu once had channels_last: true)
+        assert len(plan_jobs(suite, None)) == len(suite.jobs), name
     all_methods = {j.method for j in load_suite("all").jobs}
     assert {j.method for j in load_suite("classical").jobs} - all_methods == {"superpixel-unary"}
     assert {j.method for j in load_suite("deep").jobs} - all_methods == {"lraspp-mobilenet-v3-large"}
