@@ -1,32 +1,37 @@
 #!/bin/bash
 # Issue 14, item 5, in one call of the device tool (a GPU machine that reaches nothing outside it):
 # the GPU speed sweep of `bench speed`, then `deep-camvid-gpu` (paper widths, 360x480, from scratch)
-# for as many networks as fit TRAIN_S seconds, then the leaderboard of what finished.
+# for as many networks as the time left allows, then the leaderboard of what finished.
 #
 # Here, once:  python scripts/pack_for_device.py --camvid ../shared/datasets/camvid   (writes device-carry/)
 # Then the device tool's run, from the repository root, with carry ["device-carry"] and timeout_s 600:
 #     bash scripts/gpu_camvid.sh
+# Everything ends by BUDGET_S (default 540 s, inside the call's 600): the speed sweep gets at most
+# SPEED_S, training what is left but REPORT_S for the leaderboard and the files.
 # What comes back ($OUT, at most 8 files): gpu.txt, speed.md, leaderboard.md, leaderboard.csv,
 # histories.tar.gz (each network's history.csv and curves), log.txt.
-# Overrides for a dry run on a CPU: DEVICE=cpu SUITE=path.yaml SPEED_MODELS= TRAIN_S=... OUT=folder
+# Overrides for a dry run on a CPU: DEVICE=cpu SUITE=path.yaml SPEED_MODELS= BUDGET_S=... OUT=folder
 set -uo pipefail
-out=${OUT:?OUT: the folder whose files come back}
+out=$(cd "${OUT:?OUT: the folder whose files come back}" && pwd)
 carry=${CARRY:-device-carry}
 device=${DEVICE:-cuda}
 suite=${SUITE:-deep-camvid-gpu}
-train_s=${TRAIN_S:-420}
+budget_s=${BUDGET_S:-540}
+speed_s=${SPEED_S:-120}
+report_s=${REPORT_S:-45}
 speed_models=${SPEED_MODELS-fcn8s,segnet,unet}
 results=${RESULTS:-/tmp/segbench-gpu}
+export PYTHONUNBUFFERED=1
 exec > >(tee "$out/log.txt") 2>&1
 cd "$(dirname "$0")/.."
 [ -d "$carry/camvid" ] || { echo "$carry/camvid missing: run scripts/pack_for_device.py here first and carry $carry"; exit 2; }
+left() { echo $(( budget_s - SECONDS )); }
 
 echo "== install $(date -u +%T)"
-if ls "$carry"/wheels/*.whl >/dev/null 2>&1; then
-    python3 -m pip install --quiet --no-deps --no-index "$carry"/wheels/*.whl
-fi
-# the machine's own torch and libraries stay: no dependencies, no build isolation (no index there)
-python3 -m pip install --quiet --no-deps --no-build-isolation -e . || { echo "segbench did not install"; exit 3; }
+# the machine's own torch and libraries stay: no dependencies, no build isolation (no index there);
+# its Python (3.12) is newer than the one segbench pins, hence --ignore-requires-python
+python3 -m pip install --quiet --no-deps --no-build-isolation --ignore-requires-python -e . \
+    || { echo "segbench did not install"; exit 3; }
 python3 - <<'EOF' | tee "$out/gpu.txt"
 import platform, torch, torchvision
 print("python", platform.python_version(), "torch", torch.__version__, "torchvision", torchvision.__version__)
@@ -34,19 +39,25 @@ print("cuda", torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.
 EOF
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv >> "$out/gpu.txt"
 
-echo "== speed $(date -u +%T)"
+echo "== speed $(date -u +%T), at most $speed_s s"
 : > "$out/speed.md"
+speed_end=$(( SECONDS + speed_s ))
 for model in ${speed_models//,/ }; do
-    timeout 60 python3 -m bench speed --model "$model" --device "$device" --input 360x480 --num-classes 11 \
-        --batch-sizes 1,8,32 --precisions fp32,bf16 --channels-last --format md >> "$out/speed.md" \
+    each=$(( speed_end - SECONDS ))
+    [ "$each" -gt 5 ] || { echo "speed $model: no time left" >> "$out/speed.md"; continue; }
+    timeout -k 5 "$each" python3 -m bench speed --model "$model" --device "$device" --input 360x480 \
+        --num-classes 11 --batch-sizes 1,8,32 --precisions fp32,bf16 --channels-last --format md >> "$out/speed.md" \
         || echo "speed $model: rc $?" >> "$out/speed.md"
 done
 
+train_s=$(( $(left) - report_s ))
 echo "== train $(date -u +%T), at most $train_s s"
-timeout "$train_s" python3 -m bench run --suite "$suite" --data-root "$carry/camvid" --device "$device" \
-    --out "$results" --no-progress
-echo "train rc $? $(date -u +%T)"
-python3 -m bench report --out "$results" > /dev/null
+if [ "$train_s" -gt 30 ]; then
+    timeout -k 10 "$train_s" python3 -m bench run --suite "$suite" --data-root "$carry/camvid" --device "$device" \
+        --out "$results" --no-progress
+    echo "train rc $? $(date -u +%T) (124: stopped at the time limit; finished jobs have their records)"
+fi
+timeout -k 5 "$(( report_s - 15 ))" python3 -m bench report --out "$results" > /dev/null
 cp "$results/leaderboard.md" "$results/leaderboard.csv" "$out/" 2>/dev/null
-tar -czf "$out/histories.tar.gz" -C "$results" $(cd "$results" && ls -d runs/*/history.csv runs/*/curves.png 2>/dev/null)
-echo "== done $(date -u +%T)"
+(cd "$results" && tar -czf "$out/histories.tar.gz" runs/*/history.csv runs/*/curves.png 2>/dev/null)
+echo "== done $(date -u +%T), $SECONDS s"

@@ -5,27 +5,22 @@
 The device tool carries the working tree and the ignored paths named in its `carry` (64 MiB in
 all); the machine reaches nothing outside it. This writes ``OUT/camvid``: CamVid train and val
 with every frame re-encoded as JPEG (quality 95: the 122 MB of PNG frames would not travel) and
-the label PNGs copied unchanged, and ``OUT/wheels``: the pure-Python packages segbench needs
-there beyond that machine's image (skops, for the floors' saved state), fetched for its Python
-3.12 by ``pip download`` (skipped with a warning when no package index can be reached: the jobs
-that need them then fail alone). scripts/gpu_camvid.sh runs there from it.
+the label PNGs copied unchanged. Every package the GPU suite's jobs import is on that
+machine's image already (KINDS.md of the device tool; skops and gco-wrapper, which it lacks,
+are imported only by classical methods that suite does not run). scripts/gpu_camvid.sh runs
+there from it.
 """
 
 from __future__ import annotations
 
 import argparse
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
 from tqdm.auto import tqdm
 
 SPLITS = ("train", "val")
-#: packages installed on the device besides its image's (no dependencies: the image has them)
-WHEELS = ("skops",)
-DEVICE_PYTHON = "3.12"
 
 
 def pack_camvid(src: Path, dst: Path, quality: int) -> int:
@@ -52,31 +47,16 @@ def pack_camvid(src: Path, dst: Path, quality: int) -> int:
     return total
 
 
-def download_wheels(dst: Path) -> bool:
-    """The :data:`WHEELS` for the device's Python; False (with a warning) when pip cannot fetch them."""
-    dst.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
-           "--python-version", DEVICE_PYTHON, "--dest", str(dst), *WHEELS]
-    result = subprocess.run(cmd, capture_output=True, text=True)
-    if result.returncode != 0:
-        print(f"warning: could not download {', '.join(WHEELS)} ({result.stderr.strip().splitlines()[-1:]}); "
-              "the floors (majority, location-prior) will fail on the device", file=sys.stderr)
-        return False
-    return True
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--camvid", type=Path, required=True, help="CamVid in the SegNet layout (train, val)")
     parser.add_argument("--out", type=Path, default=Path("device-carry"), help="folder to write (git-ignored)")
     parser.add_argument("--quality", type=int, default=95, help="JPEG quality of the frames (default 95)")
-    parser.add_argument("--no-wheels", action="store_true", help="do not download the wheels")
     args = parser.parse_args()
     if not 1 <= args.quality <= 100:
         parser.error(f"--quality must be in 1..100, got {args.quality}")
     size = pack_camvid(args.camvid, args.out / "camvid", args.quality)
-    wheels = not args.no_wheels and download_wheels(args.out / "wheels")
-    print(f"{args.out}: camvid {size / 2**20:.1f} MiB" + (", wheels" if wheels else ", no wheels"))
+    print(f"{args.out / 'camvid'}: {size / 2**20:.1f} MiB")
 
 
 if __name__ == "__main__":
