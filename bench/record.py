@@ -69,6 +69,18 @@ def job_id(method: str, settings: dict[str, Any], dataset: str, data_root: str |
     return f"{method}-{digest}"
 
 
+def method_defaults(method: str) -> dict[str, Any]:
+    """Every setting of ``method`` at its default ({} when the method is no longer installed)."""
+    import dataclasses
+
+    from bench.method import method_class  # the registry; imported late: it loads plugins
+
+    try:
+        return dataclasses.asdict(method_class(method).Settings())
+    except SegbenchError:
+        return {}
+
+
 def id_settings_of(method: str, settings: dict[str, Any]) -> dict[str, Any]:
     """The settings that tell a job of ``method`` from another (:func:`bench.method.id_settings`;
     every setting when the method is no longer installed)."""

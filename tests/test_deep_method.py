@@ -11,6 +11,7 @@ import torch
 
 import deep.method
 from bench.method import FitContext, MethodError, create_method, method_class, method_names
+from bench.record import job_id
 from deep.method import DeepMethod, DeepSettings
 from deep.models import model_names
 from test_train import colour_split
@@ -66,6 +67,9 @@ def test_batch_norm_setting_reaches_the_network(network):
             net = create_method(network, {"width": 0.125, "batch_norm": batch_norm}).create_network(3)
         assert any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules()) == batch_norm
     assert create_method(network).settings.batch_norm is False
+    # a setting added at its default keeps the job ids (and the records) of before
+    assert job_id(network, {"batch_norm": False}, "d", None, "val", 0, "cpu", "mmseg") \
+        == job_id(network, {}, "d", None, "val", 0, "cpu", "mmseg")
 
 
 def test_dilatednet_context_setting_reaches_the_network():

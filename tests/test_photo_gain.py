@@ -54,12 +54,16 @@ def results(tmp_path_factory) -> Path:
     return out
 
 
-def test_mode_map_is_the_most_frequent_class_per_pixel_ties_to_the_lower():
+def test_mode_map_is_the_most_frequent_class_per_pixel_ties_to_the_lower(monkeypatch):
+    from bench.report import photo_gain
+
     preds = np.array([[[0, 2], [1, 1]], [[2, 2], [0, 1]], [[0, 1], [2, 1]]])
     assert mode_map(preds, 3).tolist() == [[0, 2], [0, 1]]  # pixel (1, 0): 1, 0, 2 once each -> 0
     rng = np.random.default_rng(0)
-    many = rng.integers(0, 5, (7, 9, 11))
+    many = rng.integers(0, 5, (7, 9, 11)).astype(np.uint8)
     counts = np.stack([(many == k).sum(0) for k in range(5)])
+    assert (mode_map(many, 5) == counts.argmax(0)).all()
+    monkeypatch.setattr(photo_gain, "MODE_MAP_CELLS", 2 * 11 * 5)  # bands of two rows, the last of one
     assert (mode_map(many, 5) == counts.argmax(0)).all()
 
 
@@ -92,6 +96,26 @@ def test_rows_without_every_prediction_say_why(results, tmp_path):
     md = photo_gain_markdown(list(rows.values()))
     assert "#### shapes / val" in md
     assert "| test-texture | | | | | a saved prediction or ground truth is unreadable |" in md
+
+
+def test_images_of_other_sizes_or_classes_are_not_tested(results, tmp_path):
+    import shutil
+
+    from bench.datasets.decoding import read_index_mask
+    from bench.files import write_png_atomic
+
+    out = tmp_path / "copy"
+    shutil.copytree(results, out)
+    texture = next(x for x in RecordStore(out).records() if x.method == "test-texture")
+    first = out / texture.predictions[0]
+    write_png_atomic(first, read_index_mask(first)[:-1])  # one prediction a row short
+    majority = next(x for x in RecordStore(out).records() if x.method == "majority")
+    other = out / majority.predictions[0]
+    write_png_atomic(other, np.full_like(read_index_mask(other), 9))  # class 9 of 6
+    rows = {r.label: r for r in photo_gains(out)}
+    assert rows["test-texture"].why == "images of different sizes (no one mode map)"
+    assert rows["majority"].why == "predictions outside the 6 classes"
+    assert rows["location-prior"].verdict == "no" and rows["location-prior"].p_holm == 1.0  # tested alone
 
 
 def test_the_script_prints_and_writes_the_tables(results, tmp_path):

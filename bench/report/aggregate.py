@@ -15,7 +15,7 @@ from bench.files import dumps
 from bench.formatting import DASH, is_finite_number
 from bench.metrics.bootstrap import Estimate
 from bench.per_image import PerImage
-from bench.record import Record, id_settings_of
+from bench.record import Record, id_settings_of, method_defaults
 
 #: metric fields (fractions in [0, 1]) and their leaderboard titles
 METRICS: dict[str, str] = {
@@ -189,13 +189,19 @@ def _label_groups(groups: list[Group]) -> None:
         if len(gs) == 1:
             gs[0].label = method + _skip_tag(gs[0])
             continue
-        keys = sorted({k for g in gs for k in g.settings})
-        differ = [k for k in keys if len({settings_key(g.settings.get(k)) for g in gs}) > 1]
+        # what the job ids count (no runtime settings), defaults filled in for settings a
+        # record predates, so that a row's label does not depend on which record came first
+        defaults = method_defaults(method)
+        shown = [{**defaults, **id_settings_of(method, g.settings)} for g in gs]
+        for d in shown:
+            d.pop("__version__", None)
+        keys = sorted({k for d in shown for k in d})
+        differ = [k for k in keys if len({settings_key(d.get(k)) for d in shown}) > 1]
         told_apart_by_flag = len({g.skips_bad_samples for g in gs}) == len(gs)
         versions_differ = len({g.version for g in gs}) > 1
-        for i, g in enumerate(gs):
+        for i, (g, d) in enumerate(zip(gs, shown)):
             parts = [f"version {DASH if g.version is None else g.version}"] if versions_differ else []
-            parts += [f"{k}={g.settings.get(k)}" for k in differ]
+            parts += [f"{k}={d.get(k)}" for k in differ]
             label = f"{method} ({', '.join(parts)})" if parts else method if told_apart_by_flag else f"{method} #{i + 1}"
             g.label = label + _skip_tag(g)
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.metrics.bootstrap import Arm, BootstrapError, bootstrap, holm
+from bench.metrics.bootstrap import Arm, bootstrap, holm
 from bench.metrics.confusion import confusion_matrix
 from bench.per_image import PerImageError, read_per_image
 from bench.report.aggregate import Group, Section, group_records
@@ -59,19 +59,31 @@ class PhotoGain:
         return "reads the image" if self.gain > 0 and self.p_holm < LEVEL else "no"
 
 
+#: class counts held at once by :func:`mode_map` (a band of rows at a time): about 32 MB
+MODE_MAP_CELLS = 4_000_000
+
+
 def mode_map(predictions: np.ndarray, num_classes: int) -> np.ndarray:
-    """(H, W) per-pixel most frequent class of ``predictions`` (N, H, W); ties to the lower class."""
+    """(H, W) per-pixel most frequent class of ``predictions`` (N, H, W), every value in
+    [0, num_classes); ties to the lower class. Counted a band of rows at a time, one
+    bincount an image (loops over bands and images, not pixels)."""
     n, h, w = predictions.shape
-    offsets = np.arange(h * w, dtype=np.int64) * num_classes
-    counts = np.zeros(h * w * num_classes, np.int64)
-    for p in predictions:  # one bincount an image (a loop over images, not pixels)
-        counts += np.bincount(offsets + p.reshape(-1), minlength=counts.size)
-    return counts.reshape(h * w, num_classes).argmax(axis=1).reshape(h, w).astype(np.int32)
+    rows = max(1, MODE_MAP_CELLS // max(1, w * num_classes))
+    out = np.empty((h, w), np.int32)
+    for r0 in range(0, h, rows):
+        band = predictions[:, r0:r0 + rows].reshape(n, -1)
+        cells = band.shape[1]
+        offsets = np.arange(cells, dtype=np.int64) * num_classes
+        counts = np.zeros(cells * num_classes, np.int64)
+        for p in band:
+            counts += np.bincount(offsets + p, minlength=counts.size)
+        out[r0:r0 + rows] = counts.reshape(cells, num_classes).argmax(axis=1).reshape(-1, w)
+    return out
 
 
 def _group_gain(s: Section, g: Group, out_dir: Path, ignore: int | None) -> PhotoGain:
     row = PhotoGain(s.dataset, s.split, g.label)
-    record = min(g.ok, key=lambda r: r.seed)
+    record = g.ok[0]  # the lowest seed (aggregate sorts them)
     if not record.per_image:
         row.why = "no per-image data"
         return row
@@ -95,7 +107,11 @@ def _group_gain(s: Section, g: Group, out_dir: Path, ignore: int | None) -> Phot
         row.why = "images of different sizes (no one mode map)"
         return row
     k = data.num_classes
-    mode = mode_map(np.stack(preds), k)
+    stack = np.stack(preds)
+    if stack.min() < 0 or stack.max() >= k:
+        row.why = f"predictions outside the {k} classes"
+        return row
+    mode = mode_map(stack, k)
     mode_matrices = np.stack([confusion_matrix(mode, gt, k, ignore) for gt in gts])
     convention = record.miou_convention or "mmseg"
     res = bootstrap([Arm(data.matrices, convention), Arm(mode_matrices, convention)], pairs=[(0, 1)])
@@ -114,7 +130,7 @@ def section_gains(s: Section, out_dir: str | Path) -> list[PhotoGain]:
     for g in s.ranked:
         try:
             rows.append(_group_gain(s, g, out_dir, ignore))
-        except (BootstrapError, ValueError) as e:  # data that do not fit together: the row says so
+        except Exception as e:  # data that do not fit together: the row says so, the report goes on
             rows.append(PhotoGain(s.dataset, s.split, g.label, why=f"{type(e).__name__}: {e}"))
     tested = [r for r in rows if not r.why]
     for r, p in zip(tested, holm([r.p for r in tested]) if tested else []):

@@ -186,8 +186,8 @@ def _uncertainty_lines(s: Section) -> list[str]:
         lines.append("reads image: the same test against the row's own mode map (its lowest seed's: at each pixel "
                      "the class it predicted most often over these images, the one map it would draw if it ignored them; "
                      f"Holm's correction over the {n} row(s) tested); `yes` = mIoU significantly higher, so its "
-                     "predictions follow each image; `no` = not shown to; – = not every prediction saved "
-                     "(bench/report/photo_gain.py).")
+                     "predictions follow each image; `no` = not shown to; – = not tested (not every prediction saved, "
+                     "images of different sizes, unreadable files; bench/report/photo_gain.py).")
     return lines
 
 
