@@ -81,25 +81,38 @@ def mode_map(predictions: np.ndarray, num_classes: int) -> np.ndarray:
     return out
 
 
-def _group_gain(s: Section, g: Group, out_dir: Path, ignore: int | None) -> PhotoGain:
+class _GroundTruths:
+    """A section's saved ground truths, each read once however many rows use it."""
+
+    def __init__(self, folder: Path):
+        self.folder, self.read = folder, {}
+
+    def __call__(self, sample_id: str) -> np.ndarray | None:
+        if sample_id not in self.read:
+            self.read[sample_id] = read_png(self.folder / f"{sample_id}_gt.png")
+        return self.read[sample_id]
+
+
+def _group_gain(s: Section, g: Group, out_dir: Path, ignore: int | None, gt: _GroundTruths) -> PhotoGain:
     row = PhotoGain(s.dataset, s.split, g.label)
     record = g.ok[0]  # the lowest seed (aggregate sorts them)
     if not record.per_image:
         row.why = "no per-image data"
         return row
-    try:
-        data = read_per_image(out_dir / record.per_image)
-    except PerImageError as e:
-        row.why = str(e)
-        return row
+    data = s.per_image.get(record.job_id)  # read by bench.report.intervals when the report made it
+    if data is None:
+        try:
+            data = read_per_image(out_dir / record.per_image)
+        except PerImageError as e:
+            row.why = str(e)
+            return row
     saved = {Path(p).stem: out_dir / p for p in record.predictions}
     missing = [i for i in data.ids if i not in saved]
     if missing:
         row.why = f"predictions of {len(missing)} of {data.n_images} images not saved"
         return row
-    folder = out_dir / "samples" / s.dataset / s.split
     preds = [read_png(saved[i]) for i in data.ids]
-    gts = [read_png(folder / f"{i}_gt.png") for i in data.ids]
+    gts = [gt(i) for i in data.ids]
     if any(a is None for a in preds + gts):
         row.why = "a saved prediction or ground truth is unreadable"
         return row
@@ -125,11 +138,13 @@ def _group_gain(s: Section, g: Group, out_dir: Path, ignore: int | None) -> Phot
 def section_gains(s: Section, out_dir: str | Path) -> list[PhotoGain]:
     """The section's ranked rows (each its lowest seed), Holm-corrected over the rows tested."""
     out_dir = Path(out_dir)
-    _, _, ignore, _ = load_palette(out_dir / "samples" / s.dataset / s.split)
+    folder = out_dir / "samples" / s.dataset / s.split
+    _, _, ignore, _ = load_palette(folder)
+    gt = _GroundTruths(folder)
     rows = []
     for g in s.ranked:
         try:
-            rows.append(_group_gain(s, g, out_dir, ignore))
+            rows.append(_group_gain(s, g, out_dir, ignore, gt))
         except Exception as e:  # data that do not fit together: the row says so, the report goes on
             rows.append(PhotoGain(s.dataset, s.split, g.label, why=f"{type(e).__name__}: {e}"))
     tested = [r for r in rows if not r.why]
