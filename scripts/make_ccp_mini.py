@@ -7,7 +7,12 @@ Selection (deterministic for a given ``--seed``): among CCP ids 0001-0800 only (
 later ids are kept aside for measuring), keep the images in which at least
 ``--min-classes`` classes each cover at least 0.5% of the pixels, shuffle them with
 ``numpy.random.default_rng(seed)`` and take the first ``--n-train + --n-val``; the first
-``--n-train`` form ``train`` and the rest ``val``.
+``--n-train`` form ``train`` and the rest ``val``. ``--exclude SPLITS_JSON`` leaves out
+every id of such a file first: a set of photos that ccp-mini does not hold, for checking
+results on photos nothing was chosen on (scripts/unseen_check.py):
+
+    python scripts/make_ccp_mini.py --src ../shared/datasets/ccp --out /tmp/ccp-unseen --seed 1 \
+        --n-train 0 --n-val 200 --exclude bench/datasets/data/ccp_mini/splits.json
 
 Each photo is centre-cropped to a 2:3 (width:height) aspect ratio (at most a few
 pixels per side for CCP's 550x820-850 photos), then resized to ``--width`` x
@@ -59,7 +64,14 @@ def main(argv=None) -> int:
     ap.add_argument("--width", type=int, default=160)
     ap.add_argument("--quality", type=int, default=90)
     ap.add_argument("--min-classes", type=int, default=7)
+    ap.add_argument("--exclude", type=Path, help="a splits.json whose ids are never chosen")
     args = ap.parse_args(argv)
+    excluded = set()
+    if args.exclude:
+        try:
+            excluded = {str(i) for ids in json.loads(args.exclude.read_text()).values() for i in ids}
+        except (OSError, ValueError, AttributeError, TypeError) as e:
+            ap.error(f"--exclude {args.exclude}: not a readable splits.json ({type(e).__name__}: {e})")
 
     src: Path = args.src
     names = read_label_list(src / "label_list.mat")
@@ -67,6 +79,8 @@ def main(argv=None) -> int:
     candidates = []
     for i in range(1, MAX_ID + 1):
         sid = f"{i:04d}"
+        if sid in excluded:
+            continue
         photo, mat = src / "photos" / f"{sid}.jpg", ann / f"{sid}.mat"
         if not (photo.is_file() and mat.is_file()):
             continue
@@ -108,6 +122,7 @@ def main(argv=None) -> int:
         + (f" --width {args.width}" if args.width != 160 else "")
         + (f" --quality {args.quality}" if args.quality != 90 else "")
         + (f" --min-classes {args.min_classes}" if args.min_classes != 7 else "")
+        + (f" --exclude {args.exclude}" if args.exclude else "")
     )
     (out / "README.md").write_text(README.format(
         n=n, n_train=args.n_train, n_val=args.n_val, w=w, h=h, q=args.quality, seed=args.seed,
