@@ -627,11 +627,13 @@ def test_unreadable_per_image_file_is_a_note_not_a_crash(tmp_path):
 
 
 def test_each_row_states_its_budget(tmp_path):
-    """A network's row says its epochs and the optimiser steps its trainer counted (an older
-    record without the count: epochs only), a classical row its training images; each the
-    fit's seconds."""
+    """A network's row says its epochs, the optimiser steps its trainer counted (an older
+    record without the count: epochs only) and its input scale, a classical row its training
+    images; each the fit's seconds."""
     recs = [rec("net", "fcn8s", kind="deep", miou=0.5, settings={"batch_size": 8, "epochs": 40},
                 extra={"epochs_trained": 40, "optimizer_steps": 80}),
+            rec("half", "segnet", kind="deep", miou=0.48, settings={"batch_size": 2, "epochs": 25, "scale": 0.5},
+                extra={"epochs_trained": 25, "optimizer_steps": 400}),
             rec("odd", "unet", kind="deep", miou=0.45, settings={"batch_size": 3, "epochs": 2},
                 extra={"epochs_trained": 2}),
             rec("cls", "sobel", miou=0.4, settings={"max_train_images": 4}),
@@ -642,6 +644,7 @@ def test_each_row_states_its_budget(tmp_path):
     header = _cells(next(l for l in md.splitlines() if "budget" in l and "rank" in l))
     col = header.index("budget")
     assert _row(md, "fcn8s")[col] == "40 ep, 80 steps, 2 s"
+    assert _row(md, "segnet")[col] == "25 ep, 400 steps at scale 0.5, 2 s"
     assert _row(md, "unet")[col] == "2 ep, 2 s"
     assert _row(md, "sobel")[col] == "4 img, 2 s" and _row(md, "mser")[col] == "10 img, 2 s"
     csv = pd.read_csv(tmp_path / "leaderboard.csv")

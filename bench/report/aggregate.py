@@ -120,14 +120,17 @@ class Group:
 
     @property
     def budget(self) -> str:
-        """What each row was given to learn: a network's epochs and optimiser steps, a classical
-        method's training images, and the fit's wall time (first seed)."""
+        """What each row was given to learn: a network's epochs, optimiser steps and input
+        scale (rows of one table may see the photos at different sizes), a classical method's
+        training images, and the fit's wall time (first seed)."""
         if not self.ok:
             return DASH
         r = self.ok[0]
         epochs, steps = r.extra.get("epochs_trained"), r.extra.get("optimizer_steps")
         if epochs:
             what = f"{epochs} ep, {steps} steps" if steps else f"{epochs} ep"
+            if is_finite_number(r.settings.get("scale")):
+                what += f" at scale {r.settings['scale']:g}"
         elif r.n_train:
             cap = r.settings.get("max_train_images")
             what = f"{min(int(r.n_train), int(cap)) if cap else int(r.n_train)} img"
