@@ -147,3 +147,24 @@ def test_the_leaderboard_has_a_reads_image_column(results):
     assert "reads image: the same test against the row's own mode map" in md and "over the 3 row(s) tested" in md
     html = paths["report.html"].read_text(encoding="utf-8")
     assert ">reads image</th>" in html and "over its own mode map, p = " in html
+
+
+def test_every_seed_tests_each_seed_of_a_row(tmp_path):
+    """Two seeds of a row: by default its lowest seed under the row's label; with every_seed
+    one row a seed, labelled by seed, Holm over every seed tested."""
+    suite = Suite("t", "", "shapes", [SuiteJob("location-prior"), SuiteJob("test-texture")], Path("t.yaml"))
+    assert Runner(tmp_path, progress=False).run(plan_jobs(suite, None, seeds=(0, 1)))["ok"] == 4
+    default = {r.label: r for r in photo_gains(tmp_path)}
+    assert set(default) == {"test-texture", "location-prior"}
+    rows = {r.label: r for r in photo_gains(tmp_path, every_seed=True)}
+    assert set(rows) == {"test-texture (seed 0)", "test-texture (seed 1)", "location-prior (seed 0)",
+                         "location-prior (seed 1)"}
+    seed0, seed1 = rows["test-texture (seed 0)"], rows["test-texture (seed 1)"]
+    assert seed0.gain == pytest.approx(default["test-texture"].gain)  # the default is the lowest seed
+    assert seed1.gain == pytest.approx(seed0.gain) and seed0.verdict == "reads the image"  # the method has no randomness
+    assert seed0.p_holm == pytest.approx(min(1.0, 4 * min(r.p for r in rows.values())))  # Holm over the four
+    md = tmp_path / "gain.md"
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "photo_gain.py"), str(tmp_path), "--every-seed",
+                           "--md", str(md)], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert "| test-texture (seed 1) |" in md.read_text(encoding="utf-8")

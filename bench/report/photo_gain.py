@@ -24,6 +24,7 @@ import numpy as np
 from bench.metrics.bootstrap import Arm, bootstrap, holm
 from bench.metrics.confusion import confusion_matrix
 from bench.per_image import PerImageError, read_per_image
+from bench.record import Record
 from bench.report.aggregate import Group, Section, group_records
 from bench.report.grid import load_palette, read_png
 from bench.store import RecordStore
@@ -93,9 +94,12 @@ class _GroundTruths:
         return self.read[sample_id]
 
 
-def _group_gain(s: Section, g: Group, out_dir: Path, ignore: int | None, gt: _GroundTruths) -> PhotoGain:
-    row = PhotoGain(s.dataset, s.split, g.label)
-    record = g.ok[0]  # the lowest seed (aggregate sorts them)
+def _group_gain(s: Section, g: Group, out_dir: Path, ignore: int | None, gt: _GroundTruths,
+                record: Record | None = None) -> PhotoGain:
+    """The row's test on ``record`` (default: its lowest seed; aggregate sorts them)."""
+    label = g.label if record is None or len(g.ok) == 1 else f"{g.label} (seed {record.seed})"
+    record = record or g.ok[0]
+    row = PhotoGain(s.dataset, s.split, label)
     if not record.per_image:
         row.why = "no per-image data"
         return row
@@ -135,18 +139,20 @@ def _group_gain(s: Section, g: Group, out_dir: Path, ignore: int | None, gt: _Gr
     return row
 
 
-def section_gains(s: Section, out_dir: str | Path) -> list[PhotoGain]:
-    """The section's ranked rows (each its lowest seed), Holm-corrected over the rows tested."""
+def section_gains(s: Section, out_dir: str | Path, every_seed: bool = False) -> list[PhotoGain]:
+    """The section's ranked rows (each its lowest seed; ``every_seed``: one row a seed, labelled
+    ``label (seed n)`` where a row has several), Holm-corrected over the rows tested."""
     out_dir = Path(out_dir)
     folder = out_dir / "samples" / s.dataset / s.split
     _, _, ignore, _ = load_palette(folder)
     gt = _GroundTruths(folder)
     rows = []
     for g in s.ranked:
-        try:
-            rows.append(_group_gain(s, g, out_dir, ignore, gt))
-        except Exception as e:  # data that do not fit together: the row says so, the report goes on
-            rows.append(PhotoGain(s.dataset, s.split, g.label, why=f"{type(e).__name__}: {e}"))
+        for record in (g.ok if every_seed and g.ok else [None]):
+            try:
+                rows.append(_group_gain(s, g, out_dir, ignore, gt, record))
+            except Exception as e:  # data that do not fit together: the row says so, the report goes on
+                rows.append(PhotoGain(s.dataset, s.split, g.label, why=f"{type(e).__name__}: {e}"))
     tested = [r for r in rows if not r.why]
     for r, p in zip(tested, holm([r.p for r in tested]) if tested else []):
         r.p_holm = float(p)
@@ -163,9 +169,11 @@ def add_photo_gains(sections: list[Section], out_dir: str | Path) -> None:
                 g.photo_gain, g.p_reads_image_holm = r.gain, r.p_holm
 
 
-def photo_gains(out_dir: str | Path) -> list[PhotoGain]:
-    """Every leaderboard row of the results folder ``out_dir`` (its lowest seed), ranked as there."""
-    return [r for s in group_records(RecordStore(Path(out_dir)).records()) for r in section_gains(s, out_dir)]
+def photo_gains(out_dir: str | Path, every_seed: bool = False) -> list[PhotoGain]:
+    """Every leaderboard row of the results folder ``out_dir`` (its lowest seed, or each of its
+    seeds), ranked as there."""
+    return [r for s in group_records(RecordStore(Path(out_dir)).records())
+            for r in section_gains(s, out_dir, every_seed)]
 
 
 def photo_gain_markdown(rows: list[PhotoGain]) -> str:
