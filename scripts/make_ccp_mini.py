@@ -54,6 +54,19 @@ def crop_23(a: np.ndarray) -> np.ndarray:
     return a[:, left : left + nw]
 
 
+def read_excluded(path: Path, ap: argparse.ArgumentParser) -> set[str]:
+    """The ids of a splits.json (``{"split": ["0001", ...]}``); a parser error otherwise."""
+    try:
+        splits = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        ap.error(f"--exclude {path}: not a readable splits.json ({type(e).__name__}: {e})")
+    if not isinstance(splits, dict) or not all(
+            isinstance(ids, list) and all(isinstance(i, str) and len(i) == 4 and i.isdigit() for i in ids)
+            for ids in splits.values()):
+        ap.error(f"--exclude {path}: not a splits.json (an object of lists of four-digit id strings)")
+    return {i for ids in splits.values() for i in ids}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--src", type=Path, required=True, help="CCP folder (photos/, annotations/pixel-level/, label_list.mat)")
@@ -66,12 +79,7 @@ def main(argv=None) -> int:
     ap.add_argument("--min-classes", type=int, default=7)
     ap.add_argument("--exclude", type=Path, help="a splits.json whose ids are never chosen")
     args = ap.parse_args(argv)
-    excluded = set()
-    if args.exclude:
-        try:
-            excluded = {str(i) for ids in json.loads(args.exclude.read_text()).values() for i in ids}
-        except (OSError, ValueError, AttributeError, TypeError) as e:
-            ap.error(f"--exclude {args.exclude}: not a readable splits.json ({type(e).__name__}: {e})")
+    excluded = read_excluded(args.exclude, ap) if args.exclude else set()
 
     src: Path = args.src
     names = read_label_list(src / "label_list.mat")
@@ -115,7 +123,7 @@ def main(argv=None) -> int:
     (out / "splits.json").write_text(json.dumps(splits, indent=1) + "\n")
     shutil.copyfile(src / "LICENSE", out / "LICENSE")
     cmd = (
-        "python scripts/make_ccp_mini.py --src ../shared/datasets/ccp --out bench/datasets/data/ccp_mini"
+        f"python scripts/make_ccp_mini.py --src ../shared/datasets/ccp --out {args.out}"
         + (f" --seed {args.seed}" if args.seed != 0 else "")
         + (f" --n-train {args.n_train}" if args.n_train != 32 else "")
         + (f" --n-val {args.n_val}" if args.n_val != 16 else "")

@@ -5,21 +5,21 @@
         --n-train 0 --n-val 200 --exclude bench/datasets/data/ccp_mini/splits.json
     python scripts/unseen_check.py results --data-root /tmp/ccp-unseen [--methods fcn8s,unet] [--md FILE]
 
-Every finished job of RESULTS (its lowest seed when there are several; methods that save
-their fitted state) is loaded from ``runs/<job>/`` and predicts every image of ``--split``
-of its own dataset read from ``--data-root`` instead (for ccp-mini-groups: a folder that
-``make_ccp_mini.py --exclude`` wrote). Per row: mIoU [95% CI] on those images, the mIoU of
-the row's own mode map over them (what it would score drawing one map for every photo), the
-gain over it and over the location-prior row, each with its paired image-bootstrap interval
-and Holm-corrected p-value (bench.metrics.bootstrap, bench.report.photo_gain): the
-leaderboard's `reads image` and `vs prior` on other photos. The leaderboard was made on val
-only; this says whether its verdicts hold where no setting was chosen.
+Every leaderboard row of RESULTS (grouped as the leaderboard groups its records; the row's
+lowest seed; methods that save their fitted state) is loaded from ``runs/<job>/`` and
+predicts every image of ``--split`` of its own dataset read from ``--data-root`` instead
+(for ccp-mini-groups: a folder that ``make_ccp_mini.py --exclude`` wrote). Per row: mIoU
+[95% CI] on those images, the mIoU of the row's own mode map over them (what it would score
+drawing one map for every photo), the gain over it and over the location-prior row (always
+scored when the folder has one), each with its paired image-bootstrap interval and
+Holm-corrected p-value (bench.metrics.bootstrap, bench.report.photo_gain): the leaderboard's
+`reads image` and `vs prior` on other photos. The leaderboard was made on one split; this
+says whether its verdicts hold where no setting was chosen.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -34,76 +34,77 @@ from bench.method import method_class  # noqa: E402
 from bench.metrics.bootstrap import Arm, bootstrap, holm  # noqa: E402
 from bench.metrics.confusion import confusion_matrix  # noqa: E402
 from bench.predict import load_job_method  # noqa: E402
-from bench.record import id_settings_of  # noqa: E402
+from bench.report.aggregate import Group, group_records  # noqa: E402
 from bench.report.photo_gain import mode_map  # noqa: E402
 from bench.store import RecordStore  # noqa: E402
 
 PRIOR = "location-prior"
 
 
-def fitted_records(results: Path, methods: list[str] | None) -> list:
-    """The lowest-seed finished record of each row (method and result settings, as the
-    leaderboard groups them) whose method saves its fit."""
-    chosen: dict[tuple, object] = {}
-    for r in sorted(RecordStore(results).records(), key=lambda r: (r.seed is None, r.seed or 0)):
-        if not r.ok or (methods and r.method not in methods) or not method_class(r.method).capabilities.save:
-            continue
-        settings = json.dumps(id_settings_of(r.method, r.settings), sort_keys=True, default=str)
-        chosen.setdefault((r.dataset, r.method, settings), r)
-    return list(chosen.values())
+def fitted_rows(results: Path, methods: list[str] | None) -> list[Group]:
+    """The leaderboard's rows (``methods`` and the location prior, or all) whose method saves
+    its fit and that have a finished record; an error naming any method asked for without one."""
+    rows = [g for s in group_records(RecordStore(results).records()) for g in s.ranked
+            if g.ok and method_class(g.method).capabilities.save
+            and (methods is None or g.method in methods or g.method == PRIOR)]
+    missing = sorted(set(methods or ()) - {g.method for g in rows})
+    if missing:
+        raise SegbenchError(f"{results}: no finished job with a saved fit of {', '.join(missing)}")
+    if not rows:
+        raise SegbenchError(f"{results}: no finished job with a saved fit")
+    datasets = {g.dataset for g in rows}
+    if len(datasets) > 1:
+        raise SegbenchError(f"{results}: rows of several datasets ({', '.join(sorted(datasets))}); give --methods")
+    return rows
 
 
-def row_matrices(results: Path, record, samples, num_classes: int, ignore) -> tuple[np.ndarray, np.ndarray]:
-    """Per-image confusion matrices of the row's predictions and of its own mode map."""
-    method = load_job_method(results, record)
+def row_matrices(results: Path, g: Group, samples, num_classes: int, ignore) -> tuple[np.ndarray, np.ndarray]:
+    """Per-image confusion matrices of the row's predictions (its lowest seed) and of its own mode map."""
+    method = load_job_method(results, g.ok[0])
     preds = np.stack([method.predict(s.image) for s in samples])
     if preds.min() < 0 or preds.max() >= num_classes:
-        raise SegbenchError(f"{record.job_id}: predictions outside the {num_classes} classes")
+        raise SegbenchError(f"{g.ok[0].job_id}: predictions outside the {num_classes} classes")
     mode = mode_map(preds.astype(np.int64), num_classes)
     gts = [s.label for s in samples]
-    return (np.stack([confusion_matrix(p, g, num_classes, ignore) for p, g in zip(preds, gts)]),
-            np.stack([confusion_matrix(mode, g, num_classes, ignore) for g in gts]))
+    return (np.stack([confusion_matrix(p, t, num_classes, ignore) for p, t in zip(preds, gts)]),
+            np.stack([confusion_matrix(mode, t, num_classes, ignore) for t in gts]))
+
+
+def _cells(est, lo_hi) -> str:
+    return f"{100 * est:+.1f} [{100 * lo_hi[0]:+.1f}, {100 * lo_hi[1]:+.1f}]"
 
 
 def check(results: Path, data_root: Path, split: str, methods: list[str] | None) -> str:
-    records = fitted_records(results, methods)
-    if not records:
-        raise SegbenchError(f"{results}: no finished job with a saved fit" + (f" among {methods}" if methods else ""))
-    datasets = {r.dataset for r in records}
-    if len(datasets) > 1:
-        raise SegbenchError(f"{results}: jobs of several datasets ({', '.join(sorted(datasets))}); give --methods")
-    ds = get_dataset(datasets.pop(), root=data_root)
+    rows = fitted_rows(results, methods)
+    ds = get_dataset(rows[0].dataset, root=data_root)
     samples = list(ds.split(split))
     if len({s.label.shape for s in samples}) > 1:
         raise SegbenchError(f"{data_root}: images of different sizes, so no one mode map; resize them to one size")
     k, ignore = ds.info.num_classes, ds.info.ignore_index
-    rows = [(r, *row_matrices(results, r, samples, k, ignore)) for r in tqdm(records, desc="rows", unit="row")]
-    prior = next((m for r, m, _ in rows if r.method == PRIOR), None)
-    convention = records[0].miou_convention or "mmseg"
-    found = []
-    for r, mats, mode_mats in rows:
-        arms = [Arm(mats, convention), Arm(mode_mats, convention)] + ([Arm(prior, convention)] if prior is not None else [])
-        b = bootstrap(arms, pairs=[(0, 1)] + ([(0, 2)] if prior is not None else []))
-        found.append((r, b))
-    p_mode = holm([b.differences[(0, 1)].p["miou"] for _, b in found])
-    p_prior = holm([b.differences[(0, 2)].p["miou"] for _, b in found]) if prior is not None else [None] * len(found)
+    mats = [row_matrices(results, g, samples, k, ignore) for g in tqdm(rows, desc="rows", unit="row")]
+    prior = next((m for g, (m, _) in zip(rows, mats) if g.method == PRIOR), None)
+    convention = rows[0].ok[0].miou_convention or "mmseg"
+    shown = [i for i, g in enumerate(rows) if methods is None or g.method in methods]
+    found = {}
+    for i in shown:
+        row, mode = mats[i]
+        arms = [Arm(row, convention), Arm(mode, convention)] + ([Arm(prior, convention)] if prior is not None else [])
+        found[i] = bootstrap(arms, pairs=[(0, 1)] + ([(0, 2)] if prior is not None else []))
+    p_mode = dict(zip(shown, holm([found[i].differences[(0, 1)].p["miou"] for i in shown])))
+    vs_prior = [i for i in shown if prior is not None and rows[i].method != PRIOR]  # the prior is no test of itself
+    p_prior = dict(zip(vs_prior, holm([found[i].differences[(0, 2)].p["miou"] for i in vs_prior]) if vs_prior else []))
     lines = [f"{len(samples)} images of {ds.info.name}/{split} at {data_root}; mIoU in %, [95% interval], "
-             f"paired image bootstrap, Holm over the {len(found)} rows", "",
+             f"paired image bootstrap, Holm over the rows of each column", "",
              "| method | job | mIoU | own mode map | gain over it | p (Holm) | vs location prior | p (Holm) |",
              "|---|---|---:|---:|---:|---:|---:|---:|"]
-    order = sorted(range(len(found)), key=lambda i: -found[i][1].arms[0].value["miou"])
-    for i in order:
-        r, b = found[i]
+    for i in sorted(shown, key=lambda i: -found[i].arms[0].value["miou"]):
+        b, d = found[i], found[i].differences[(0, 1)]
         lo, hi = b.arms[0].interval("miou")
-        d = b.differences[(0, 1)]
-        g_lo, g_hi = d.interval("miou")
-        cells = [r.method, f"`{r.job_id}`", f"{100 * b.arms[0].value['miou']:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]",
-                 f"{100 * b.arms[1].value['miou']:.1f}",
-                 f"{100 * d.value['miou']:+.1f} [{100 * g_lo:+.1f}, {100 * g_hi:+.1f}]", f"{p_mode[i]:.3f}"]
-        if prior is not None:
+        cells = [rows[i].label, f"`{rows[i].ok[0].job_id}`", f"{100 * b.arms[0].value['miou']:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]",
+                 f"{100 * b.arms[1].value['miou']:.1f}", _cells(d.value["miou"], d.interval("miou")), f"{p_mode[i]:.3f}"]
+        if i in p_prior:
             e = b.differences[(0, 2)]
-            e_lo, e_hi = e.interval("miou")
-            cells += [f"{100 * e.value['miou']:+.1f} [{100 * e_lo:+.1f}, {100 * e_hi:+.1f}]", f"{p_prior[i]:.3f}"]
+            cells += [_cells(e.value["miou"], e.interval("miou")), f"{p_prior[i]:.3f}"]
         else:
             cells += ["–", "–"]
         lines.append("| " + " | ".join(cells) + " |")
@@ -120,8 +121,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if not args.results.is_dir():
         parser.error(f"{args.results}: no such results folder")
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
     try:
-        text = check(args.results, args.data_root, args.split, args.methods.split(",") if args.methods else None)
+        text = check(args.results, args.data_root, args.split, methods)
     except SegbenchError as e:
         print(f"unseen_check: error: {e}", file=sys.stderr)
         return 2

@@ -26,7 +26,7 @@ def script(name: str):
     return module
 
 
-def test_exclude_leaves_out_every_id_of_a_splits_file(fake_ccp, tmp_path):
+def test_exclude_leaves_out_every_id_of_a_splits_file(fake_ccp, tmp_path, capsys):
     (fake_ccp / "LICENSE").write_text("Apache-2.0\n")
     taken = tmp_path / "taken.json"
     taken.write_text(json.dumps({"train": ["0001", "0002", "0003"], "val": ["0004", "0005", "0006"]}))
@@ -37,10 +37,12 @@ def test_exclude_leaves_out_every_id_of_a_splits_file(fake_ccp, tmp_path):
     splits = json.loads((out / "splits.json").read_text())
     # 12 annotated photos, 6 excluded: the other 6 and only they
     assert splits["train"] == [] and splits["val"] == ["0007", "0008", "0009", "0010", "0011", "0012"]
-    assert "--exclude" in (out / "README.md").read_text()
-    taken.write_text("[1, 2]")  # not a splits object
-    with pytest.raises(SystemExit):
-        script("make_ccp_mini").main(args)
+    assert f"--out {out} --seed 1" in (out / "README.md").read_text()  # the command that made this folder
+    for bad in ("[1, 2]", '{"val": [7, 8]}', '{"val": "0007"}', "{"):  # not a splits object of id strings
+        taken.write_text(bad)
+        with pytest.raises(SystemExit) as stop:
+            script("make_ccp_mini").main(args)
+        assert stop.value.code == 2 and f"--exclude {taken}: not a" in capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +73,7 @@ def test_on_the_photos_of_the_leaderboard_the_check_gives_its_figures(results, t
     # one map for every photo: no gain over its own mode map, the prior nothing over itself
     for constant in ("majority", "location-prior"):
         assert rows[constant][4].startswith("+0.0 [+0.0, +0.0]")
-    assert rows["location-prior"][6].startswith("+0.0 [+0.0, +0.0]")
+    assert rows["location-prior"][6] == "–"  # the prior is no test of itself
     assert rows["majority"][6].startswith("-")
 
 
@@ -79,10 +81,13 @@ def test_methods_filter_and_clear_errors(results, tmp_path, capsys):
     root = tmp_path / "copy"
     shutil.copytree(MINI, root)
     check = script("unseen_check")
-    assert check.main([str(results), "--data-root", str(root), "--methods", "majority"]) == 0
+    assert check.main([str(results), "--data-root", str(root), "--methods", " majority, "]) == 0
     out = capsys.readouterr().out
-    assert "| majority |" in out and "location-prior |" not in out and out.count("| –") == 2  # no prior row
-    assert check.main([str(results), "--data-root", str(root), "--methods", "unet"]) == 2
-    assert "no finished job with a saved fit among ['unet']" in capsys.readouterr().err
+    # the prior is scored for the comparison, not shown as a row of its own
+    assert "| majority |" in out and "| location-prior |" not in out and "| –" not in out
+    majority = next(line for line in out.splitlines() if line.startswith("| majority |")).split(" | ")
+    assert majority[6].startswith("-") and float(majority[7].rstrip(" |")) < 0.05  # one test: no correction
+    assert check.main([str(results), "--data-root", str(root), "--methods", "majority,unet,sobel"]) == 2
+    assert "no finished job with a saved fit of sobel, unet" in capsys.readouterr().err
     assert check.main([str(results), "--data-root", str(tmp_path / "none")]) == 2
     assert "data root does not exist" in capsys.readouterr().err
