@@ -11,9 +11,12 @@ bootstrap interval and p-value (bench.report.photo_gain, docs/UNCERTAINTY.md).
 from __future__ import annotations
 
 import argparse
+import sys
+from collections import Counter
 from pathlib import Path
 
-from bench.report.photo_gain import photo_gain_markdown, photo_gains
+from bench.metrics.bootstrap import RESAMPLES
+from bench.report.photo_gain import LEVEL, photo_gain_markdown, photo_gains
 
 
 def main() -> None:
@@ -24,8 +27,15 @@ def main() -> None:
     args = parser.parse_args()
     if not args.results.is_dir():
         parser.error(f"{args.results}: no such results folder")
-    text = photo_gain_markdown(photo_gains(args.results, every_seed=args.every_seed))
+    rows = photo_gains(args.results, every_seed=args.every_seed)
+    text = photo_gain_markdown(rows)
     print(text)
+    tested = Counter((r.dataset, r.split) for r in rows if not r.why)
+    for (dataset, split), m in tested.items():
+        floor = m * 2 / (RESAMPLES + 1)  # the smallest two-sided bootstrap p, after Holm over m rows
+        if floor >= LEVEL:
+            print(f"note: {dataset}/{split}: {m} rows tested, so after Holm's correction no p is below {floor:.3f} "
+                  f"with {RESAMPLES} resamples and no row can read 'yes'; test fewer rows at once", file=sys.stderr)
     if args.md:
         args.md.write_text(text, encoding="utf-8")
 

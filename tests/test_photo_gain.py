@@ -168,3 +168,20 @@ def test_every_seed_tests_each_seed_of_a_row(tmp_path):
                            "--md", str(md)], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert "| test-texture (seed 1) |" in md.read_text(encoding="utf-8")
+
+
+def test_seed_rows_are_named_by_job_where_seeds_repeat_or_are_missing():
+    from types import SimpleNamespace
+
+    from bench.report.aggregate import Group
+    from bench.report.photo_gain import _tested_records
+
+    def group(*seeds):
+        ok = [SimpleNamespace(seed=s, job_id=f"m-{i}") for i, s in enumerate(seeds)]
+        return Group("d", "val", "m", {}, ok=ok, label="m")
+
+    assert [label for _, label in _tested_records(group(0, 1), True)] == ["m (seed 0)", "m (seed 1)"]
+    assert [label for _, label in _tested_records(group(0, 0), True)] == ["m (m-0)", "m (m-1)"]  # two devices
+    assert [label for _, label in _tested_records(group(None, 1), True)] == ["m (m-0)", "m (m-1)"]
+    assert [label for _, label in _tested_records(group(0, 1), False)] == ["m"]  # the lowest seed
+    assert _tested_records(group(), True) == [(None, "m")]

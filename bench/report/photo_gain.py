@@ -95,11 +95,12 @@ class _GroundTruths:
 
 
 def _group_gain(s: Section, g: Group, out_dir: Path, ignore: int | None, gt: _GroundTruths,
-                record: Record | None = None) -> PhotoGain:
-    """The row's test on ``record`` (default: its lowest seed; aggregate sorts them)."""
-    label = g.label if record is None or len(g.ok) == 1 else f"{g.label} (seed {record.seed})"
-    record = record or g.ok[0]
+                record: Record | None, label: str) -> PhotoGain:
+    """The row's test on one of its records."""
     row = PhotoGain(s.dataset, s.split, label)
+    if record is None:
+        row.why = "no finished job"
+        return row
     if not record.per_image:
         row.why = "no per-image data"
         return row
@@ -139,6 +140,20 @@ def _group_gain(s: Section, g: Group, out_dir: Path, ignore: int | None, gt: _Gr
     return row
 
 
+def _tested_records(g: Group, every_seed: bool) -> list[tuple[Record | None, str]]:
+    """(record, label) of what a row tests: its lowest seed under its own label (aggregate sorts
+    the seeds), or each of its records as ``label (seed n)`` (``label (job id)`` where seeds
+    repeat or are missing: one row may hold jobs run on two devices). A row with no finished
+    record: (None, label), tested as nothing."""
+    if not g.ok:
+        return [(None, g.label)]
+    if not every_seed or len(g.ok) == 1:
+        return [(g.ok[0], g.label)]
+    seeds = [r.seed for r in g.ok]
+    by_seed = None not in seeds and len(set(seeds)) == len(seeds)
+    return [(r, f"{g.label} (seed {r.seed})" if by_seed else f"{g.label} ({r.job_id})") for r in g.ok]
+
+
 def section_gains(s: Section, out_dir: str | Path, every_seed: bool = False) -> list[PhotoGain]:
     """The section's ranked rows (each its lowest seed; ``every_seed``: one row a seed, labelled
     ``label (seed n)`` where a row has several), Holm-corrected over the rows tested."""
@@ -148,11 +163,11 @@ def section_gains(s: Section, out_dir: str | Path, every_seed: bool = False) -> 
     gt = _GroundTruths(folder)
     rows = []
     for g in s.ranked:
-        for record in (g.ok if every_seed and g.ok else [None]):
+        for record, label in _tested_records(g, every_seed):
             try:
-                rows.append(_group_gain(s, g, out_dir, ignore, gt, record))
+                rows.append(_group_gain(s, g, out_dir, ignore, gt, record, label))
             except Exception as e:  # data that do not fit together: the row says so, the report goes on
-                rows.append(PhotoGain(s.dataset, s.split, g.label, why=f"{type(e).__name__}: {e}"))
+                rows.append(PhotoGain(s.dataset, s.split, label, why=f"{type(e).__name__}: {e}"))
     tested = [r for r in rows if not r.why]
     for r, p in zip(tested, holm([r.p for r in tested]) if tested else []):
         r.p_holm = float(p)
