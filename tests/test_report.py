@@ -644,7 +644,7 @@ def test_each_row_states_its_budget(tmp_path):
     header = _cells(next(l for l in md.splitlines() if "budget" in l and "rank" in l))
     col = header.index("budget")
     assert _row(md, "fcn8s")[col] == "40 ep, 80 steps, 2 s"
-    assert _row(md, "segnet")[col] == "25 ep, 400 steps at scale 0.5, 2 s"
+    assert _row(md, "segnet")[col] == "25 ep, 400 steps, scale 0.5, 2 s"
     assert _row(md, "unet")[col] == "2 ep, 2 s"
     assert _row(md, "sobel")[col] == "4 img, 2 s" and _row(md, "mser")[col] == "10 img, 2 s"
     csv = pd.read_csv(tmp_path / "leaderboard.csv")

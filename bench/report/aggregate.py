@@ -130,7 +130,7 @@ class Group:
         if epochs:
             what = f"{epochs} ep, {steps} steps" if steps else f"{epochs} ep"
             if is_finite_number(r.settings.get("scale")):
-                what += f" at scale {r.settings['scale']:g}"
+                what += f", scale {r.settings['scale']:g}"
         elif r.n_train:
             cap = r.settings.get("max_train_images")
             what = f"{min(int(r.n_train), int(cap)) if cap else int(r.n_train)} img"
