@@ -149,20 +149,32 @@ def test_the_leaderboard_has_a_reads_image_column(results):
     assert ">reads image</th>" in html and "over its own mode map, p = " in html
 
 
-def test_every_seed_tests_each_seed_of_a_row(tmp_path):
-    """Two seeds of a row: by default its lowest seed under the row's label; with every_seed
-    one row a seed, labelled by seed, Holm over every seed tested."""
+def test_a_row_of_several_seeds_reads_the_image_only_if_every_seed_does(tmp_path):
+    """Two seeds of a row: by default the row's figures are its weakest seed's (largest p);
+    with every_seed one row a seed, labelled by seed; Holm over the rows tested either way."""
+    import shutil
+
     suite = Suite("t", "", "shapes", [SuiteJob("location-prior"), SuiteJob("test-texture")], Path("t.yaml"))
     assert Runner(tmp_path, progress=False).run(plan_jobs(suite, None, seeds=(0, 1)))["ok"] == 4
-    default = {r.label: r for r in photo_gains(tmp_path)}
-    assert set(default) == {"test-texture", "location-prior"}
     rows = {r.label: r for r in photo_gains(tmp_path, every_seed=True)}
     assert set(rows) == {"test-texture (seed 0)", "test-texture (seed 1)", "location-prior (seed 0)",
                          "location-prior (seed 1)"}
     seed0, seed1 = rows["test-texture (seed 0)"], rows["test-texture (seed 1)"]
-    assert seed0.gain == pytest.approx(default["test-texture"].gain)  # the default is the lowest seed
     assert seed1.gain == pytest.approx(seed0.gain) and seed0.verdict == "reads the image"  # the method has no randomness
     assert seed0.p_holm == pytest.approx(min(1.0, 4 * min(r.p for r in rows.values())))  # Holm over the four
+    default = {r.label: r for r in photo_gains(tmp_path)}
+    assert set(default) == {"test-texture (weakest of 2 seeds: seed 0)", "location-prior (weakest of 2 seeds: seed 0)"}
+    texture = default["test-texture (weakest of 2 seeds: seed 0)"]
+    assert texture.gain == pytest.approx(seed0.gain) and texture.p_holm == pytest.approx(min(1.0, 2 * seed0.p))
+    # seed 1 becomes the location prior's fixed map (its per-image data and predictions):
+    # the row no longer reads the image, whatever seed 0 does
+    records = {(r.method, r.seed): r for r in RecordStore(tmp_path).records()}
+    prior, texture = records[("location-prior", 1)], records[("test-texture", 1)]
+    shutil.copyfile(tmp_path / prior.per_image, tmp_path / texture.per_image)
+    for src, dst in zip(sorted(prior.predictions), sorted(texture.predictions)):
+        shutil.copyfile(tmp_path / src, tmp_path / dst)
+    weak = {r.label.split(" (")[0]: r for r in photo_gains(tmp_path)}["test-texture"]
+    assert weak.label == "test-texture (weakest of 2 seeds: seed 1)" and weak.verdict == "no"
     md = tmp_path / "gain.md"
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "photo_gain.py"), str(tmp_path), "--every-seed",
                            "--md", str(md)], capture_output=True, text=True, cwd=ROOT)
@@ -174,14 +186,13 @@ def test_seed_rows_are_named_by_job_where_seeds_repeat_or_are_missing():
     from types import SimpleNamespace
 
     from bench.report.aggregate import Group
-    from bench.report.photo_gain import _tested_records
+    from bench.report.photo_gain import _seed_records
 
     def group(*seeds):
         ok = [SimpleNamespace(seed=s, job_id=f"m-{i}") for i, s in enumerate(seeds)]
         return Group("d", "val", "m", {}, ok=ok, label="m")
 
-    assert [label for _, label in _tested_records(group(0, 1), True)] == ["m (seed 0)", "m (seed 1)"]
-    assert [label for _, label in _tested_records(group(0, 0), True)] == ["m (m-0)", "m (m-1)"]  # two devices
-    assert [label for _, label in _tested_records(group(None, 1), True)] == ["m (m-0)", "m (m-1)"]
-    assert [label for _, label in _tested_records(group(0, 1), False)] == ["m"]  # the lowest seed
-    assert _tested_records(group(), True) == [(None, "m")]
+    assert [label for _, label in _seed_records(group(0, 1))] == ["m (seed 0)", "m (seed 1)"]
+    assert [label for _, label in _seed_records(group(0, 0))] == ["m (m-0)", "m (m-1)"]  # two devices
+    assert [label for _, label in _seed_records(group(None, 1))] == ["m (m-0)", "m (m-1)"]
+    assert [label for _, label in _seed_records(group(3))] == ["m"]

@@ -95,12 +95,9 @@ class _GroundTruths:
 
 
 def _group_gain(s: Section, g: Group, out_dir: Path, ignore: int | None, gt: _GroundTruths,
-                record: Record | None, label: str) -> PhotoGain:
+                record: Record, label: str) -> PhotoGain:
     """The row's test on one of its records."""
     row = PhotoGain(s.dataset, s.split, label)
-    if record is None:
-        row.why = "no finished job"
-        return row
     if not record.per_image:
         row.why = "no per-image data"
         return row
@@ -140,34 +137,56 @@ def _group_gain(s: Section, g: Group, out_dir: Path, ignore: int | None, gt: _Gr
     return row
 
 
-def _tested_records(g: Group, every_seed: bool) -> list[tuple[Record | None, str]]:
-    """(record, label) of what a row tests: its lowest seed under its own label (aggregate sorts
-    the seeds), or each of its records as ``label (seed n)`` (``label (job id)`` where seeds
-    repeat or are missing: one row may hold jobs run on two devices). A row with no finished
-    record: (None, label), tested as nothing."""
-    if not g.ok:
-        return [(None, g.label)]
-    if not every_seed or len(g.ok) == 1:
+def _seed_records(g: Group) -> list[tuple[Record, str]]:
+    """(record, label) of each finished record of a row: the row's label alone when it has one,
+    else ``label (seed n)`` (``label (job id)`` where seeds repeat or are missing: one row may
+    hold jobs run on two devices)."""
+    if len(g.ok) == 1:
         return [(g.ok[0], g.label)]
     seeds = [r.seed for r in g.ok]
     by_seed = None not in seeds and len(set(seeds)) == len(seeds)
     return [(r, f"{g.label} (seed {r.seed})" if by_seed else f"{g.label} ({r.job_id})") for r in g.ok]
 
 
+def _seed_gains(s: Section, g: Group, out_dir: Path, ignore: int | None, gt: _GroundTruths) -> list[PhotoGain]:
+    """Each finished record's test; data that do not fit together leave that test's ``why``."""
+    if not g.ok:
+        return [PhotoGain(s.dataset, s.split, g.label, why="no finished job")]
+    gains = []
+    for record, label in _seed_records(g):
+        try:
+            gains.append(_group_gain(s, g, out_dir, ignore, gt, record, label))
+        except Exception as e:  # the row says so, the report goes on
+            gains.append(PhotoGain(s.dataset, s.split, label, why=f"{type(e).__name__}: {e}"))
+    return gains
+
+
+def _row_gain(seeds: list[PhotoGain], label: str) -> PhotoGain:
+    """A row's test from its seeds' (in seed order): the one seed's, or the weakest seed's (the
+    largest p, the lowest seed on ties), so that the row reads the image only where every seed
+    does (an intersection-union test: no correction within the row); untested when any is."""
+    if len(seeds) == 1:
+        return seeds[0]
+    failed = next((x for x in seeds if x.why), None)
+    if failed:
+        return PhotoGain(failed.dataset, failed.split, label, why=f"{failed.label}: {failed.why}")
+    weakest = max(seeds, key=lambda x: x.p)
+    weakest.label = f"{label} (weakest of {len(seeds)} seeds: {weakest.label[len(label):].strip(' ()')})"
+    return weakest
+
+
 def section_gains(s: Section, out_dir: str | Path, every_seed: bool = False) -> list[PhotoGain]:
-    """The section's ranked rows (each its lowest seed; ``every_seed``: one row a seed, labelled
-    ``label (seed n)`` where a row has several), Holm-corrected over the rows tested."""
+    """The section's ranked rows, each tested on every seed it has (a row with several seeds
+    gets its weakest seed's figures, :func:`_row_gain`; ``every_seed``: one row a seed, labelled
+    ``label (seed n)``), Holm-corrected over the rows tested."""
     out_dir = Path(out_dir)
     folder = out_dir / "samples" / s.dataset / s.split
     _, _, ignore, _ = load_palette(folder)
     gt = _GroundTruths(folder)
     rows = []
     for g in s.ranked:
-        for record, label in _tested_records(g, every_seed):
-            try:
-                rows.append(_group_gain(s, g, out_dir, ignore, gt, record, label))
-            except Exception as e:  # data that do not fit together: the row says so, the report goes on
-                rows.append(PhotoGain(s.dataset, s.split, label, why=f"{type(e).__name__}: {e}"))
+        seeds = _seed_gains(s, g, out_dir, ignore, gt)
+        rows += seeds if every_seed else [_row_gain(seeds, g.label)]
     tested = [r for r in rows if not r.why]
     for r, p in zip(tested, holm([r.p for r in tested]) if tested else []):
         r.p_holm = float(p)
@@ -185,7 +204,7 @@ def add_photo_gains(sections: list[Section], out_dir: str | Path) -> None:
 
 
 def photo_gains(out_dir: str | Path, every_seed: bool = False) -> list[PhotoGain]:
-    """Every leaderboard row of the results folder ``out_dir`` (its lowest seed, or each of its
+    """Every leaderboard row of the results folder ``out_dir`` (its weakest seed, or each of its
     seeds), ranked as there."""
     return [r for s in group_records(RecordStore(Path(out_dir)).records())
             for r in section_gains(s, out_dir, every_seed)]

@@ -183,9 +183,10 @@ def _uncertainty_lines(s: Section) -> list[str]:
                      "`below` = not.")
     if _reads_tested(s):
         n = sum(1 for g in s.ranked if g.reads_image)
-        lines.append("reads image: the same test against the row's own mode map (its lowest seed's: at each pixel "
-                     "the class it predicted most often over these images, the one map it would draw if it ignored them; "
-                     f"Holm's correction over the {n} row(s) tested); `yes` = mIoU significantly higher, so its "
+        lines.append("reads image: the same test against the row's own mode map (at each pixel the class it "
+                     "predicted most often over these images, the one map it would draw if it ignored them; each seed "
+                     "against its own, and a row of several seeds takes its weakest seed's test; Holm's correction over "
+                     f"the {n} row(s) tested); `yes` = mIoU significantly higher (in every seed), so its "
                      "predictions follow each image; `no` = not shown to; – = not tested (not every prediction saved, "
                      "images of different sizes, unreadable files; bench/report/photo_gain.py).")
     return lines
