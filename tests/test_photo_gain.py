@@ -196,3 +196,19 @@ def test_seed_rows_are_named_by_job_where_seeds_repeat_or_are_missing():
     assert [label for _, label in _seed_records(group(0, 0))] == ["m (m-0)", "m (m-1)"]  # two devices
     assert [label for _, label in _seed_records(group(None, 1))] == ["m (m-0)", "m (m-1)"]
     assert [label for _, label in _seed_records(group(3))] == ["m"]
+
+
+def test_the_weakest_seed_is_one_that_does_not_gain_before_the_least_significant():
+    from bench.report.photo_gain import PhotoGain, _row_gain
+
+    def seed(n, gain, p):
+        return PhotoGain("d", "val", f"m (seed {n})", gain=gain, p=p)
+
+    # seed 1 is significantly worse than its own mode map: the row does not read the image
+    assert _row_gain([seed(0, 0.05, 0.001), seed(1, -0.03, 0.001), seed(2, 0.04, 0.01)], "m").label \
+        == "m (weakest of 3 seeds: seed 1)"
+    assert _row_gain([seed(0, 0.05, 0.001), seed(1, 0.03, 0.2), seed(2, 0.04, 0.01)], "m").label \
+        == "m (weakest of 3 seeds: seed 1)"
+    assert _row_gain([seed(0, 0.05, 0.001), seed(1, 0.03, 0.001)], "m").label == "m (weakest of 2 seeds: seed 0)"
+    failed = PhotoGain("d", "val", "m (seed 1)", why="no per-image data")
+    assert _row_gain([seed(0, 0.05, 0.001), failed], "m").why == "m (seed 1): no per-image data"

@@ -94,7 +94,7 @@ class _GroundTruths:
         return self.read[sample_id]
 
 
-def _group_gain(s: Section, g: Group, out_dir: Path, ignore: int | None, gt: _GroundTruths,
+def _record_gain(s: Section, g: Group, out_dir: Path, ignore: int | None, gt: _GroundTruths,
                 record: Record, label: str) -> PhotoGain:
     """The row's test on one of its records."""
     row = PhotoGain(s.dataset, s.split, label)
@@ -155,22 +155,23 @@ def _seed_gains(s: Section, g: Group, out_dir: Path, ignore: int | None, gt: _Gr
     gains = []
     for record, label in _seed_records(g):
         try:
-            gains.append(_group_gain(s, g, out_dir, ignore, gt, record, label))
+            gains.append(_record_gain(s, g, out_dir, ignore, gt, record, label))
         except Exception as e:  # the row says so, the report goes on
             gains.append(PhotoGain(s.dataset, s.split, label, why=f"{type(e).__name__}: {e}"))
     return gains
 
 
 def _row_gain(seeds: list[PhotoGain], label: str) -> PhotoGain:
-    """A row's test from its seeds' (in seed order): the one seed's, or the weakest seed's (the
-    largest p, the lowest seed on ties), so that the row reads the image only where every seed
-    does (an intersection-union test: no correction within the row); untested when any is."""
+    """A row's test from its seeds' (in seed order): the one seed's, or the weakest seed's (one
+    whose gain is not above 0 if there is one, else the largest p; the lowest seed on ties), so
+    that the row reads the image only where every seed does (an intersection-union test: no
+    correction within the row); untested when any seed is."""
     if len(seeds) == 1:
         return seeds[0]
     failed = next((x for x in seeds if x.why), None)
     if failed:
         return PhotoGain(failed.dataset, failed.split, label, why=f"{failed.label}: {failed.why}")
-    weakest = max(seeds, key=lambda x: x.p)
+    weakest = max(seeds, key=lambda x: (not x.gain > 0, x.p))
     weakest.label = f"{label} (weakest of {len(seeds)} seeds: {weakest.label[len(label):].strip(' ()')})"
     return weakest
 
