@@ -94,7 +94,7 @@ class _GroundTruths:
         return self.read[sample_id]
 
 
-def _record_gain(s: Section, g: Group, out_dir: Path, ignore: int | None, gt: _GroundTruths,
+def _record_gain(s: Section, out_dir: Path, ignore: int | None, gt: _GroundTruths,
                 record: Record, label: str) -> PhotoGain:
     """The row's test on one of its records."""
     row = PhotoGain(s.dataset, s.split, label)
@@ -155,7 +155,7 @@ def _seed_gains(s: Section, g: Group, out_dir: Path, ignore: int | None, gt: _Gr
     gains = []
     for record, label in _seed_records(g):
         try:
-            gains.append(_record_gain(s, g, out_dir, ignore, gt, record, label))
+            gains.append(_record_gain(s, out_dir, ignore, gt, record, label))
         except Exception as e:  # the row says so, the report goes on
             gains.append(PhotoGain(s.dataset, s.split, label, why=f"{type(e).__name__}: {e}"))
     return gains
