@@ -23,7 +23,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from deep.models import create_model  # noqa: E402
-from deep.models.base import MatmulConv2d  # noqa: E402
+from deep.models.matmul_conv import MatmulConv2d  # noqa: E402
 
 
 def step_seconds(name: str, x: torch.Tensor, y: torch.Tensor, matmul: bool, channels_last: bool) -> float:

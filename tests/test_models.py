@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from deep.models import create_model, model_names, model_options, register_model
 from deep.models.dilated import ContextModule
 from deep.models.fcn import bilinear_kernel, bilinear_upsampler
-from deep.models.base import MatmulConv2d, SegmentationNet, scaled
+from deep.models.base import SegmentationNet, scaled
+from deep.models.matmul_conv import MatmulConv2d, MatmulConvTranspose2d
 from deep.models.vgg import VGGEncoder
 
 torch.set_num_threads(1)
@@ -463,6 +464,73 @@ def test_matmul_conv_takes_the_convolution_for_large_maps(monkeypatch):
     monkeypatch.setattr(MatmulConv2d, "MAX_UNFOLD_BYTES", 4 * 49 * 4 * 4 - 1)
     layer(torch.zeros(1, 4, 2, 2))
     assert len(calls) == 2
+
+
+def _outputs_and_gradients(layer, x):
+    x.grad = None
+    y = layer(x)
+    (y * torch.linspace(-1, 1, y.numel()).reshape(y.shape)).sum().backward()
+    return y.detach(), x.grad.clone(), layer.weight.grad.clone(), layer.bias.grad.clone()
+
+
+@pytest.mark.parametrize("dilation, padding, size", [(1, 3, (3, 4)), (1, 0, (1, 1)), (2, 5, (6, 5)), (1, 1, (9, 8))])
+def test_matmul_deconv_equals_the_deconvolution(dilation, padding, size):
+    """DeconvNet's 7x7 deconvolution as a matrix product + fold: the deconvolution's
+    outputs and gradients (to rounding), in either memory layout."""
+    torch.manual_seed(0)
+    mm = MatmulConvTranspose2d(16, 24, 7, padding=padding, dilation=dilation)
+    deconv = torch.nn.ConvTranspose2d(16, 24, 7, padding=padding, dilation=dilation)
+    deconv.load_state_dict(mm.state_dict())
+    for layout in (torch.contiguous_format, torch.channels_last):
+        mm.to(memory_format=layout), deconv.to(memory_format=layout)
+        x = torch.randn(3, 16, *size).contiguous(memory_format=layout).requires_grad_()
+        got, want = _outputs_and_gradients(mm, x), _outputs_and_gradients(deconv, x)
+        for a, b in zip(got, want):
+            assert a.shape == b.shape
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+        mm.weight.grad = deconv.weight.grad = mm.bias.grad = deconv.bias.grad = None
+
+
+def test_matmul_deconv_takes_the_deconvolution_where_the_product_does_not_apply(monkeypatch):
+    """Strides, output sizes and maps over MAX_CELLS go to nn.ConvTranspose2d's forward."""
+    calls = []
+    monkeypatch.setattr(torch.nn.ConvTranspose2d, "forward",
+                        lambda self, x, output_size=None: calls.append(x.shape) or torch.zeros(1))
+    layer = MatmulConvTranspose2d(4, 8, 7, padding=3)
+    layer(torch.zeros(1, 4, 16, 16))  # 256 cells: a matrix product
+    assert calls == []
+    layer(torch.zeros(1, 4, 16, 17))
+    layer(torch.zeros(1, 4, 4, 4), output_size=[4, 4])
+    strided = MatmulConvTranspose2d(4, 8, 3, stride=2, padding=1)
+    strided(torch.zeros(1, 4, 4, 4))
+    assert calls == [(1, 4, 16, 17), (1, 4, 4, 4), (1, 4, 4, 4)]
+
+
+def test_matmul_layers_keep_a_contiguous_weight_in_a_channels_last_network():
+    """Moving a network to channels-last leaves the matrix-product layers' weights in the
+    layout their product reads (a channels-last weight would be copied on every call); the
+    other convolutions do go channels-last, and the outputs do not change."""
+    torch.manual_seed(0)
+    net = create_model("deconvnet", num_classes=5, width=0.125).eval()
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        before = net(x)
+        net.to(memory_format=torch.channels_last)
+        after = net(x.contiguous(memory_format=torch.channels_last))
+    fc6, deconv_fc6 = net.encoder.fc6.conv.weight, net.deconv_fc6[0].weight
+    assert fc6.is_contiguous() and deconv_fc6.is_contiguous()
+    assert not net.encoder.stages[0][0].conv.weight.is_contiguous()
+    assert net.encoder.stages[0][0].conv.weight.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(after, before, rtol=1e-4, atol=1e-4)
+
+
+def test_deconvnet_deconv_fc6_is_a_matmul_deconv_with_the_deconv_parameters():
+    net = create_model("deconvnet", num_classes=5, width=0.125)
+    layer = net.deconv_fc6[0]
+    assert type(layer) is MatmulConvTranspose2d and isinstance(layer, torch.nn.ConvTranspose2d)
+    assert "deconv_fc6.0.weight" in net.state_dict()
+    assert all(type(m) is torch.nn.ConvTranspose2d for stage in net.decoder for m in stage.modules()
+               if isinstance(m, torch.nn.ConvTranspose2d))
 
 
 def test_vgg_fc6_is_a_matmul_conv_with_the_conv_parameters():

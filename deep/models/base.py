@@ -7,8 +7,8 @@ the common settings, the init and the conv-BN-ReLU block.
   ``H x W``. Subclasses implement :meth:`SegmentationNet.forward_padded` only.
 * :func:`scaled` -- the ``width`` rule (every channel count is multiplied by ``width``,
   rounded half up, at least 1).
-* :class:`MatmulConv2d` -- a convolution computed as one matrix product on the CPU (VGG's
-  fc6: a 7x7 kernel over a map of a few cells).
+* :class:`ConvBNReLU` -- conv, BatchNorm, ReLU, dropout (the conv a
+  :class:`deep.models.matmul_conv.MatmulConv2d` where asked).
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from deep.models.matmul_conv import MatmulConv2d
 
 
 def scaled(channels: int, width: float) -> int:
@@ -121,44 +123,6 @@ def kaiming_init(module: nn.Module) -> None:
         elif isinstance(m, nn.BatchNorm2d):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
-
-
-class MatmulConv2d(nn.Conv2d):
-    """``nn.Conv2d`` that the CPU computes as ``unfold`` + one matrix product (im2col) when
-    its output map is small.
-
-    For VGG's fc6 (a 7x7 kernel, 4096 channels) on the few cells of a pool5 map, oneDNN's
-    backward is slow and reorders the whole weight on each call. As a matrix product, a
-    training step at batch 2 on 80x120 inputs (one thread; fc6 on 12 cells for the FCNs,
-    150 for DilatedNet) is 1.2-1.3x faster for FCN-8s and DilatedNet; on 48 cells (FCN-8s at
-    180x240) it is even, on 690 (DilatedNet there) 0.65x, hence :attr:`MAX_CELLS`
-    (docs/BENCHMARKS.md). Same parameters and results as the convolution to float rounding
-    (the sums run in another order). Other devices, larger maps and unfolded inputs over
-    :attr:`MAX_UNFOLD_BYTES` take the convolution.
-    """
-
-    #: the most output cells (height x width) computed as a matrix product
-    MAX_CELLS = 256
-    #: the largest unfolded input (batch x in_channels * kernel area x output cells) built
-    MAX_UNFOLD_BYTES = 256 * 2**20
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, _, h, w = x.shape
-        (kh, kw), (dh, dw), (sh, sw) = self.kernel_size, self.dilation, self.stride
-        if x.device.type != "cpu" or self.groups != 1 or isinstance(self.padding, str) \
-                or self.padding_mode != "zeros":
-            return super().forward(x)
-        (ph, pw) = self.padding
-        ho = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
-        wo = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
-        if ho * wo > self.MAX_CELLS or n * self.in_channels * kh * kw * ho * wo * x.element_size() \
-                > self.MAX_UNFOLD_BYTES:
-            return super().forward(x)
-        cols = F.unfold(x, (kh, kw), dilation=(dh, dw), padding=(ph, pw), stride=(sh, sw))
-        out = self.weight.reshape(self.out_channels, -1) @ cols  # (n, out_channels, ho * wo)
-        if self.bias is not None:
-            out = out + self.bias[:, None]
-        return out.reshape(n, self.out_channels, ho, wo)
 
 
 class ConvBNReLU(nn.Module):

@@ -37,6 +37,7 @@ from torch import nn
 
 from deep.models import register_model
 from deep.models.base import SegmentationNet, kaiming_init, scaled
+from deep.models.matmul_conv import MatmulConvTranspose2d
 from deep.models.vgg import VGG16_FC, FCHead, VGGEncoder
 from deep.weights import check_pretrained, load_pretrained
 
@@ -52,9 +53,14 @@ FC_MODES = ("same", "resize")
 
 
 class DeconvBNReLU(nn.Sequential):
-    def __init__(self, c_in: int, c_out: int, kernel_size: int = 3, padding: int = 1) -> None:
+    """deconvolution (stride 1) -> BatchNorm -> ReLU; ``matmul=True``: the deconvolution is
+    a :class:`MatmulConvTranspose2d` (the 7x7 one from fc7, on a map of a few cells)."""
+
+    def __init__(self, c_in: int, c_out: int, kernel_size: int = 3, padding: int = 1,
+                 *, matmul: bool = False) -> None:
+        deconv = MatmulConvTranspose2d if matmul else nn.ConvTranspose2d
         super().__init__(
-            nn.ConvTranspose2d(c_in, c_out, kernel_size, stride=1, padding=padding),
+            deconv(c_in, c_out, kernel_size, stride=1, padding=padding),
             nn.BatchNorm2d(c_out),
             nn.ReLU(inplace=True),
         )
@@ -86,7 +92,7 @@ class DeconvNet(SegmentationNet):
                                   fc=FCHead(padding=pad, dropout=0.0))
         self.unpool = nn.MaxUnpool2d(2, 2)
         c5 = self.encoder.stage_channels[-1]
-        self.deconv_fc6 = DeconvBNReLU(scaled(VGG16_FC, width), c5, 7, padding=pad)
+        self.deconv_fc6 = DeconvBNReLU(scaled(VGG16_FC, width), c5, 7, padding=pad, matmul=True)
         self.decoder = nn.ModuleList()
         c_in = c5
         for stage in DECODER_STAGES:
