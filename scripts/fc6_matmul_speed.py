@@ -1,6 +1,7 @@
 #!/usr/bin/env python
-"""Training-step time of the VGG-bodied networks with fc6 as a matrix product (the default,
-``deep.models.base.MatmulConv2d``) and as the convolution, alternated.
+"""Training-step time of the VGG-bodied networks with fc6 (and DeconvNet's 7x7 deconvolution
+from fc7) as a matrix product (the default, ``deep.models.matmul_conv``) and as the
+convolution, alternated.
 
     OMP_NUM_THREADS=1 python scripts/fc6_matmul_speed.py --networks fcn8s,deconvnet,dilatednet --batch 2 --input 120x80
     OMP_NUM_THREADS=2 python scripts/fc6_matmul_speed.py --networks fcn8s,dilatednet --batch 8 --input 180x240 --channels-last
@@ -23,11 +24,14 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from deep.models import create_model  # noqa: E402
-from deep.models.matmul_conv import MatmulConv2d  # noqa: E402
+from deep.models.matmul_conv import MatmulConv2d, MatmulConvTranspose2d  # noqa: E402
+
+LAYERS = (MatmulConv2d, MatmulConvTranspose2d)
 
 
 def step_seconds(name: str, x: torch.Tensor, y: torch.Tensor, matmul: bool, channels_last: bool) -> float:
-    MatmulConv2d.MAX_UNFOLD_BYTES = 256 * 2**20 if matmul else 0  # 0: every call takes the convolution
+    for layer in LAYERS:  # 0: every call takes the convolution
+        layer.MAX_UNFOLD_BYTES = 256 * 2**20 if matmul else 0
     torch.manual_seed(0)
     width = 0.125 if name == "dilatednet" and x.shape[-2] > 150 else 0.25
     model = create_model(name, num_classes=7, width=width)
@@ -62,7 +66,7 @@ def main() -> None:
     layout = "channels-last" if a.channels_last else "contiguous"
     print(f"torch threads {torch.get_num_threads()}, batch {a.batch}, input {a.input}, {layout}")
     print("| network | convolution ms | matrix product ms | speed-up |\n|---|---:|---:|---:|")
-    default = MatmulConv2d.MAX_UNFOLD_BYTES
+    defaults = [layer.MAX_UNFOLD_BYTES for layer in LAYERS]
     try:
         for name in a.networks.split(","):
             times: dict[bool, list[float]] = {True: [], False: []}
@@ -72,7 +76,8 @@ def main() -> None:
             on, off = min(times[True]), min(times[False])
             print(f"| {name} | {off * 1000:.0f} | {on * 1000:.0f} | {off / on:.2f}x |", flush=True)
     finally:
-        MatmulConv2d.MAX_UNFOLD_BYTES = default
+        for layer, default in zip(LAYERS, defaults):
+            layer.MAX_UNFOLD_BYTES = default
 
 
 if __name__ == "__main__":

@@ -7,8 +7,8 @@ convolution) or a matrix product + ``fold`` (the deconvolution, its adjoint) the
 arithmetic runs at the matrix product's rate. Neither torch nor oneDNN picks this path by
 itself, hence these two small layers.
 
-Both keep their weight in the contiguous (NCHW) layout when the network is moved to
-channels-last: the matrix product reads the weight as a ``out x (in * kh * kw)`` (or
+On the CPU both keep their weight in the contiguous (NCHW) layout when the network is
+moved to channels-last: the matrix product reads the weight as a ``out x (in * kh * kw)`` (or
 ``in x (out * kh * kw)``) matrix, and a channels-last weight would be copied into that order
 on every call (25 MB for DeconvNet's fc6 at 1/4 width, about a fifth of its training step).
 The values and the order of the sums are those of the copy, so the results do not change.
@@ -32,11 +32,12 @@ def _small_map(layer: nn.Module, x: torch.Tensor, cells: int, unfold_rows: int) 
 
 
 class _ContiguousWeight:
-    """Keeps the weight in the contiguous layout through ``module.to(memory_format=...)``."""
+    """Keeps a CPU weight in the contiguous layout through ``module.to(memory_format=...)``
+    (on other devices the layer is the convolution, which takes the network's layout)."""
 
     def _apply(self, fn, recurse=True):
         super()._apply(fn, recurse)
-        if self.weight.dim() == 4 and not self.weight.is_contiguous():
+        if self.weight.device.type == "cpu" and not self.weight.is_contiguous():
             self.weight.data = self.weight.data.contiguous()
         return self
 
