@@ -35,7 +35,7 @@ from bench.metrics.bootstrap import Arm, bootstrap, holm  # noqa: E402
 from bench.metrics.confusion import confusion_matrix  # noqa: E402
 from bench.predict import load_job_method  # noqa: E402
 from bench.report.aggregate import Group, group_records  # noqa: E402
-from bench.report.photo_gain import mode_map  # noqa: E402
+from bench.report.photo_gain import mode_map_matrices  # noqa: E402
 from bench.store import RecordStore  # noqa: E402
 
 PRIOR = "location-prior"
@@ -64,10 +64,9 @@ def row_matrices(results: Path, g: Group, samples, num_classes: int, ignore) -> 
     preds = np.stack([method.predict(s.image) for s in samples])
     if preds.min() < 0 or preds.max() >= num_classes:
         raise SegbenchError(f"{g.ok[0].job_id}: predictions outside the {num_classes} classes")
-    mode = mode_map(preds.astype(np.int64), num_classes)
     gts = [s.label for s in samples]
     return (np.stack([confusion_matrix(p, t, num_classes, ignore) for p, t in zip(preds, gts)]),
-            np.stack([confusion_matrix(mode, t, num_classes, ignore) for t in gts]))
+            mode_map_matrices(preds.astype(np.int64), gts, num_classes, ignore))
 
 
 def _cells(est, lo_hi) -> str:

@@ -192,17 +192,17 @@ def test_seed_rows_are_named_by_job_where_seeds_repeat_or_are_missing():
         ok = [SimpleNamespace(seed=s, job_id=f"m-{i}") for i, s in enumerate(seeds)]
         return Group("d", "val", "m", {}, ok=ok, label="m")
 
-    assert [label for _, label in _seed_records(group(0, 1))] == ["m (seed 0)", "m (seed 1)"]
-    assert [label for _, label in _seed_records(group(0, 0))] == ["m (m-0)", "m (m-1)"]  # two devices
-    assert [label for _, label in _seed_records(group(None, 1))] == ["m (m-0)", "m (m-1)"]
-    assert [label for _, label in _seed_records(group(3))] == ["m"]
+    assert [which for _, which in _seed_records(group(0, 1))] == ["seed 0", "seed 1"]
+    assert [which for _, which in _seed_records(group(0, 0))] == ["m-0", "m-1"]  # two devices
+    assert [which for _, which in _seed_records(group(None, 1))] == ["m-0", "m-1"]
+    assert [which for _, which in _seed_records(group(3))] == [""]
 
 
 def test_the_weakest_seed_is_one_that_does_not_gain_before_the_least_significant():
     from bench.report.photo_gain import PhotoGain, _row_gain
 
     def seed(n, gain, p):
-        return PhotoGain("d", "val", f"m (seed {n})", gain=gain, p=p)
+        return PhotoGain("d", "val", f"m (seed {n})", gain=gain, p=p, seed=f"seed {n}")
 
     # seed 1 is significantly worse than its own mode map: the row does not read the image
     assert _row_gain([seed(0, 0.05, 0.001), seed(1, -0.03, 0.001), seed(2, 0.04, 0.01)], "m").label \

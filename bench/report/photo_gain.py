@@ -51,6 +51,8 @@ class PhotoGain:
     p: float = float("nan")
     p_holm: float = float("nan")
     why: str = ""
+    #: which of the row's records: "" for a row of one, else "seed n" (or its job id)
+    seed: str = ""
 
     @property
     def verdict(self) -> str:
@@ -82,6 +84,14 @@ def mode_map(predictions: np.ndarray, num_classes: int) -> np.ndarray:
     return out
 
 
+def mode_map_matrices(predictions: np.ndarray, ground_truths, num_classes: int,
+                      ignore: int | None) -> np.ndarray:
+    """(N, K, K) confusion matrices of the mode map of ``predictions`` (N, H, W) against each
+    of the N ground truths: the mode-map arm of the test."""
+    mode = mode_map(predictions, num_classes)
+    return np.stack([confusion_matrix(mode, t, num_classes, ignore) for t in ground_truths])
+
+
 class _GroundTruths:
     """A section's saved ground truths, each read once however many rows use it."""
 
@@ -94,10 +104,14 @@ class _GroundTruths:
         return self.read[sample_id]
 
 
+def _seed_label(label: str, seed: str) -> str:
+    return f"{label} ({seed})" if seed else label
+
+
 def _record_gain(s: Section, out_dir: Path, ignore: int | None, gt: _GroundTruths,
-                record: Record, label: str) -> PhotoGain:
+                record: Record, label: str, seed: str) -> PhotoGain:
     """The row's test on one of its records."""
-    row = PhotoGain(s.dataset, s.split, label)
+    row = PhotoGain(s.dataset, s.split, _seed_label(label, seed), seed=seed)
     if not record.per_image:
         row.why = "no per-image data"
         return row
@@ -126,8 +140,7 @@ def _record_gain(s: Section, out_dir: Path, ignore: int | None, gt: _GroundTruth
     if stack.min() < 0 or stack.max() >= k:
         row.why = f"predictions outside the {k} classes"
         return row
-    mode = mode_map(stack, k)
-    mode_matrices = np.stack([confusion_matrix(mode, gt, k, ignore) for gt in gts])
+    mode_matrices = mode_map_matrices(stack, gts, k, ignore)
     convention = record.miou_convention or "mmseg"
     res = bootstrap([Arm(data.matrices, convention), Arm(mode_matrices, convention)], pairs=[(0, 1)])
     diff = res.differences[(0, 1)]
@@ -138,14 +151,14 @@ def _record_gain(s: Section, out_dir: Path, ignore: int | None, gt: _GroundTruth
 
 
 def _seed_records(g: Group) -> list[tuple[Record, str]]:
-    """(record, label) of each finished record of a row: the row's label alone when it has one,
-    else ``label (seed n)`` (``label (job id)`` where seeds repeat or are missing: one row may
-    hold jobs run on two devices)."""
+    """(record, which) of each finished record of a row: ``which`` is "" when the row has one,
+    else ``seed n`` (the job id where seeds repeat or are missing: one row may hold jobs run on
+    two devices)."""
     if len(g.ok) == 1:
-        return [(g.ok[0], g.label)]
+        return [(g.ok[0], "")]
     seeds = [r.seed for r in g.ok]
     by_seed = None not in seeds and len(set(seeds)) == len(seeds)
-    return [(r, f"{g.label} (seed {r.seed})" if by_seed else f"{g.label} ({r.job_id})") for r in g.ok]
+    return [(r, f"seed {r.seed}" if by_seed else r.job_id) for r in g.ok]
 
 
 def _seed_gains(s: Section, g: Group, out_dir: Path, ignore: int | None, gt: _GroundTruths) -> list[PhotoGain]:
@@ -153,11 +166,12 @@ def _seed_gains(s: Section, g: Group, out_dir: Path, ignore: int | None, gt: _Gr
     if not g.ok:
         return [PhotoGain(s.dataset, s.split, g.label, why="no finished job")]
     gains = []
-    for record, label in _seed_records(g):
+    for record, seed in _seed_records(g):
         try:
-            gains.append(_record_gain(s, out_dir, ignore, gt, record, label))
+            gains.append(_record_gain(s, out_dir, ignore, gt, record, g.label, seed))
         except Exception as e:  # the row says so, the report goes on
-            gains.append(PhotoGain(s.dataset, s.split, label, why=f"{type(e).__name__}: {e}"))
+            gains.append(PhotoGain(s.dataset, s.split, _seed_label(g.label, seed),
+                                   why=f"{type(e).__name__}: {e}", seed=seed))
     return gains
 
 
@@ -172,7 +186,7 @@ def _row_gain(seeds: list[PhotoGain], label: str) -> PhotoGain:
     if failed:
         return PhotoGain(failed.dataset, failed.split, label, why=f"{failed.label}: {failed.why}")
     weakest = max(seeds, key=lambda x: (not x.gain > 0, x.p))
-    weakest.label = f"{label} (weakest of {len(seeds)} seeds: {weakest.label[len(label):].strip(' ()')})"
+    weakest.label = f"{label} (weakest of {len(seeds)} seeds: {weakest.seed})"
     return weakest
 
 
