@@ -466,29 +466,37 @@ def test_matmul_conv_takes_the_convolution_for_large_maps(monkeypatch):
     assert len(calls) == 2
 
 
-def _outputs_and_gradients(layer, x):
-    x.grad = None
-    y = layer(x)
+def _outputs_and_gradients(fn, x, weight, bias):
+    """fn(x), and the gradients of x, weight and bias of a fixed linear function of it."""
+    x.grad = weight.grad = bias.grad = None
+    y = fn(x)
     (y * torch.linspace(-1, 1, y.numel()).reshape(y.shape)).sum().backward()
-    return y.detach(), x.grad.clone(), layer.weight.grad.clone(), layer.bias.grad.clone()
+    return y.detach(), x.grad.clone(), weight.grad.clone(), bias.grad.clone()
 
 
 @pytest.mark.parametrize("dilation, padding, size", [(1, 3, (3, 4)), (1, 0, (1, 1)), (2, 5, (6, 5)), (1, 1, (9, 8))])
-def test_matmul_deconv_equals_the_deconvolution(dilation, padding, size):
+def test_matmul_deconv_equals_the_deconvolution(dilation, padding, size, monkeypatch):
     """DeconvNet's 7x7 deconvolution as a matrix product + fold: the deconvolution's
-    outputs and gradients (to rounding), in either memory layout."""
+    outputs and gradients (to rounding), in either memory layout; the product path runs
+    (nn.ConvTranspose2d's own forward is made to fail)."""
     torch.manual_seed(0)
     mm = MatmulConvTranspose2d(16, 24, 7, padding=padding, dilation=dilation)
-    deconv = torch.nn.ConvTranspose2d(16, 24, 7, padding=padding, dilation=dilation)
-    deconv.load_state_dict(mm.state_dict())
+
+    def deconvolution(x):
+        return F.conv_transpose2d(x, mm.weight, mm.bias, padding=padding, dilation=dilation)
+
+    def not_the_product(self, x, output_size=None):
+        raise AssertionError("took the deconvolution")
+
+    monkeypatch.setattr(torch.nn.ConvTranspose2d, "forward", not_the_product)
     for layout in (torch.contiguous_format, torch.channels_last):
-        mm.to(memory_format=layout), deconv.to(memory_format=layout)
+        mm.to(memory_format=layout)
         x = torch.randn(3, 16, *size).contiguous(memory_format=layout).requires_grad_()
-        got, want = _outputs_and_gradients(mm, x), _outputs_and_gradients(deconv, x)
+        got = _outputs_and_gradients(mm, x, mm.weight, mm.bias)
+        want = _outputs_and_gradients(deconvolution, x, mm.weight, mm.bias)
         for a, b in zip(got, want):
             assert a.shape == b.shape
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
-        mm.weight.grad = deconv.weight.grad = mm.bias.grad = deconv.bias.grad = None
 
 
 def test_matmul_deconv_takes_the_deconvolution_where_the_product_does_not_apply(monkeypatch):
@@ -501,9 +509,10 @@ def test_matmul_deconv_takes_the_deconvolution_where_the_product_does_not_apply(
     assert calls == []
     layer(torch.zeros(1, 4, 16, 17))
     layer(torch.zeros(1, 4, 4, 4), output_size=[4, 4])
-    strided = MatmulConvTranspose2d(4, 8, 3, stride=2, padding=1)
-    strided(torch.zeros(1, 4, 4, 4))
-    assert calls == [(1, 4, 16, 17), (1, 4, 4, 4), (1, 4, 4, 4)]
+    MatmulConvTranspose2d(4, 8, 3, stride=2, padding=1)(torch.zeros(1, 4, 4, 5))
+    MatmulConvTranspose2d(4, 8, 3, dilation=2, output_padding=1)(torch.zeros(1, 4, 4, 6))
+    MatmulConvTranspose2d(4, 8, 3, groups=2)(torch.zeros(1, 4, 4, 7))
+    assert calls == [(1, 4, 16, 17), (1, 4, 4, 4), (1, 4, 4, 5), (1, 4, 4, 6), (1, 4, 4, 7)]
 
 
 def test_matmul_layers_keep_a_contiguous_weight_in_a_channels_last_network():

@@ -186,7 +186,7 @@ def test_seed_rows_are_named_by_job_where_seeds_repeat_or_are_missing():
     from types import SimpleNamespace
 
     from bench.report.aggregate import Group
-    from bench.report.photo_gain import _seed_records
+    from bench.report.photo_gain import _seed_label, _seed_records
 
     def group(*seeds):
         ok = [SimpleNamespace(seed=s, job_id=f"m-{i}") for i, s in enumerate(seeds)]
@@ -196,6 +196,8 @@ def test_seed_rows_are_named_by_job_where_seeds_repeat_or_are_missing():
     assert [which for _, which in _seed_records(group(0, 0))] == ["m-0", "m-1"]  # two devices
     assert [which for _, which in _seed_records(group(None, 1))] == ["m-0", "m-1"]
     assert [which for _, which in _seed_records(group(3))] == [""]
+    assert [_seed_label("m", which) for _, which in _seed_records(group(0, 0))] == ["m (m-0)", "m (m-1)"]
+    assert _seed_label("m", "") == "m"
 
 
 def test_the_weakest_seed_is_one_that_does_not_gain_before_the_least_significant():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import csv
 import math
 
@@ -399,3 +400,36 @@ def test_the_fused_optimiser_makes_the_plain_update(name):
             opt.step()
     for a, b in zip(fused_net.parameters(), plain_net.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_resumed_optimiser_state_takes_its_parameters_layout():
+    """Adam's moments saved from a channels-last run, resumed where the weights are
+    contiguous (channels-last is a runtime setting; the matrix-product layers keep theirs
+    contiguous): the fused step continues as the uninterrupted run does, which torch's fused
+    CPU Adam does only once the moments are in the weights' layout."""
+    from deep.engine.checkpoint import match_state_layouts
+
+    torch.manual_seed(0)
+    saved_net = nn.Conv2d(4, 8, 3).to(memory_format=torch.channels_last)
+    saved_opt = torch.optim.Adam(saved_net.parameters(), lr=0.1, fused=True)
+    x = torch.randn(2, 4, 6, 6)
+
+    def step(net, opt, x):
+        opt.zero_grad()
+        net(x).square().mean().backward()
+        opt.step()
+
+    for _ in range(2):
+        step(saved_net, saved_opt, x.contiguous(memory_format=torch.channels_last))
+    saved_weights, saved = copy.deepcopy(saved_net.state_dict()), copy.deepcopy(saved_opt.state_dict())
+    assert not saved["state"][0]["exp_avg"].is_contiguous()
+    step(saved_net, saved_opt, x.contiguous(memory_format=torch.channels_last))  # the uninterrupted run
+
+    net = nn.Conv2d(4, 8, 3)
+    net.load_state_dict(saved_weights)
+    opt = torch.optim.Adam(net.parameters(), lr=0.1, fused=True)
+    opt.load_state_dict(saved)
+    match_state_layouts(opt)
+    assert opt.state[net.weight]["exp_avg"].stride() == net.weight.stride()
+    step(net, opt, x)
+    torch.testing.assert_close(net.weight, saved_net.weight)

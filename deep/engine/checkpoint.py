@@ -138,6 +138,19 @@ def last_checkpoint(t: Trainables, state: TrainState, *, model_name: str, num_cl
     }
 
 
+def match_state_layouts(optimizer: torch.optim.Optimizer) -> None:
+    """Put every per-parameter state tensor (Adam's moments, SGD's momentum) in its parameter's
+    memory layout. A checkpoint keeps the layout that ran (channels-last or not, a runtime
+    setting), and torch's fused CPU optimisers silently misread moments whose strides differ
+    from the parameter's."""
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            state = optimizer.state.get(p, {})
+            for k, v in state.items():
+                if torch.is_tensor(v) and v.shape == p.shape and v.dim() > 1 and v.stride() != p.stride():
+                    state[k] = torch.empty_like(p, dtype=v.dtype).copy_(v)
+
+
 def restore_last(last_path: Path, best_path: Path, t: Trainables, *, model_name: str, num_classes: int,
                  cfg: TrainConfig, seed: int) -> TrainState:
     """Put the trainables and the random state back as ``last.pt`` saved them; the run's state
@@ -150,6 +163,7 @@ def restore_last(last_path: Path, best_path: Path, t: Trainables, *, model_name:
                       "the result will differ from an uninterrupted run", stacklevel=4)
     t.model.load_state_dict(ckpt["model"])
     t.optimizer.load_state_dict(ckpt["optimizer"])
+    match_state_layouts(t.optimizer)
     t.scheduler.load_state_dict(ckpt["scheduler"])
     if ckpt["scaler"] and t.scaler.is_enabled():
         t.scaler.load_state_dict(ckpt["scaler"])

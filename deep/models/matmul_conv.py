@@ -10,7 +10,8 @@ itself, hence these two small layers.
 On the CPU both keep their weight in the contiguous (NCHW) layout when the network is
 moved to channels-last: the matrix product reads the weight as a ``out x (in * kh * kw)`` (or
 ``in x (out * kh * kw)``) matrix, and a channels-last weight would be copied into that order
-on every call (25 MB for DeconvNet's fc6 at 1/4 width, about a fifth of its training step).
+on every call (25 MB for DeconvNet's fc6 at 1/4 width: 90 ms of its 280 ms training step at
+batch 2 on 80x120 inputs, docs/BENCHMARKS.md).
 The values and the order of the sums are those of the copy, so the results do not change.
 """
 
@@ -81,8 +82,9 @@ class MatmulConvTranspose2d(_ContiguousWeight, nn.ConvTranspose2d):
     matrix product + ``fold`` (col2im) when its input map is small: the adjoint of
     :class:`MatmulConv2d`'s path.
 
-    For DeconvNet's 7x7 deconvolution from fc7 (4096 channels) back to pool5's map, oneDNN
-    takes 2-3x the time of the matrix product (docs/BENCHMARKS.md). Same parameters and
+    For DeconvNet's 7x7 deconvolution from fc7 (4096 channels) back to pool5's map on a few
+    cells, oneDNN is slower than the matrix product (with the weights kept contiguous,
+    DeconvNet's fit on the default suite took 1.41x less time, docs/BENCHMARKS.md). Same parameters and
     results as the deconvolution to float rounding. Strided or grouped layers, other
     devices and larger maps take the deconvolution.
     """
