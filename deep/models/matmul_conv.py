@@ -84,9 +84,9 @@ class MatmulConvTranspose2d(_ContiguousWeight, nn.ConvTranspose2d):
 
     For DeconvNet's 7x7 deconvolution from fc7 (4096 channels) back to pool5's map on a few
     cells, oneDNN is slower than the matrix product (with the weights kept contiguous,
-    DeconvNet's fit on the default suite took 1.41x less time, docs/BENCHMARKS.md). Same parameters and
-    results as the deconvolution to float rounding. Strided or grouped layers, other
-    devices and larger maps take the deconvolution.
+    DeconvNet trained 1.41x faster on the default suite, docs/BENCHMARKS.md). Same
+    parameters and results as the deconvolution to float rounding. Strided or grouped
+    layers, other devices and larger maps take the deconvolution.
     """
 
     MAX_CELLS = MatmulConv2d.MAX_CELLS
