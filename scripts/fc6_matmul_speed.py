@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Training-step time of the VGG-bodied networks with fc6 (and DeconvNet's 7x7 deconvolution
-from fc7) as a matrix product (the default, ``deep.models.matmul_conv``) and as the
-convolution, alternated.
+from fc7) as the convolution, as one matrix product, and as the default of
+``deep.models.matmul_conv`` (the matrix product, tap by tap where most of fc6's products
+would be with its zero padding), alternated.
 
     OMP_NUM_THREADS=1 python scripts/fc6_matmul_speed.py --networks fcn8s,deconvnet,dilatednet --batch 2 --input 120x80
     OMP_NUM_THREADS=2 python scripts/fc6_matmul_speed.py --networks fcn8s,dilatednet --batch 8 --input 180x240 --channels-last
@@ -9,6 +10,7 @@ convolution, alternated.
 Random images and labels (7 classes), 1/4 width (DilatedNet 1/8 at inputs over 150 rows,
 as in deep-camvid), fused Adam. Each variant is built three times, alternating; each build
 runs two untimed steps and six timed ones; the row gives the best build's mean step.
+Where no layer runs tap by tap, the last two columns time the same code.
 """
 
 from __future__ import annotations
@@ -27,11 +29,16 @@ from deep.models import create_model  # noqa: E402
 from deep.models.matmul_conv import MatmulConv2d, MatmulConvTranspose2d  # noqa: E402
 
 LAYERS = (MatmulConv2d, MatmulConvTranspose2d)
+#: the paths compared: (largest unfolded input, tap-by-tap threshold); 0 bytes: every call
+#: takes the convolution, a threshold under 0: no layer runs tap by tap
+VARIANTS = {"convolution": (0, -1.0), "matrix product": (256 * 2**20, -1.0),
+            "default": (256 * 2**20, MatmulConv2d.TAPWISE_BELOW)}
 
 
-def step_seconds(name: str, x: torch.Tensor, y: torch.Tensor, matmul: bool, channels_last: bool) -> float:
-    for layer in LAYERS:  # 0: every call takes the convolution
-        layer.MAX_UNFOLD_BYTES = 256 * 2**20 if matmul else 0
+def step_seconds(name: str, x: torch.Tensor, y: torch.Tensor, variant: str, channels_last: bool) -> float:
+    unfold_bytes, tapwise_below = VARIANTS[variant]
+    for layer in LAYERS:
+        layer.MAX_UNFOLD_BYTES, layer.TAPWISE_BELOW = unfold_bytes, tapwise_below
     torch.manual_seed(0)
     width = 0.125 if name == "dilatednet" and x.shape[-2] > 150 else 0.25
     model = create_model(name, num_classes=7, width=width)
@@ -65,19 +72,20 @@ def main() -> None:
         x = x.to(memory_format=torch.channels_last)
     layout = "channels-last" if a.channels_last else "contiguous"
     print(f"torch threads {torch.get_num_threads()}, batch {a.batch}, input {a.input}, {layout}")
-    print("| network | convolution ms | matrix product ms | speed-up |\n|---|---:|---:|---:|")
-    defaults = [layer.MAX_UNFOLD_BYTES for layer in LAYERS]
+    print("| network | convolution ms | matrix product ms | default ms | default vs convolution |\n"
+          "|---|---:|---:|---:|---:|")
+    defaults = [(layer.MAX_UNFOLD_BYTES, layer.TAPWISE_BELOW) for layer in LAYERS]
     try:
         for name in a.networks.split(","):
-            times: dict[bool, list[float]] = {True: [], False: []}
+            times: dict[str, list[float]] = {v: [] for v in VARIANTS}
             for _ in range(3):
-                for matmul in (True, False):
-                    times[matmul].append(step_seconds(name, x, y, matmul, a.channels_last))
-            on, off = min(times[True]), min(times[False])
-            print(f"| {name} | {off * 1000:.0f} | {on * 1000:.0f} | {off / on:.2f}x |", flush=True)
+                for variant in VARIANTS:
+                    times[variant].append(step_seconds(name, x, y, variant, a.channels_last))
+            conv, mm, default = (min(times[v]) * 1000 for v in VARIANTS)
+            print(f"| {name} | {conv:.0f} | {mm:.0f} | {default:.0f} | {conv / default:.2f}x |", flush=True)
     finally:
-        for layer, default in zip(LAYERS, defaults):
-            layer.MAX_UNFOLD_BYTES = default
+        for layer, (unfold_bytes, tapwise_below) in zip(LAYERS, defaults):
+            layer.MAX_UNFOLD_BYTES, layer.TAPWISE_BELOW = unfold_bytes, tapwise_below
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from deep.models import create_model, model_names, model_options, register_model
 from deep.models.dilated import ContextModule
 from deep.models.fcn import bilinear_kernel, bilinear_upsampler
 from deep.models.base import SegmentationNet, scaled
-from deep.models.matmul_conv import MatmulConv2d, MatmulConvTranspose2d
+from deep.models.matmul_conv import MatmulConv2d, MatmulConvTranspose2d, live_fraction, live_taps, tapwise_conv2d
 from deep.models.vgg import VGGEncoder
 
 torch.set_num_threads(1)
@@ -464,6 +464,86 @@ def test_matmul_conv_takes_the_convolution_for_large_maps(monkeypatch):
     monkeypatch.setattr(MatmulConv2d, "MAX_UNFOLD_BYTES", 4 * 49 * 4 * 4 - 1)
     layer(torch.zeros(1, 4, 2, 2))
     assert len(calls) == 2
+
+
+def test_live_taps_of_dilatednet_fc6_on_a_small_map():
+    """DilatedNet's fc6 (7x7, dilation 4, padding 12) on the 10x15 map of an 80x120 input:
+    the first and last kernel rows never land inside the 10 rows, and of the 49 x 150
+    (tap, cell) products one in five reads the map (rows 26 of 70, columns 57 of 105)."""
+    taps = live_taps((10, 15), (7, 7), (4, 4), (12, 12))
+    assert sorted({i for i, *_ in taps}) == [1, 2, 3, 4, 5] and len(taps) == 35
+    assert live_fraction((10, 15), (7, 7), (4, 4), (12, 12)) == pytest.approx(26 / 70 * 57 / 105)
+    # the centre tap reads every cell in place; the tap 8 rows down reads rows 8-9 into rows 0-1
+    centre = next(t for t in taps if t[:2] == (3, 3))
+    assert centre[2:] == (slice(0, 10), slice(0, 15), slice(0, 10), slice(0, 15))
+    down = next(t for t in taps if t[:2] == (5, 3))
+    assert down[2] == slice(0, 2) and down[4] == slice(8, 10)
+    assert live_fraction((9, 8), (7, 7), (1, 1), (0, 0)) == 1.0  # no padding: every product is live
+
+
+@pytest.mark.parametrize("dilation, padding, size", [(4, 12, (10, 15)), (1, 3, (3, 4)), (2, 5, (6, 5)), (3, 9, (1, 9))])
+def test_tapwise_conv_equals_the_convolution(dilation, padding, size):
+    """The tap-by-tap path gives the convolution's outputs and gradients (to rounding) in
+    either memory layout, with exact zeros in the weight gradient of the taps that never
+    land on the map."""
+    torch.manual_seed(0)
+    weight = torch.randn(24, 16, 7, 7, requires_grad=True)
+    bias = torch.randn(24, requires_grad=True)
+    for layout in (torch.contiguous_format, torch.channels_last):
+        x = torch.randn(3, 16, *size).contiguous(memory_format=layout).requires_grad_()
+        got = _outputs_and_gradients(lambda t: tapwise_conv2d(t, weight, bias, (dilation,) * 2, (padding,) * 2),
+                                     x, weight, bias)
+        want = _outputs_and_gradients(lambda t: F.conv2d(t, weight, bias, padding=padding, dilation=dilation),
+                                      x, weight, bias)
+        for a, b in zip(got, want):
+            assert a.shape == b.shape
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+        live = {(i, j) for i, j, *_ in live_taps(size, (7, 7), (dilation,) * 2, (padding,) * 2)}
+        dead = [(i, j) for i in range(7) for j in range(7) if (i, j) not in live]
+        assert all(got[2][:, :, i, j].abs().max() == 0 for i, j in dead)
+    # without gradients for the input (fc6 of a frozen body) and in inference
+    with torch.no_grad():
+        y = tapwise_conv2d(torch.randn(1, 16, *size), weight, None, (dilation,) * 2, (padding,) * 2)
+    assert y.shape[:2] == (1, 24)
+
+
+@pytest.mark.parametrize("dilation, padding, size", [(1, 3, (3, 4)), (1, 3, (1, 1)), (2, 6, (4, 5))])
+def test_tapwise_deconv_equals_the_deconvolution(dilation, padding, size):
+    """The same tap-by-tap path for a stride-1 deconvolution (DeconvNet's 7x7 from fc7 on the
+    3x4 map of pool5): the deconvolution's outputs and gradients, in either layout."""
+    torch.manual_seed(0)
+    weight = torch.randn(16, 24, 7, 7, requires_grad=True)  # ConvTranspose2d: C_in x C_out x kh x kw
+    bias = torch.randn(24, requires_grad=True)
+    for layout in (torch.contiguous_format, torch.channels_last):
+        x = torch.randn(3, 16, *size).contiguous(memory_format=layout).requires_grad_()
+        got = _outputs_and_gradients(
+            lambda t: tapwise_conv2d(t, weight, bias, (dilation,) * 2, (padding,) * 2, transposed=True), x, weight, bias)
+        want = _outputs_and_gradients(
+            lambda t: F.conv_transpose2d(t, weight, bias, padding=padding, dilation=dilation), x, weight, bias)
+        for a, b in zip(got, want):
+            assert a.shape == b.shape
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_matmul_conv_runs_tap_by_tap_only_where_the_padding_dominates(monkeypatch):
+    """A stride-1 layer whose live share of products is at most TAPWISE_BELOW runs tap by tap
+    (DilatedNet's fc6 on 10x15, a 7x7 convolution or deconvolution on 3x4), one above it (a
+    7x7 on 5x8, FCN-8s's fc6 on the full photo) or a strided one takes the other paths."""
+    import deep.models.matmul_conv as matmul_conv
+
+    calls = []
+    real = matmul_conv.tapwise_conv2d
+    monkeypatch.setattr(matmul_conv, "tapwise_conv2d", lambda x, *a, **k: calls.append(tuple(x.shape[-2:])) or real(x, *a, **k))
+    MatmulConv2d(4, 8, 7, padding=12, dilation=4)(torch.zeros(1, 4, 10, 15))
+    MatmulConv2d(4, 8, 7, padding=3)(torch.zeros(1, 4, 3, 4))
+    MatmulConv2d(4, 8, 7, padding=3)(torch.zeros(1, 4, 5, 8))
+    MatmulConv2d(4, 8, 7, padding=3, stride=2)(torch.zeros(1, 4, 3, 4))
+    MatmulConvTranspose2d(4, 8, 7, padding=3)(torch.zeros(1, 4, 3, 4))  # DeconvNet's from fc7
+    MatmulConvTranspose2d(4, 8, 7, padding=3)(torch.zeros(1, 4, 5, 8))
+    assert calls == [(10, 15), (3, 4), (3, 4)]
+    monkeypatch.setattr(MatmulConv2d, "TAPWISE_BELOW", 0.0)
+    MatmulConv2d(4, 8, 7, padding=12, dilation=4)(torch.zeros(1, 4, 10, 15))
+    assert len(calls) == 3
 
 
 def _outputs_and_gradients(fn, x, weight, bias):

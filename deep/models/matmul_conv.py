@@ -13,6 +13,15 @@ moved to channels-last: the matrix product reads the weight as a ``out x (in * k
 on every call (25 MB for DeconvNet's fc6 at 1/4 width: 90 ms of its 280 ms training step at
 batch 2 on 80x120 inputs, docs/BENCHMARKS.md).
 The values and the order of the sums are those of the copy, so the results do not change.
+
+A kernel larger than its map reads zero padding at most of its taps: DilatedNet's fc6 (7x7
+at dilation 4, a 25x25-cell window) on the 15x10 map of a 120x80 input multiplies zeros in
+4 of 5 products of its im2col matrix, VGG's fc6 and DeconvNet's deconvolution (7x7) on the
+4x3 pool5 map of that input in 3 of 4. :func:`tapwise_conv2d` runs such a stride-1 layer
+one kernel tap at a time, as a matrix product over the cells where that tap lands inside
+the map, which skips them (below :attr:`MatmulConv2d.TAPWISE_BELOW` live products). Same
+results to float rounding (the sums run in another order); no library computes a
+convolution that skips its padding, hence the hand-written forward and backward.
 """
 
 from __future__ import annotations
@@ -30,6 +39,116 @@ def _small_map(layer: nn.Module, x: torch.Tensor, cells: int, unfold_rows: int) 
         return False
     return cells <= layer.MAX_CELLS and \
         x.shape[0] * unfold_rows * cells * x.element_size() <= layer.MAX_UNFOLD_BYTES
+
+
+def live_taps(size: tuple[int, int], kernel: tuple[int, int], dilation: tuple[int, int],
+              padding: tuple[int, int]) -> list[tuple[int, int, slice, slice, slice, slice]]:
+    """The taps of a stride-1 kernel that land inside a ``size`` map for some output cell:
+    per tap ``(i, j, out_rows, out_cols, in_rows, in_cols)``, the output rectangle it
+    contributes to and the input rectangle it reads (a tap's cells form a rectangle)."""
+
+    def spans(n: int, k: int, d: int, p: int) -> list[tuple[int, slice, slice]]:
+        out = []
+        for t in range(k):
+            shift = t * d - p  # input index = output index + shift
+            lo, hi = max(0, -shift), min(n + 2 * p - d * (k - 1), n - shift)  # output indices
+            if lo < hi:
+                out.append((t, slice(lo, hi), slice(lo + shift, hi + shift)))
+        return out
+
+    rows = spans(size[0], kernel[0], dilation[0], padding[0])
+    cols = spans(size[1], kernel[1], dilation[1], padding[1])
+    return [(i, j, ro, co, ri, ci) for i, ro, ri in rows for j, co, ci in cols]
+
+
+def live_fraction(size: tuple[int, int], kernel: tuple[int, int], dilation: tuple[int, int],
+                  padding: tuple[int, int]) -> float:
+    """The share of the (tap, output cell) products of a stride-1 convolution that read the
+    map rather than its zero padding."""
+    ho = size[0] + 2 * padding[0] - dilation[0] * (kernel[0] - 1)
+    wo = size[1] + 2 * padding[1] - dilation[1] * (kernel[1] - 1)
+    live = sum((ro.stop - ro.start) * (co.stop - co.start)
+               for _, _, ro, co, _, _ in live_taps(size, kernel, dilation, padding))
+    return live / (kernel[0] * kernel[1] * ho * wo)
+
+
+def _cells(n: int, size: tuple[int, int], rows: slice, cols: slice) -> torch.Tensor:
+    """Flat indices, in an ``n x size[0] x size[1]`` grid of cells, of a rectangle in each image."""
+    r = torch.arange(rows.start, rows.stop)[:, None] * size[1] + torch.arange(cols.start, cols.stop)
+    return (torch.arange(n)[:, None] * (size[0] * size[1]) + r.reshape(1, -1)).reshape(-1)
+
+
+class _TapwiseConv(torch.autograd.Function):
+    """A stride-1 convolution summed over its live taps (:func:`live_taps`): per tap, the
+    input cells it reads (rows of the channels-last input) times that tap's C_in x C_out
+    matrix, added into the output cells; backward the same, tap by tap. The weight is
+    handled tap-major (one 2-D transpose each way, the cost of a copy). ``transposed``: the
+    weight is a ``ConvTranspose2d``'s (C_in x C_out x kh x kw), whose stride-1 deconvolution
+    is this convolution with the taps flipped."""
+
+    @staticmethod
+    def forward(ctx, x, weight, taps, out_size, transposed):
+        n, c_in, h, w = x.shape
+        kh, kw = weight.shape[-2:]
+        c_out = weight.shape[1] if transposed else weight.shape[0]
+        x2 = x.permute(0, 2, 3, 1).reshape(-1, c_in)  # N*H*W x C_in (no copy if channels-last)
+        wt = weight.reshape(-1, kh * kw).t().contiguous().view(kh * kw, *weight.shape[:2])
+        index = [(i * kw + j, _cells(n, (h, w), ri, ci), _cells(n, out_size, ro, co))
+                 for i, j, ro, co, ri, ci in taps]
+        out = x.new_zeros(n * out_size[0] * out_size[1], c_out)
+        for t, src, dst in index:
+            out.index_add_(0, dst, x2.index_select(0, src) @ _tap_matrix(wt, t, transposed))
+        ctx.save_for_backward(x2, wt)
+        ctx.index, ctx.shape, ctx.weight_shape, ctx.transposed = index, x.shape, weight.shape, transposed
+        # N x C_out x Ho x Wo, channels-last in memory
+        return out.view(n, *out_size, c_out).permute(0, 3, 1, 2)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x2, wt = ctx.saved_tensors
+        n, c_in, h, w = ctx.shape
+        taps, transposed = wt.shape[0], ctx.transposed
+        g2 = grad.permute(0, 2, 3, 1).reshape(-1, grad.shape[1])
+        gx = torch.zeros_like(x2) if ctx.needs_input_grad[0] else None
+        gw = None
+        if ctx.needs_input_grad[1]:
+            gw = torch.empty_like(wt)
+            live = {taps - 1 - t if transposed else t for t, _, _ in ctx.index}
+            gw[sorted(set(range(taps)) - live)] = 0.0
+        for t, src, dst in ctx.index:
+            g = g2.index_select(0, dst)
+            if gx is not None:
+                gx.index_add_(0, src, g @ _tap_matrix(wt, t, transposed).t())
+            if gw is not None:
+                xs = x2.index_select(0, src)
+                if transposed:
+                    torch.mm(xs.t(), g, out=gw[taps - 1 - t])
+                else:
+                    torch.mm(g.t(), xs, out=gw[t])
+        if gw is not None:
+            gw = gw.view(taps, -1).t().contiguous().view(ctx.weight_shape)
+        return (None if gx is None else gx.view(n, h, w, c_in).permute(0, 3, 1, 2), gw, None, None, None)
+
+
+def _tap_matrix(wt: torch.Tensor, t: int, transposed: bool) -> torch.Tensor:
+    """Tap ``t``'s C_in x C_out matrix of a tap-major weight (a view, no copy)."""
+    return wt[wt.shape[0] - 1 - t] if transposed else wt[t].t()
+
+
+def tapwise_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                   dilation: tuple[int, int], padding: tuple[int, int], transposed: bool = False) -> torch.Tensor:
+    """``F.conv2d`` (stride 1, groups 1, zero padding) computed over the live taps only:
+    the same sums to float rounding, without the products with the padding.
+    ``transposed=True``: ``F.conv_transpose2d`` (stride 1, no output padding) of a
+    ``ConvTranspose2d`` weight, ``padding`` being the deconvolution's own."""
+    size = (x.shape[-2], x.shape[-1])
+    kernel = (weight.shape[-2], weight.shape[-1])
+    if transposed:  # the deconvolution is the convolution with the flipped kernel and this padding
+        padding = (dilation[0] * (kernel[0] - 1) - padding[0], dilation[1] * (kernel[1] - 1) - padding[1])
+    out_size = (size[0] + 2 * padding[0] - dilation[0] * (kernel[0] - 1),
+                size[1] + 2 * padding[1] - dilation[1] * (kernel[1] - 1))
+    out = _TapwiseConv.apply(x, weight, live_taps(size, kernel, dilation, padding), out_size, transposed)
+    return out if bias is None else out + bias[:, None, None]
 
 
 class _ContiguousWeight:
@@ -61,6 +180,9 @@ class MatmulConv2d(_ContiguousWeight, nn.Conv2d):
     MAX_CELLS = 256
     #: the largest unfolded input (batch x in_channels * kernel area x output cells) built
     MAX_UNFOLD_BYTES = 256 * 2**20
+    #: at most this share of live (tap, cell) products, a stride-1 layer runs tap by tap
+    #: (:func:`tapwise_conv2d`) instead of unfolding the padding too
+    TAPWISE_BELOW = 0.35
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, _, h, w = x.shape
@@ -70,6 +192,8 @@ class MatmulConv2d(_ContiguousWeight, nn.Conv2d):
         wo = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
         if not _small_map(self, x, ho * wo, self.in_channels * kh * kw):
             return super().forward(x)
+        if (sh, sw) == (1, 1) and live_fraction((h, w), (kh, kw), (dh, dw), (ph, pw)) <= self.TAPWISE_BELOW:
+            return tapwise_conv2d(x, self.weight, self.bias, (dh, dw), (ph, pw))
         cols = F.unfold(x, (kh, kw), dilation=(dh, dw), padding=(ph, pw), stride=(sh, sw))
         out = self.weight.reshape(self.out_channels, -1) @ cols  # (n, out_channels, ho * wo)
         if self.bias is not None:
@@ -91,6 +215,7 @@ class MatmulConvTranspose2d(_ContiguousWeight, nn.ConvTranspose2d):
 
     MAX_CELLS = MatmulConv2d.MAX_CELLS
     MAX_UNFOLD_BYTES = MatmulConv2d.MAX_UNFOLD_BYTES
+    TAPWISE_BELOW = MatmulConv2d.TAPWISE_BELOW
 
     def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
         n, _, h, w = x.shape
@@ -98,6 +223,9 @@ class MatmulConvTranspose2d(_ContiguousWeight, nn.ConvTranspose2d):
         if self.stride != (1, 1) or any(self.output_padding) or output_size is not None \
                 or not _small_map(self, x, h * w, self.out_channels * kh * kw):
             return super().forward(x, output_size)
+        flipped = (dh * (kh - 1) - ph, dw * (kw - 1) - pw)  # the padding of the equivalent convolution
+        if min(flipped) >= 0 and live_fraction((h, w), (kh, kw), (dh, dw), flipped) <= self.TAPWISE_BELOW:
+            return tapwise_conv2d(x, self.weight, self.bias, (dh, dw), (ph, pw), transposed=True)
         ho = h - 2 * ph + dh * (kh - 1)
         wo = w - 2 * pw + dw * (kw - 1)
         cols = self.weight.reshape(self.in_channels, -1).t() @ x.reshape(n, self.in_channels, h * w)
