@@ -526,23 +526,30 @@ def test_tapwise_deconv_equals_the_deconvolution(dilation, padding, size):
 
 
 def test_matmul_conv_runs_tap_by_tap_only_where_the_padding_dominates(monkeypatch):
-    """A stride-1 layer whose live share of products is at most TAPWISE_BELOW runs tap by tap
-    (DilatedNet's fc6 on 10x15, a 7x7 convolution or deconvolution on 3x4), one above it (a
-    7x7 on 5x8, FCN-8s's fc6 on the full photo) or a strided one takes the other paths."""
+    """A stride-1 layer runs tap by tap where at most TAPWISE_BELOW of its products are live
+    and the batch skips at least TAPWISE_MIN_SKIPPED per weight: DilatedNet's fc6 on 15x10
+    (240 skipped at batch 2), a 7x7 convolution or deconvolution on 4x3 at batch 8 (72) but
+    not at batch 2 (18: DeconvNet's training step), not a 7x7 on 8x5 (FCN-8s's fc6 on the
+    full photo, half its products live) nor a strided one."""
     import deep.models.matmul_conv as matmul_conv
 
     calls = []
     real = matmul_conv.tapwise_conv2d
-    monkeypatch.setattr(matmul_conv, "tapwise_conv2d", lambda x, *a, **k: calls.append(tuple(x.shape[-2:])) or real(x, *a, **k))
-    MatmulConv2d(4, 8, 7, padding=12, dilation=4)(torch.zeros(1, 4, 10, 15))
-    MatmulConv2d(4, 8, 7, padding=3)(torch.zeros(1, 4, 3, 4))
-    MatmulConv2d(4, 8, 7, padding=3)(torch.zeros(1, 4, 5, 8))
-    MatmulConv2d(4, 8, 7, padding=3, stride=2)(torch.zeros(1, 4, 3, 4))
-    MatmulConvTranspose2d(4, 8, 7, padding=3)(torch.zeros(1, 4, 3, 4))  # DeconvNet's from fc7
-    MatmulConvTranspose2d(4, 8, 7, padding=3)(torch.zeros(1, 4, 5, 8))
-    assert calls == [(10, 15), (3, 4), (3, 4)]
+    monkeypatch.setattr(matmul_conv, "tapwise_conv2d",
+                        lambda x, *a, **k: calls.append(tuple(x.shape)) or real(x, *a, **k))
+    MatmulConv2d(4, 8, 7, padding=12, dilation=4)(torch.zeros(2, 4, 15, 10))
+    MatmulConv2d(4, 8, 7, padding=3)(torch.zeros(8, 4, 4, 3))
+    MatmulConv2d(4, 8, 7, padding=3)(torch.zeros(2, 4, 4, 3))
+    MatmulConv2d(4, 8, 7, padding=3)(torch.zeros(8, 4, 8, 5))
+    MatmulConv2d(4, 8, 7, padding=3, stride=2)(torch.zeros(8, 4, 4, 3))
+    MatmulConvTranspose2d(4, 8, 7, padding=3)(torch.zeros(8, 4, 4, 3))
+    MatmulConvTranspose2d(4, 8, 7, padding=3)(torch.zeros(2, 4, 4, 3))
+    assert calls == [(2, 4, 15, 10), (8, 4, 4, 3), (8, 4, 4, 3)]
     monkeypatch.setattr(MatmulConv2d, "TAPWISE_BELOW", 0.0)
-    MatmulConv2d(4, 8, 7, padding=12, dilation=4)(torch.zeros(1, 4, 10, 15))
+    MatmulConv2d(4, 8, 7, padding=12, dilation=4)(torch.zeros(2, 4, 15, 10))
+    monkeypatch.setattr(MatmulConv2d, "TAPWISE_BELOW", 0.35)
+    monkeypatch.setattr(MatmulConv2d, "TAPWISE_MIN_SKIPPED", 241)
+    MatmulConv2d(4, 8, 7, padding=12, dilation=4)(torch.zeros(2, 4, 15, 10))
     assert len(calls) == 3
 
 

@@ -151,6 +151,12 @@ def tapwise_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
     return out if bias is None else out + bias[:, None, None]
 
 
+def _tapwise_pays(layer: nn.Module, out_cells: int, live: float) -> bool:
+    """Whether ``layer`` runs tap by tap: few live products (``TAPWISE_BELOW``) and enough
+    skipped ones (``TAPWISE_MIN_SKIPPED``) over the batch's ``out_cells`` output cells."""
+    return live <= layer.TAPWISE_BELOW and (1.0 - live) * out_cells >= layer.TAPWISE_MIN_SKIPPED
+
+
 class _ContiguousWeight:
     """Keeps a CPU weight in the contiguous layout through ``module.to(memory_format=...)``
     (on other devices the layer is the convolution, which takes the network's layout)."""
@@ -181,8 +187,13 @@ class MatmulConv2d(_ContiguousWeight, nn.Conv2d):
     #: the largest unfolded input (batch x in_channels * kernel area x output cells) built
     MAX_UNFOLD_BYTES = 256 * 2**20
     #: at most this share of live (tap, cell) products, a stride-1 layer runs tap by tap
-    #: (:func:`tapwise_conv2d`) instead of unfolding the padding too
+    #: (:func:`tapwise_conv2d`) instead of unfolding the padding too ...
     TAPWISE_BELOW = 0.35
+    #: ... when it skips at least this many products per weight (batch x output cells x dead
+    #: share): below that the two weight transposes cost more than the products skipped
+    #: (one thread: DilatedNet's fc6 at batch 1, 120 skipped, 1.6x faster; a 7x7 on 4x3 cells
+    #: at batch 2, 18 skipped, 1.6-1.9x slower, even at about 60; docs/BENCHMARKS.md)
+    TAPWISE_MIN_SKIPPED = 64
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, _, h, w = x.shape
@@ -192,7 +203,7 @@ class MatmulConv2d(_ContiguousWeight, nn.Conv2d):
         wo = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
         if not _small_map(self, x, ho * wo, self.in_channels * kh * kw):
             return super().forward(x)
-        if (sh, sw) == (1, 1) and live_fraction((h, w), (kh, kw), (dh, dw), (ph, pw)) <= self.TAPWISE_BELOW:
+        if (sh, sw) == (1, 1) and _tapwise_pays(self, n * ho * wo, live_fraction((h, w), (kh, kw), (dh, dw), (ph, pw))):
             return tapwise_conv2d(x, self.weight, self.bias, (dh, dw), (ph, pw))
         cols = F.unfold(x, (kh, kw), dilation=(dh, dw), padding=(ph, pw), stride=(sh, sw))
         out = self.weight.reshape(self.out_channels, -1) @ cols  # (n, out_channels, ho * wo)
@@ -216,6 +227,7 @@ class MatmulConvTranspose2d(_ContiguousWeight, nn.ConvTranspose2d):
     MAX_CELLS = MatmulConv2d.MAX_CELLS
     MAX_UNFOLD_BYTES = MatmulConv2d.MAX_UNFOLD_BYTES
     TAPWISE_BELOW = MatmulConv2d.TAPWISE_BELOW
+    TAPWISE_MIN_SKIPPED = MatmulConv2d.TAPWISE_MIN_SKIPPED
 
     def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
         n, _, h, w = x.shape
@@ -224,10 +236,10 @@ class MatmulConvTranspose2d(_ContiguousWeight, nn.ConvTranspose2d):
                 or not _small_map(self, x, h * w, self.out_channels * kh * kw):
             return super().forward(x, output_size)
         flipped = (dh * (kh - 1) - ph, dw * (kw - 1) - pw)  # the padding of the equivalent convolution
-        if min(flipped) >= 0 and live_fraction((h, w), (kh, kw), (dh, dw), flipped) <= self.TAPWISE_BELOW:
-            return tapwise_conv2d(x, self.weight, self.bias, (dh, dw), (ph, pw), transposed=True)
         ho = h - 2 * ph + dh * (kh - 1)
         wo = w - 2 * pw + dw * (kw - 1)
+        if min(flipped) >= 0 and _tapwise_pays(self, n * ho * wo, live_fraction((h, w), (kh, kw), (dh, dw), flipped)):
+            return tapwise_conv2d(x, self.weight, self.bias, (dh, dw), (ph, pw), transposed=True)
         cols = self.weight.reshape(self.in_channels, -1).t() @ x.reshape(n, self.in_channels, h * w)
         out = F.fold(cols, (ho, wo), (kh, kw), dilation=(dh, dw), padding=(ph, pw))
         if self.bias is not None:
