@@ -199,7 +199,7 @@ def test_the_deep_suite_gives_every_network_one_recipe():
     FCNs (scores at 1/32) the full photo at 1/8 width: the arithmetic per image of half size
     at 1/4 width."""
     jobs = load_suite("deep").jobs
-    recipe = {"width": 0.25, "scale": 0.5, "epochs": 25, "batch_size": 2, "lr": 0.002, "warmup_epochs": 1,
+    recipe = {"width": 0.25, "scale": 0.5, "epochs": 40, "batch_size": 2, "lr": 0.002, "warmup_epochs": 1,
               "class_weights": "none", "scale_range": [0.75, 1.25], "jitter": 0.1, "val_every": 10}
     full_photo = {"scale": 1.0, "width": 0.125}
     by_method = {j.method: j.settings for j in jobs}
