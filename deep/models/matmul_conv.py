@@ -19,7 +19,8 @@ at dilation 4, a 25x25-cell window) on the 15x10 map of a 120x80 input multiplie
 4 of 5 products of its im2col matrix, VGG's fc6 and DeconvNet's deconvolution (7x7) on the
 4x3 pool5 map of that input in 3 of 4. :func:`tapwise_conv2d` runs such a stride-1 layer
 one kernel tap at a time, as a matrix product over the cells where that tap lands inside
-the map, which skips them (below :attr:`MatmulConv2d.TAPWISE_BELOW` live products). Same
+the map, which skips them (where few products are live and the batch skips enough of them
+to pay for two weight transposes: :attr:`MatmulConv2d.TAPWISE_BELOW`, ``TAPWISE_MIN_SKIPPED``). Same
 results to float rounding (the sums run in another order); no library computes a
 convolution that skips its padding, hence the hand-written forward and backward.
 """
@@ -191,8 +192,9 @@ class MatmulConv2d(_ContiguousWeight, nn.Conv2d):
     TAPWISE_BELOW = 0.35
     #: ... when it skips at least this many products per weight (batch x output cells x dead
     #: share): below that the two weight transposes cost more than the products skipped
-    #: (one thread: DilatedNet's fc6 at batch 1, 120 skipped, 1.6x faster; a 7x7 on 4x3 cells
-    #: at batch 2, 18 skipped, 1.6-1.9x slower, even at about 60; docs/BENCHMARKS.md)
+    #: (one thread: DilatedNet's fc6 at batch 2, 240 skipped, 1.4x faster; a 7x7 on 4x3 cells
+    #: at batch 2, 18 skipped, 1.6-1.9x slower; the two cross between about 40 and 150;
+    #: docs/BENCHMARKS.md)
     TAPWISE_MIN_SKIPPED = 64
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -220,8 +222,9 @@ class MatmulConvTranspose2d(_ContiguousWeight, nn.ConvTranspose2d):
     For DeconvNet's 7x7 deconvolution from fc7 (4096 channels) back to pool5's map on a few
     cells, oneDNN is slower than the matrix product (with the weights kept contiguous,
     DeconvNet trained 1.41x faster on the default suite, docs/BENCHMARKS.md). Same
-    parameters and results as the deconvolution to float rounding. Strided or grouped
-    layers, other devices and larger maps take the deconvolution.
+    parameters and results as the deconvolution to float rounding. Where most of its
+    products would be with the padding it runs tap by tap, as :class:`MatmulConv2d` does.
+    Strided or grouped layers, other devices and larger maps take the deconvolution.
     """
 
     MAX_CELLS = MatmulConv2d.MAX_CELLS
