@@ -27,6 +27,8 @@ convolution that skips its padding, hence the hand-written forward and backward.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -42,41 +44,64 @@ def _small_map(layer: nn.Module, x: torch.Tensor, cells: int, unfold_rows: int) 
         x.shape[0] * unfold_rows * cells * x.element_size() <= layer.MAX_UNFOLD_BYTES
 
 
+def _out_size(size: tuple[int, int], kernel: tuple[int, int], dilation: tuple[int, int],
+              padding: tuple[int, int]) -> tuple[int, int]:
+    """Output height and width of a stride-1 convolution."""
+    return (size[0] + 2 * padding[0] - dilation[0] * (kernel[0] - 1),
+            size[1] + 2 * padding[1] - dilation[1] * (kernel[1] - 1))
+
+
+@functools.lru_cache(maxsize=64)
 def live_taps(size: tuple[int, int], kernel: tuple[int, int], dilation: tuple[int, int],
-              padding: tuple[int, int]) -> list[tuple[int, int, slice, slice, slice, slice]]:
+              padding: tuple[int, int]) -> tuple[tuple[int, int, slice, slice, slice, slice], ...]:
     """The taps of a stride-1 kernel that land inside a ``size`` map for some output cell:
     per tap ``(i, j, out_rows, out_cols, in_rows, in_cols)``, the output rectangle it
-    contributes to and the input rectangle it reads (a tap's cells form a rectangle)."""
+    contributes to and the input rectangle it reads (a tap's cells form a rectangle).
+    Cached: a layer asks for the same map size on every call."""
+    out = _out_size(size, kernel, dilation, padding)
 
-    def spans(n: int, k: int, d: int, p: int) -> list[tuple[int, slice, slice]]:
-        out = []
-        for t in range(k):
-            shift = t * d - p  # input index = output index + shift
-            lo, hi = max(0, -shift), min(n + 2 * p - d * (k - 1), n - shift)  # output indices
+    def spans(axis: int) -> list[tuple[int, slice, slice]]:
+        found = []
+        for t in range(kernel[axis]):
+            shift = t * dilation[axis] - padding[axis]  # input index = output index + shift
+            lo, hi = max(0, -shift), min(out[axis], size[axis] - shift)  # output indices
             if lo < hi:
-                out.append((t, slice(lo, hi), slice(lo + shift, hi + shift)))
-        return out
+                found.append((t, slice(lo, hi), slice(lo + shift, hi + shift)))
+        return found
 
-    rows = spans(size[0], kernel[0], dilation[0], padding[0])
-    cols = spans(size[1], kernel[1], dilation[1], padding[1])
-    return [(i, j, ro, co, ri, ci) for i, ro, ri in rows for j, co, ci in cols]
+    return tuple((i, j, ro, co, ri, ci) for i, ro, ri in spans(0) for j, co, ci in spans(1))
 
 
 def live_fraction(size: tuple[int, int], kernel: tuple[int, int], dilation: tuple[int, int],
                   padding: tuple[int, int]) -> float:
     """The share of the (tap, output cell) products of a stride-1 convolution that read the
     map rather than its zero padding."""
-    ho = size[0] + 2 * padding[0] - dilation[0] * (kernel[0] - 1)
-    wo = size[1] + 2 * padding[1] - dilation[1] * (kernel[1] - 1)
+    ho, wo = _out_size(size, kernel, dilation, padding)
     live = sum((ro.stop - ro.start) * (co.stop - co.start)
                for _, _, ro, co, _, _ in live_taps(size, kernel, dilation, padding))
     return live / (kernel[0] * kernel[1] * ho * wo)
+
+
+def _flipped_padding(kernel: tuple[int, int], dilation: tuple[int, int],
+                     padding: tuple[int, int]) -> tuple[int, int]:
+    """The padding of the convolution (flipped kernel) that a stride-1 deconvolution is."""
+    return dilation[0] * (kernel[0] - 1) - padding[0], dilation[1] * (kernel[1] - 1) - padding[1]
 
 
 def _cells(n: int, size: tuple[int, int], rows: slice, cols: slice) -> torch.Tensor:
     """Flat indices, in an ``n x size[0] x size[1]`` grid of cells, of a rectangle in each image."""
     r = torch.arange(rows.start, rows.stop)[:, None] * size[1] + torch.arange(cols.start, cols.stop)
     return (torch.arange(n)[:, None] * (size[0] * size[1]) + r.reshape(1, -1)).reshape(-1)
+
+
+@functools.lru_cache(maxsize=64)
+def _tap_index(n: int, size: tuple[int, int], kernel: tuple[int, int], dilation: tuple[int, int],
+               padding: tuple[int, int]) -> tuple[tuple[int, torch.Tensor, torch.Tensor], ...]:
+    """Per live tap: its flat index in the kernel, the input cells it reads and the output
+    cells it writes, over a batch of ``n`` (read-only index tensors, cached per shape)."""
+    out = _out_size(size, kernel, dilation, padding)
+    return tuple((i * kernel[1] + j, _cells(n, size, ri, ci), _cells(n, out, ro, co))
+                 for i, j, ro, co, ri, ci in live_taps(size, kernel, dilation, padding))
 
 
 class _TapwiseConv(torch.autograd.Function):
@@ -88,14 +113,12 @@ class _TapwiseConv(torch.autograd.Function):
     is this convolution with the taps flipped."""
 
     @staticmethod
-    def forward(ctx, x, weight, taps, out_size, transposed):
+    def forward(ctx, x, weight, index, out_size, transposed):
         n, c_in, h, w = x.shape
         kh, kw = weight.shape[-2:]
         c_out = weight.shape[1] if transposed else weight.shape[0]
         x2 = x.permute(0, 2, 3, 1).reshape(-1, c_in)  # N*H*W x C_in (no copy if channels-last)
         wt = weight.reshape(-1, kh * kw).t().contiguous().view(kh * kw, *weight.shape[:2])
-        index = [(i * kw + j, _cells(n, (h, w), ri, ci), _cells(n, out_size, ro, co))
-                 for i, j, ro, co, ri, ci in taps]
         out = x.new_zeros(n * out_size[0] * out_size[1], c_out)
         for t, src, dst in index:
             out.index_add_(0, dst, x2.index_select(0, src) @ _tap_matrix(wt, t, transposed))
@@ -144,11 +167,10 @@ def tapwise_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
     ``ConvTranspose2d`` weight, ``padding`` being the deconvolution's own."""
     size = (x.shape[-2], x.shape[-1])
     kernel = (weight.shape[-2], weight.shape[-1])
-    if transposed:  # the deconvolution is the convolution with the flipped kernel and this padding
-        padding = (dilation[0] * (kernel[0] - 1) - padding[0], dilation[1] * (kernel[1] - 1) - padding[1])
-    out_size = (size[0] + 2 * padding[0] - dilation[0] * (kernel[0] - 1),
-                size[1] + 2 * padding[1] - dilation[1] * (kernel[1] - 1))
-    out = _TapwiseConv.apply(x, weight, live_taps(size, kernel, dilation, padding), out_size, transposed)
+    if transposed:  # the deconvolution is the convolution with the flipped kernel
+        padding = _flipped_padding(kernel, dilation, padding)
+    out = _TapwiseConv.apply(x, weight, _tap_index(x.shape[0], size, kernel, dilation, padding),
+                             _out_size(size, kernel, dilation, padding), transposed)
     return out if bias is None else out + bias[:, None, None]
 
 
@@ -238,7 +260,7 @@ class MatmulConvTranspose2d(_ContiguousWeight, nn.ConvTranspose2d):
         if self.stride != (1, 1) or any(self.output_padding) or output_size is not None \
                 or not _small_map(self, x, h * w, self.out_channels * kh * kw):
             return super().forward(x, output_size)
-        flipped = (dh * (kh - 1) - ph, dw * (kw - 1) - pw)  # the padding of the equivalent convolution
+        flipped = _flipped_padding((kh, kw), (dh, dw), (ph, pw))
         ho = h - 2 * ph + dh * (kh - 1)
         wo = w - 2 * pw + dw * (kw - 1)
         if min(flipped) >= 0 and _tapwise_pays(self, n * ho * wo, live_fraction((h, w), (kh, kw), (dh, dw), flipped)):
