@@ -16,7 +16,7 @@ from bench.method import FitContext
 from deep.engine import transforms as T
 from deep.engine.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
 from deep.engine.config import TrainConfig, use_channels_last
-from deep.engine.data import median_frequency_weights
+from deep.engine.data import class_weights, median_frequency_weights
 from deep.engine.loop import snapshot_epochs, train
 from deep.models import create_model
 
@@ -195,6 +195,21 @@ def test_median_frequency_weights_hand_made():
     assert w.dtype == np.float32
     # no ignore index: freq 1/4 and 3/4, median 1/2
     np.testing.assert_allclose(median_frequency_weights([np.array([[0, 1, 1, 1]])], 2, None), [2.0, 2 / 3], rtol=1e-6)
+
+
+def test_class_weights_kinds_on_a_split(splits):
+    train_split = splits[0]
+    full = median_frequency_weights((s.label for s in train_split), train_split.info.num_classes,
+                                    train_split.info.ignore_index)
+    cpu = torch.device("cpu")
+    assert class_weights(train_split, "none", cpu, progress=False) is None
+    np.testing.assert_allclose(class_weights(train_split, "median-freq", cpu, progress=False).numpy(), full)
+    soft = class_weights(train_split, "sqrt-median-freq", cpu, progress=False).numpy()
+    np.testing.assert_allclose(soft, np.sqrt(full), rtol=1e-6)
+    # the same order of classes, half the spread in log scale
+    assert list(np.argsort(soft)) == list(np.argsort(full))
+    assert np.ptp(np.log(soft)) == pytest.approx(np.ptp(np.log(full)) / 2, rel=1e-5)
+    assert np.ptp(full) > 0  # the split's classes are not balanced, so the check above bites
 
 
 def test_median_frequency_loss_and_bf16_amp_run_on_cpu(splits, tmp_path):

@@ -12,7 +12,7 @@ from bench.method import runtime_setting
 
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("poly", "cosine", "constant")
-CLASS_WEIGHTS = ("none", "median-freq")
+CLASS_WEIGHTS = ("none", "median-freq", "sqrt-median-freq")
 AMPS = ("none", "bf16", "fp16")
 IN_MEMORY = ("auto", "on", "off")
 #: settings a resumed run may change without changing what the finished run computes
@@ -32,7 +32,7 @@ class TrainConfig:
     schedule: str = "poly"  # "poly" (power 0.9, per iteration) | "cosine" | "constant"
     warmup_epochs: float = 0.0  # linear learning-rate warm-up over this many epochs' steps, then the schedule
     weight_decay: float = 1e-4
-    class_weights: str = "none"  # "none" | "median-freq" (SegNet's median frequency balancing)
+    class_weights: str = "none"  # "none" | "median-freq" (SegNet's median frequency balancing) | "sqrt-median-freq" (its square root)
     #: recompute BatchNorm running statistics over the training images before each validation
     #: and after the last epoch (deep.engine.batchnorm); networks without BatchNorm: no effect
     precise_bn: bool = True
@@ -87,7 +87,7 @@ class TrainConfig:
              f"schedule must be 'poly', 'cosine' or 'constant', got {self.schedule!r}"),
             (self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}"),
             (self.class_weights in CLASS_WEIGHTS,
-             f"class_weights must be 'none' or 'median-freq', got {self.class_weights!r}"),
+             f"class_weights must be one of {', '.join(CLASS_WEIGHTS)}, got {self.class_weights!r}"),
             (self.scale > 0, f"scale must be > 0, got {self.scale}"),
             (range_ok, f"scale_range must be (low, high) with 0 < low <= high, got {self.scale_range}"),
             (crop_ok, f"crop must be None, 0, an int or (height, width) >= 1, got {self.crop!r}"),

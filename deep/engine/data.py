@@ -230,9 +230,14 @@ def median_frequency_weights(labels: Iterable[np.ndarray], num_classes: int, ign
 
 
 def class_weights(split: Split, kind: str, device: torch.device, progress: bool) -> torch.Tensor | None:
-    """The loss's per-class weights (``kind`` "median-freq"), or None ("none")."""
+    """The loss's per-class weights: ``kind`` "median-freq" (median frequency balancing),
+    "sqrt-median-freq" (the square root of those weights: the same order, half the
+    log-range, so rare classes gain without large ones being given away), or None ("none")."""
     if kind == "none":
         return None
     labels = (s.label for s in tqdm(split, desc="class frequencies", unit="img", leave=False, disable=not progress))
     info = split.info
-    return torch.from_numpy(median_frequency_weights(labels, info.num_classes, info.ignore_index)).to(device)
+    weights = median_frequency_weights(labels, info.num_classes, info.ignore_index)
+    if kind == "sqrt-median-freq":
+        weights = np.sqrt(weights)
+    return torch.from_numpy(weights).to(device)
