@@ -23,7 +23,8 @@ def main(out: str, paths: list[str]) -> None:
     for path in sorted(paths):
         name = Path(path).name.split("-history")[0]
         h = pd.read_csv(path)
-        ax_miou.plot(h["epoch"], 100 * h["val_miou"], marker="o", label=name)
+        scored = h.dropna(subset=["val_miou"])  # epochs without validation (val_every) have none
+        ax_miou.plot(scored["epoch"], 100 * scored["val_miou"], marker="o", label=name)
         ax_loss.plot(h["epoch"], h["train_loss"], marker="o", label=name)
     ax_miou.set(xlabel="epoch", ylabel="val mIoU (%)", title="validation mIoU")
     ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="training loss")
