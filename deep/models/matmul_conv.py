@@ -261,8 +261,7 @@ class MatmulConvTranspose2d(_ContiguousWeight, nn.ConvTranspose2d):
                 or not _small_map(self, x, h * w, self.out_channels * kh * kw):
             return super().forward(x, output_size)
         flipped = _flipped_padding((kh, kw), (dh, dw), (ph, pw))
-        ho = h - 2 * ph + dh * (kh - 1)
-        wo = w - 2 * pw + dw * (kw - 1)
+        ho, wo = _out_size((h, w), (kh, kw), (dh, dw), flipped)
         if min(flipped) >= 0 and _tapwise_pays(self, n * ho * wo, live_fraction((h, w), (kh, kw), (dh, dw), flipped)):
             return tapwise_conv2d(x, self.weight, self.bias, (dh, dw), (ph, pw), transposed=True)
         cols = self.weight.reshape(self.in_channels, -1).t() @ x.reshape(n, self.in_channels, h * w)
