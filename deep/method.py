@@ -348,13 +348,16 @@ class SegNetBasic(DeepMethod):
 
 @dataclasses.dataclass
 class DilatedNetSettings(BatchNormSettings):
-    """DilatedNet's settings: :class:`BatchNormSettings` and ``context``: "basic" (the basic
-    context module on the front end's scores) or "none" (the front end alone)."""
+    """DilatedNet's settings: :class:`BatchNormSettings`, ``context``: "basic" (the basic
+    context module on the front end's scores) or "none" (the front end alone), and
+    ``dropout``: the drop rate after fc6 and fc7 (the paper's 0.5)."""
 
     context: str = "basic"
+    dropout: float = 0.5
 
     def _network_checks(self) -> list[tuple[bool, str]]:
-        return [(self.context in CONTEXT_MODES, f"context must be one of {CONTEXT_MODES}, got {self.context!r}")] \
+        return [(self.context in CONTEXT_MODES, f"context must be one of {CONTEXT_MODES}, got {self.context!r}"),
+                (0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}")] \
             + super()._network_checks()
 
 
@@ -365,4 +368,4 @@ class DilatedNet(BatchNormOption):
     Settings = DilatedNetSettings
 
     def network_options(self) -> dict[str, Any]:
-        return {**super().network_options(), "context": self.settings.context}
+        return {**super().network_options(), "context": self.settings.context, "dropout": self.settings.dropout}

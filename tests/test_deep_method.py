@@ -80,6 +80,22 @@ def test_dilatednet_context_setting_reaches_the_network():
         create_method("dilatednet", {"context": "large"})
 
 
+def test_dilatednet_dropout_setting_reaches_fc6_and_fc7():
+    def rates(settings):
+        with torch.device("meta"):
+            net = create_method("dilatednet", {"width": 0.125, **settings}).create_network(3)
+        return [m.p for m in net.modules() if isinstance(m, torch.nn.Dropout)]
+
+    assert rates({}) == [0.5, 0.5]  # the paper's
+    assert rates({"dropout": 0.2}) == [0.2, 0.2]
+    assert rates({"dropout": 0.0}) == []  # no dropout layer at all
+    with pytest.raises(MethodError, match="dropout must be in"):
+        create_method("dilatednet", {"dropout": 1.0})
+    # the new setting at its default keeps the job ids of before
+    assert job_id("dilatednet", {"dropout": 0.5}, "d", None, "val", 0, "cpu", "mmseg") \
+        == job_id("dilatednet", {}, "d", None, "val", 0, "cpu", "mmseg")
+
+
 def test_fit_and_predict_odd_sizes(fitted_unet):
     method = fitted_unet
     rng = np.random.default_rng(5)
