@@ -195,17 +195,18 @@ def test_a_default_no_job_can_take_is_an_error(tmp_path):
 
 def test_the_deep_suite_gives_every_network_one_recipe():
     """deep.yaml's defaults block is every job's recipe; a job's own settings only add the
-    higher rate of the BatchNorm networks, the BatchNorm of U-Net and the FCNs, and for the
-    FCNs (scores at 1/32) the full photo at 1/8 width: the arithmetic per image of half size
-    at 1/4 width."""
+    higher rate of the BatchNorm networks, the BatchNorm of U-Net, the FCNs and DilatedNet, and
+    for the FCNs (scores at 1/32) and DilatedNet the full photo at 1/8 width: the arithmetic per
+    image of half size at 1/4 width."""
     jobs = load_suite("deep").jobs
     recipe = {"width": 0.25, "scale": 0.5, "epochs": 40, "batch_size": 2, "lr": 0.002, "warmup_epochs": 1,
               "class_weights": "none", "scale_range": [0.75, 1.25], "jitter": 0.1, "val_every": 10}
     full_photo = {"scale": 1.0, "width": 0.125}
     by_method = {j.method: j.settings for j in jobs}
-    assert by_method["dilatednet"] == recipe
     for net in ("fcn32s", "fcn16s", "fcn8s"):
         assert by_method[net] == {**recipe, "lr": 0.004, "batch_norm": True, **full_photo}
+    # DilatedNet as the FCNs, without dropout (its paper's layout drew one map for every photo)
+    assert by_method["dilatednet"] == {**by_method["fcn8s"], "dropout": 0.0}
     assert by_method["unet"] == {**recipe, "lr": 0.004, "batch_norm": True}
     for net in ("deconvnet", "segnet", "segnet-basic"):
         assert by_method[net] == {**recipe, "lr": 0.004}
@@ -216,5 +217,7 @@ def test_the_deep_suite_gives_every_network_one_recipe():
     assert by_method["lraspp-mobilenet-v3-large"] == recipe_bn
     for job in jobs:  # the modern networks have no width; nothing else differs
         differs = {k for k in set(job.settings) | set(recipe) if job.settings.get(k) != recipe.get(k)}
-        assert differs <= {"width", "lr", "batch_norm"} | ({"scale"} if job.method.startswith("fcn") else set()), \
+        full = job.method.startswith("fcn") or job.method == "dilatednet"
+        assert differs <= {"width", "lr", "batch_norm"} | ({"scale"} if full else set()) \
+            | ({"dropout"} if job.method == "dilatednet" else set()), \
             job.method
