@@ -195,9 +195,9 @@ def test_a_default_no_job_can_take_is_an_error(tmp_path):
 
 def test_the_deep_suite_gives_every_network_one_recipe():
     """deep.yaml's defaults block is every job's recipe; a job's own settings only add the
-    higher rate of the BatchNorm networks, the BatchNorm of U-Net, the FCNs and DilatedNet, and
-    for the FCNs (scores at 1/32) and DilatedNet the full photo at 1/8 width: the arithmetic per
-    image of half size at 1/4 width."""
+    higher rate of the BatchNorm networks, the BatchNorm of U-Net, the FCNs and DilatedNet, for
+    the FCNs (scores at 1/32) and DilatedNet the full photo at 1/8 width (the arithmetic per
+    image of half size at 1/4 width), and DilatedNet's dropout off."""
     jobs = load_suite("deep").jobs
     recipe = {"width": 0.25, "scale": 0.5, "epochs": 40, "batch_size": 2, "lr": 0.002, "warmup_epochs": 1,
               "class_weights": "none", "scale_range": [0.75, 1.25], "jitter": 0.1, "val_every": 10}
