@@ -1,6 +1,7 @@
 #!/usr/bin/env python
 """Seconds of one training step (forward, loss, backward, Adam) of a network under the speed
-options the trainer has: eager, channels-last, torch.compile, both.
+options the trainer has: eager, channels-last, torch.compile, both, and bf16 autocast (``amp: bf16``,
+which changes the numerics) with and without channels-last.
 
     python scripts/train_step_options.py --networks fcn8s,segnet --input 180x240 --batch 8
 
@@ -30,8 +31,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.method import create_method  # noqa: E402
 from bench.run.provenance import device_name  # noqa: E402
 
-OPTIONS = {"eager": (False, False), "channels-last": (True, False), "compile": (False, True),
-           "compile + channels-last": (True, True)}
+# option -> (channels-last, torch.compile, bf16 autocast); bf16 changes the numerics (the trainer's ``amp: bf16``)
+OPTIONS = {"eager": (False, False, False), "channels-last": (True, False, False), "compile": (False, True, False),
+           "compile + channels-last": (True, True, False), "bf16": (False, False, True),
+           "bf16 + channels-last": (True, False, True)}
 
 
 def matmul_gflops(n: int = 2048, iters: int = 5) -> float:
@@ -47,7 +50,7 @@ def matmul_gflops(n: int = 2048, iters: int = 5) -> float:
 
 
 def step_speed(name: str, width: float, size: tuple[int, int], batch: int, channels_last: bool, compiled: bool,
-               iters: int) -> tuple[float, float, float]:
+               iters: int, bf16: bool = False) -> tuple[float, float, float]:
     """(images/s of the median step, seconds of the first two untimed steps, GFLOP a step)."""
     torch.manual_seed(0)
     net = create_method(name, {"width": width}).create_network(11)
@@ -60,7 +63,9 @@ def step_speed(name: str, width: float, size: tuple[int, int], batch: int, chann
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)
-        loss_fn(net(x), y).backward()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = loss_fn(net(x), y)
+        loss.backward()
         opt.step()
 
     fn = torch.compile(step) if compiled else step
@@ -98,8 +103,8 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     options = {k: v for k, v in OPTIONS.items() if k in chosen}
     for name in args.networks.split(","):
-        for option, (cl, comp) in options.items():
-            rate, first, gflop = step_speed(name, args.width, size, args.batch, cl, comp, args.iters)
+        for option, (cl, comp, bf16) in options.items():
+            rate, first, gflop = step_speed(name, args.width, size, args.batch, cl, comp, args.iters, bf16)
             achieved = gflop * rate / args.batch
             print(f"| {name} | {option} | {rate:.2f} | {first:.1f} | {gflop:.1f} | {achieved:.0f} | "
                   f"{achieved / peak:.0%} |", flush=True)
