@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.method import create_method  # noqa: E402
 from bench.run.provenance import device_name  # noqa: E402
+from deep.engine.inference import amp_context  # noqa: E402
 
 # option -> (channels-last, torch.compile, bf16 autocast); bf16 changes the numerics (the trainer's ``amp: bf16``)
 OPTIONS = {"eager": (False, False, False), "channels-last": (True, False, False), "compile": (False, True, False),
@@ -63,7 +64,7 @@ def step_speed(name: str, width: float, size: tuple[int, int], batch: int, chann
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        with amp_context("bf16" if bf16 else "none", x.device):  # the trainer's own autocast
             loss = loss_fn(net(x), y)
         loss.backward()
         opt.step()
