@@ -433,6 +433,40 @@ def test_fixed_bilinear_upsampling_equals_the_full_transposed_convolution():
     assert up(x).shape == (2, 5, 24, 32)
 
 
+@pytest.mark.parametrize("factor, size", [(32, (3, 4)), (16, (5, 7)), (8, (6, 9)), (2, (4, 5))])
+def test_fixed_bilinear_upsampling_as_matrix_products(factor, size):
+    """The separable path (two matrix products) gives the depthwise transposed convolution's
+    outputs and input gradients, in float32 also under bf16 autocast; a weight that is not
+    bilinear takes the convolution."""
+    import torch.nn.functional as F
+
+    from deep.models.fcn import bilinear_upsampler
+
+    torch.manual_seed(0)
+    up = bilinear_upsampler(4, factor, learnable=False)
+    idx = torch.arange(4)
+    x = torch.randn(2, 4, *size, requires_grad=True)
+    g = torch.randn(2, 4, size[0] * factor, size[1] * factor)
+    grads = []
+    for fn in (up, lambda t: F.conv_transpose2d(t, up.weight[idx, idx].unsqueeze(1), None,
+                                                up.stride, up.padding, groups=4)):
+        x.grad = None
+        y = fn(x)
+        (y * g).sum().backward()
+        grads.append((y.detach(), x.grad.clone()))
+    torch.testing.assert_close(grads[0][0], grads[1][0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(grads[0][1], grads[1][1], atol=1e-4, rtol=1e-4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y_amp = up(x)
+    assert y_amp.dtype == torch.float32
+    torch.testing.assert_close(y_amp, grads[1][0], atol=1e-5, rtol=1e-5)
+    with torch.no_grad():
+        up.weight[1, 1, 0, 0] += 1.0  # no longer bilinear: the convolution with this weight
+    ref = F.conv_transpose2d(x, up.weight[idx, idx].unsqueeze(1), None, up.stride, up.padding, groups=4)
+    torch.testing.assert_close(up(x), ref)
+    assert not torch.allclose(ref, grads[1][0])
+
+
 @pytest.mark.parametrize("dilation, padding, size", [(1, 3, (4, 3)), (4, 12, (15, 10)), (1, 0, (9, 8)), (2, 6, (9, 11))])
 def test_matmul_conv_equals_the_convolution(dilation, padding, size):
     """fc6's matrix-product path gives the convolution's outputs and gradients (to rounding)."""
