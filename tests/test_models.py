@@ -436,8 +436,8 @@ def test_fixed_bilinear_upsampling_equals_the_full_transposed_convolution():
 @pytest.mark.parametrize("factor, size", [(32, (3, 4)), (16, (5, 7)), (8, (6, 9)), (2, (4, 5))])
 def test_fixed_bilinear_upsampling_as_matrix_products(factor, size):
     """The separable path (two matrix products) gives the depthwise transposed convolution's
-    outputs and input gradients, in float32 also under bf16 autocast; a weight that is not
-    bilinear takes the convolution."""
+    outputs and input gradients, in float32 also under bf16 autocast; a loaded weight that is
+    not bilinear takes the convolution, a loaded bilinear one the products."""
     import torch.nn.functional as F
 
     from deep.models.fcn import bilinear_upsampler
@@ -460,11 +460,16 @@ def test_fixed_bilinear_upsampling_as_matrix_products(factor, size):
         y_amp = up(x)
     assert y_amp.dtype == torch.float32
     torch.testing.assert_close(y_amp, grads[1][0], atol=1e-5, rtol=1e-5)
-    with torch.no_grad():
-        up.weight[1, 1, 0, 0] += 1.0  # no longer bilinear: the convolution with this weight
+    state = {"weight": up.weight.detach().clone()}
+    state["weight"][1, 1, 0, 0] += 1.0  # weights from elsewhere, not bilinear: the convolution
+    up.load_state_dict(state)
+    assert not up.separable
     ref = F.conv_transpose2d(x, up.weight[idx, idx].unsqueeze(1), None, up.stride, up.padding, groups=4)
     torch.testing.assert_close(up(x), ref)
     assert not torch.allclose(ref, grads[1][0])
+    up.load_state_dict(bilinear_upsampler(4, factor, learnable=False).state_dict())
+    assert up.separable
+    torch.testing.assert_close(up(x), grads[0][0])
 
 
 @pytest.mark.parametrize("dilation, padding, size", [(1, 3, (4, 3)), (4, 12, (15, 10)), (1, 0, (9, 8)), (2, 6, (9, 11))])

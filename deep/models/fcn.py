@@ -70,6 +70,10 @@ def transposed_conv_matrix(filt: torch.Tensor, size: int, stride: int, padding: 
     return torch.where(inside, filt[tap.clamp(0, k - 1)], filt.new_zeros(()))
 
 
+def _recheck_bilinear(module: "FixedBilinearUpsample", _incompatible_keys) -> None:
+    module.check_bilinear()
+
+
 class FixedBilinearUpsample(nn.ConvTranspose2d):
     """The paper's fixed (never trained) bilinear ``Deconvolution`` layer, K -> K channels.
 
@@ -80,20 +84,39 @@ class FixedBilinearUpsample(nn.ConvTranspose2d):
     ``U_h @ x @ U_w^T`` (:func:`transposed_conv_matrix`), in the weight's precision even under
     autocast: oneDNN's depthwise transposed convolution with a 64x64 kernel took 1.6 s of
     FCN-32s' 2.2 s training step in bf16 (0.25 s in float32; the products take a few ms).
-    A weight that is not the bilinear one (loaded from elsewhere) takes the depthwise
-    convolution. The full weight stays a (frozen) parameter, so counts and checkpoints match
-    the paper.
+    Whether the weight is that kernel is decided when it is set (built bilinear; checked again
+    whenever a state dict is loaded), not on every call, so the forward stays free of data-
+    dependent branches (meta-device FLOP counts, ``torch.compile``); a weight loaded from
+    elsewhere that is not bilinear takes the depthwise convolution. The full weight stays a
+    (frozen) parameter, so counts and checkpoints match the paper.
     """
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.separable = False  # set by :func:`bilinear_upsampler` and after each load
+        self.register_load_state_dict_post_hook(_recheck_bilinear)
+
+    def _diagonal(self) -> torch.Tensor:
+        idx = torch.arange(self.in_channels, device=self.weight.device)
+        return self.weight[idx, idx]  # (K, k, k): one kernel per channel
+
+    @torch.no_grad()
+    def check_bilinear(self) -> bool:
+        """Whether every channel's kernel is exactly ``filt x filt`` (the matrix-product path)."""
+        d = self._diagonal()
+        filt = bilinear_filter(d.shape[-1], device=d.device, dtype=d.dtype)
+        self.separable = bool(torch.equal(d, (filt[:, None] * filt[None, :]).expand_as(d)))
+        return self.separable
+
     def forward(self, x: torch.Tensor, output_size=None) -> torch.Tensor:
-        c = self.in_channels
-        idx = torch.arange(c, device=self.weight.device)
-        diagonal = self.weight[idx, idx]  # (K, k, k): one kernel per channel
-        filt = bilinear_filter(diagonal.shape[-1], device=diagonal.device, dtype=diagonal.dtype)
-        if not torch.equal(diagonal, (filt[:, None] * filt[None, :]).expand_as(diagonal)):
-            return F.conv_transpose2d(x, diagonal.unsqueeze(1), None, self.stride, self.padding, groups=c)
+        if not self.separable:
+            return F.conv_transpose2d(x, self._diagonal().unsqueeze(1), None, self.stride,
+                                      self.padding, groups=self.in_channels)
+        filt = bilinear_filter(self.kernel_size[0], device=self.weight.device, dtype=self.weight.dtype)
         u_h = transposed_conv_matrix(filt, x.shape[-2], self.stride[0], self.padding[0])
         u_w = transposed_conv_matrix(filt, x.shape[-1], self.stride[1], self.padding[1])
+        if not torch.amp.is_autocast_available(x.device.type):  # e.g. meta (FLOP counts)
+            return u_h @ x.to(filt.dtype) @ u_w.T
         with torch.autocast(x.device.type, enabled=False):
             return u_h @ x.to(filt.dtype) @ u_w.T
 
@@ -104,6 +127,8 @@ def bilinear_upsampler(channels: int, factor: int, *, learnable: bool) -> nn.Con
     up = cls(channels, channels, 2 * factor, stride=factor, padding=factor // 2, bias=False)
     init_bilinear_(up)
     up.weight.requires_grad_(learnable)
+    if not learnable:
+        up.separable = True  # built bilinear (also on the meta device, where values cannot be read)
     return up
 
 
