@@ -435,9 +435,10 @@ def test_fixed_bilinear_upsampling_equals_the_full_transposed_convolution():
 
 @pytest.mark.parametrize("factor, size", [(32, (3, 4)), (16, (5, 7)), (8, (6, 9)), (2, (4, 5))])
 def test_fixed_bilinear_upsampling_as_matrix_products(factor, size):
-    """The separable path (two matrix products) gives the depthwise transposed convolution's
-    outputs and input gradients, in float32 also under bf16 autocast; a loaded weight that is
-    not bilinear takes the convolution, a loaded bilinear one the products."""
+    """Under bf16 autocast the separable path (two matrix products, in float32) gives the
+    float32 depthwise transposed convolution's outputs and input gradients; without autocast
+    the layer is that convolution, bit for bit; a loaded weight that is not bilinear takes the
+    convolution, a loaded bilinear one the products again."""
     import torch.nn.functional as F
 
     from deep.models.fcn import bilinear_upsampler
@@ -445,31 +446,32 @@ def test_fixed_bilinear_upsampling_as_matrix_products(factor, size):
     torch.manual_seed(0)
     up = bilinear_upsampler(4, factor, learnable=False)
     idx = torch.arange(4)
+
+    def depthwise(t):
+        return F.conv_transpose2d(t, up.weight[idx, idx].unsqueeze(1), None, up.stride, up.padding, groups=4)
+
     x = torch.randn(2, 4, *size, requires_grad=True)
     g = torch.randn(2, 4, size[0] * factor, size[1] * factor)
-    grads = []
-    for fn in (up, lambda t: F.conv_transpose2d(t, up.weight[idx, idx].unsqueeze(1), None,
-                                                up.stride, up.padding, groups=4)):
-        x.grad = None
-        y = fn(x)
-        (y * g).sum().backward()
-        grads.append((y.detach(), x.grad.clone()))
-    torch.testing.assert_close(grads[0][0], grads[1][0], atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(grads[0][1], grads[1][1], atol=1e-4, rtol=1e-4)
+    ref = depthwise(x)
+    (ref * g).sum().backward()
+    ref_grad, x.grad = x.grad.clone(), None
+    assert torch.equal(up(x), ref)  # float32: the convolution itself
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        y_amp = up(x)
-    assert y_amp.dtype == torch.float32
-    torch.testing.assert_close(y_amp, grads[1][0], atol=1e-5, rtol=1e-5)
+        y = up(x)
+    assert y.dtype == torch.float32
+    (y * g).sum().backward()
+    torch.testing.assert_close(y, ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(x.grad, ref_grad, atol=1e-4, rtol=1e-4)
     state = {"weight": up.weight.detach().clone()}
     state["weight"][1, 1, 0, 0] += 1.0  # weights from elsewhere, not bilinear: the convolution
     up.load_state_dict(state)
     assert not up.separable
-    ref = F.conv_transpose2d(x, up.weight[idx, idx].unsqueeze(1), None, up.stride, up.padding, groups=4)
-    torch.testing.assert_close(up(x), ref)
-    assert not torch.allclose(ref, grads[1][0])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert up(x).dtype == torch.bfloat16
     up.load_state_dict(bilinear_upsampler(4, factor, learnable=False).state_dict())
     assert up.separable
-    torch.testing.assert_close(up(x), grads[0][0])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        torch.testing.assert_close(up(x), ref, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("dilation, padding, size", [(1, 3, (4, 3)), (4, 12, (15, 10)), (1, 0, (9, 8)), (2, 6, (9, 11))])

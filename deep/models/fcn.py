@@ -80,11 +80,13 @@ class FixedBilinearUpsample(nn.ConvTranspose2d):
     Its weight is bilinear on the diagonal and zero across channels, so the full K x K
     transposed convolution equals a depthwise one on the diagonal (K times fewer operations:
     FCN-32s' 64x64 kernel made CPU training 9x slower). The bilinear kernel is also
-    separable, ``filt x filt``, so the forward computes it as two small matrix products,
-    ``U_h @ x @ U_w^T`` (:func:`transposed_conv_matrix`), in the weight's precision even under
-    autocast: oneDNN's depthwise transposed convolution with a 64x64 kernel took 1.6 s of
+    separable, ``filt x filt``, so under autocast the forward computes it as two small matrix
+    products, ``U_h @ x @ U_w^T`` (:func:`transposed_conv_matrix`), in the weight's precision:
+    oneDNN's depthwise transposed convolution with a 64x64 kernel took 1.6 s of
     FCN-32s' 2.2 s training step in bf16 at 270x360, batch 8, one thread (0.25 s in float32;
     the products, forward and backward, about 0.1 s, most of it writing the full-size scores).
+    Without autocast it stays the depthwise convolution, so float32 training is bit for bit
+    what it was (changing the summation order moved the default suite's FCN-8s by 2 points).
     Whether the weight is that kernel is decided when it is set (built bilinear; checked again
     whenever a state dict is loaded), not on every call, so the forward stays free of data-
     dependent branches (meta-device FLOP counts, ``torch.compile``); a weight loaded from
@@ -110,15 +112,15 @@ class FixedBilinearUpsample(nn.ConvTranspose2d):
         return self.separable
 
     def forward(self, x: torch.Tensor, output_size=None) -> torch.Tensor:
-        if not self.separable:
+        device = x.device.type
+        autocast = torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device)
+        if not (self.separable and autocast):
             return F.conv_transpose2d(x, self._diagonal().unsqueeze(1), None, self.stride,
                                       self.padding, groups=self.in_channels)
         filt = bilinear_filter(self.kernel_size[0], device=self.weight.device, dtype=self.weight.dtype)
         u_h = transposed_conv_matrix(filt, x.shape[-2], self.stride[0], self.padding[0])
         u_w = transposed_conv_matrix(filt, x.shape[-1], self.stride[1], self.padding[1])
-        if not torch.amp.is_autocast_available(x.device.type):  # e.g. meta (FLOP counts)
-            return u_h @ x.to(filt.dtype) @ u_w.T
-        with torch.autocast(x.device.type, enabled=False):
+        with torch.autocast(device, enabled=False):
             return u_h @ x.to(filt.dtype) @ u_w.T
 
 
