@@ -7,6 +7,7 @@ They know no network by name; anything that is an ``nn.Module`` works.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from typing import Iterator, Sequence
 
 import torch
@@ -29,8 +30,24 @@ def autocast_dtype(precision: str) -> torch.dtype | None:
     return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
 
 
+class SlowPrecisionWarning(UserWarning):
+    """A precision that runs on this device, but through slow fallback kernels."""
+
+
+def cpu_has_fast_bf16() -> bool:
+    """Whether oneDNN has bf16 kernels for this CPU (AVX-512 BW/VL/DQ or newer; AMX and
+    AVX512_BF16 make them fast). Without them bf16 autocast runs on reference kernels, about
+    20x slower than float32 (a training step on the AVX2 AMD EPYC, docs/BENCHMARKS.md)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a torch built without oneDNN
+        return False
+
+
 def check_precision(precision: str, device: torch.device | str) -> None:
-    """A clear ValueError when ``device`` cannot run ``precision`` (autocast)."""
+    """A clear ValueError when ``device`` cannot run ``precision`` (autocast), and a
+    :class:`SlowPrecisionWarning` when it can but slowly (bf16 on a CPU without oneDNN bf16
+    kernels)."""
     device = torch.device(device)
     if autocast_dtype(precision) is None:
         return
@@ -38,6 +55,11 @@ def check_precision(precision: str, device: torch.device | str) -> None:
         raise ValueError(f"{precision}: autocast is not available on device '{device.type}'")
     if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise ValueError("bf16: this GPU does not support bfloat16; use fp16")
+    if precision == "bf16" and device.type == "cpu" and not cpu_has_fast_bf16():
+        warnings.warn(f"bf16 on this CPU ({torch.backends.cpu.get_cpu_capability()}, no AVX-512): oneDNN has no "
+                      "bf16 kernels for it, so autocast runs on slow fallbacks (a training step about 20x "
+                      "slower than float32 on an AVX2 AMD EPYC); use amp: none here", SlowPrecisionWarning,
+                      stacklevel=2)
 
 
 @contextlib.contextmanager

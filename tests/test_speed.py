@@ -155,6 +155,35 @@ def test_precision_context_restores_flags():
     assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == saved
 
 
+def _cpu_flags() -> set[str] | None:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((set(line.split(":", 1)[1].split()) for line in f if line.startswith("flags")), None)
+    except OSError:
+        return None
+
+
+def test_fast_bf16_check_follows_the_cpu_flags():
+    flags = _cpu_flags()
+    if flags is None or not {"avx2", "avx"} & flags:
+        pytest.skip("no x86 /proc/cpuinfo flags to compare with")
+    # oneDNN's bf16 kernels need AVX-512 with its BW, VL and DQ subsets
+    assert torch_helpers.cpu_has_fast_bf16() == ({"avx512bw", "avx512vl", "avx512dq"} <= flags)
+
+
+def test_bf16_on_a_cpu_without_bf16_kernels_warns_and_still_runs(monkeypatch):
+    import warnings
+
+    monkeypatch.setattr(torch_helpers, "cpu_has_fast_bf16", lambda: False)
+    with pytest.warns(torch_helpers.SlowPrecisionWarning, match="20x slower.*amp: none"):
+        torch_helpers.check_precision("bf16", "cpu")
+    monkeypatch.setattr(torch_helpers, "cpu_has_fast_bf16", lambda: True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        torch_helpers.check_precision("bf16", "cpu")
+        torch_helpers.check_precision("fp32", "cpu")
+
+
 @pytest.mark.filterwarnings("ignore:CUDA is not available:UserWarning")
 def test_tf32_flags_off_for_fp32_and_on_for_tf32_then_restored():
     # the flags are plain globals: this checks the CUDA branch without a GPU
