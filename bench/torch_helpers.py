@@ -58,8 +58,8 @@ def check_precision(precision: str, device: torch.device | str) -> None:
     if precision == "bf16" and device.type == "cpu" and not cpu_has_fast_bf16():
         warnings.warn(f"bf16 on this CPU ({torch.backends.cpu.get_cpu_capability()}, no AVX-512): oneDNN has no "
                       "bf16 kernels for it, so autocast runs on slow fallbacks (a training step about 20x "
-                      "slower than float32 on an AVX2 AMD EPYC); use amp: none here", SlowPrecisionWarning,
-                      stacklevel=2)
+                      "slower than float32 on an AVX2 AMD EPYC); use amp: none here", SlowPrecisionWarning)
+        # issued here (stacklevel 1): Python's default filter shows it once, not once per caller
 
 
 @contextlib.contextmanager
