@@ -56,7 +56,7 @@ def check_precision(precision: str, device: torch.device | str) -> None:
     if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise ValueError("bf16: this GPU does not support bfloat16; use fp16")
     if precision == "bf16" and device.type == "cpu" and not cpu_has_fast_bf16():
-        warnings.warn(f"bf16 on this CPU ({torch.backends.cpu.get_cpu_capability()}, no AVX-512): oneDNN has no "
+        warnings.warn(f"bf16 on this CPU (instruction set {torch.backends.cpu.get_cpu_capability()}): oneDNN has no "
                       "bf16 kernels for it, so autocast runs on slow fallbacks (a training step about 20x "
                       "slower than float32 on an AVX2 AMD EPYC); use amp: none here", SlowPrecisionWarning)
         # issued here (stacklevel 1): Python's default filter shows it once, not once per caller

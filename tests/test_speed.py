@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -171,9 +172,7 @@ def test_fast_bf16_check_follows_the_cpu_flags():
     assert torch_helpers.cpu_has_fast_bf16() == ({"avx512bw", "avx512vl", "avx512dq"} <= flags)
 
 
-def test_bf16_on_a_cpu_without_bf16_kernels_warns_and_still_runs(monkeypatch):
-    import warnings
-
+def test_bf16_on_a_cpu_without_bf16_kernels_warns(monkeypatch):
     monkeypatch.setattr(torch_helpers, "cpu_has_fast_bf16", lambda: False)
     with pytest.warns(torch_helpers.SlowPrecisionWarning, match="20x slower.*amp: none"):
         torch_helpers.check_precision("bf16", "cpu")
