@@ -143,3 +143,13 @@ def test_bad_executor_options_are_one_line(tmp_path, capsys, extra, fragment):
                  *extra]) == 2
     assert fragment in _one_line_error(capsys)
     assert not out.exists()
+
+
+def test_jobs_that_share_a_fit_run_one_after_the_other(ray_cluster, tmp_path):
+    """The second job of a fit is submitted when the first has finished, and loads its fit."""
+    suite = Suite("test", "", "shapes", [SuiteJob("sobel", {"max_train_images": 8})], Path("test.yaml"))
+    val_job, test_job = plan_jobs(suite, None)[0], plan_jobs(suite, None, eval_split="test")[0]
+    counts = run_with_ray(Runner(tmp_path, progress=False), [val_job, test_job])
+    assert counts["ok"] == 2
+    reused = [r["extra"].get("fit_reused_from") for r in read_records(tmp_path)]
+    assert reused == [None, val_job.job_id]

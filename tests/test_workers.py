@@ -221,3 +221,14 @@ def test_threads_per_worker_is_an_even_share_of_at_least_one():
     assert threads_per_worker(2, cpus=16) == 8
     assert threads_per_worker(3, cpus=16) == 5
     assert threads_per_worker(4, cpus=2) == 1
+
+
+def test_jobs_that_share_a_fit_do_not_fit_side_by_side(tmp_path):
+    """Two jobs of one fit (here: two evaluation splits) and two free workers: the second waits
+    for the first and loads its saved fit instead of fitting the same thing beside it."""
+    suite = Suite("test", "", "shapes", [SuiteJob("sobel", {"max_train_images": 8})], Path("test.yaml"))
+    val_job, test_job = plan_jobs(suite, None)[0], plan_jobs(suite, None, eval_split="test")[0]
+    counts = run_with_workers(Runner(tmp_path, progress=False), [val_job, test_job], workers=2)
+    assert counts["ok"] == 2
+    reused = [r["extra"].get("fit_reused_from") for r in read_records(tmp_path)]
+    assert reused == [None, val_job.job_id]

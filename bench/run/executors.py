@@ -34,7 +34,7 @@ import contextlib
 import importlib
 import os
 import platform
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from bench.errors import SegbenchError
 from bench.record import Record
@@ -136,20 +136,31 @@ def run_with_ray(runner: Runner, jobs: list[Job], *, address: str | None = None,
         if any(job.device.startswith("cuda") for job in todo) and not ray.cluster_resources().get("GPU"):
             raise ExecutorError("--device cuda: the Ray cluster has no GPU, so its jobs would wait forever "
                                 "(start Ray on GPU nodes, or use --device cpu)")
+
+        def submit(job: Job) -> None:
+            options = dict(num_cpus=num_cpus, num_gpus=1 if job.device.startswith("cuda") else 0,
+                           max_retries=max_retries, retry_exceptions=False, name=f"segbench:{job.job_id}")
+            ref = task.options(**options).remote(job, str(runner.out_dir), os.getcwd(), tuple(setup_modules),
+                                                 runner.resume)
+            refs[ref] = job
+
         busy: list[Busy] = []
+        #: jobs that share a fit with a submitted one (Job.fit_id): submitted when it finishes,
+        #: so that they load its saved fit instead of fitting the same thing beside it
+        waiting: dict[str, list[Job]] = {}
         for job in todo:
             held = runner.hold(job)
             if isinstance(held, Busy):
                 busy.append(held)
                 continue
             claims[job.job_id] = held
-            options = dict(num_cpus=num_cpus, num_gpus=1 if job.device.startswith("cuda") else 0,
-                           max_retries=max_retries, retry_exceptions=False, name=f"segbench:{job.job_id}")
-            ref = task.options(**options).remote(job, str(runner.out_dir), os.getcwd(), tuple(setup_modules),
-                                                 runner.resume)
-            refs[ref] = job
-        return runner.collect(_finished(ray, runner, refs, claims, busy, max_retries), total=len(jobs),
-                              skipped=skipped)
+            if job.fit_id in waiting and not runner.fit_saved(job):
+                waiting[job.fit_id].append(job)
+            else:
+                waiting.setdefault(job.fit_id, [])
+                submit(job)
+        return runner.collect(_finished(ray, runner, refs, claims, busy, max_retries, waiting, submit),
+                              total=len(jobs), skipped=skipped)
     finally:
         for ref in refs:  # only unfinished ones are left: driver interrupted or failed
             with contextlib.suppress(Exception):
@@ -160,14 +171,14 @@ def run_with_ray(runner: Runner, jobs: list[Job], *, address: str | None = None,
             ray.shutdown()
 
 
-def _finished(ray, runner: Runner, refs: dict, claims: dict, busy: list[Busy], max_retries: int
-              ) -> Iterator[Record | Busy]:
+def _finished(ray, runner: Runner, refs: dict, claims: dict, busy: list[Busy], max_retries: int,
+              waiting: dict[str, list[Job]], submit: Callable[[Job], None]) -> Iterator[Record | Busy]:
     """The jobs not run here, then records in the order their tasks finish; each job's claim
-    is released once the collector has written its record (when the next one is asked for)."""
+    is released once the collector has written its record (when the next one is asked for).
+    A finished job's record is written before the next job of its fit is submitted."""
     yield from busy
-    pending = list(refs)
-    while pending:
-        ready, pending = ray.wait(pending, num_returns=1)
+    while refs:
+        ready, _ = ray.wait(list(refs), num_returns=1)
         for ref in ready:
             job = refs.pop(ref)
             try:
@@ -176,6 +187,8 @@ def _finished(ray, runner: Runner, refs: dict, claims: dict, busy: list[Busy], m
                 record = runner.failed_record(job, _describe(ray, e, max_retries), str(e))
             yield record
             claims.pop(job.job_id).release()
+            if waiting.get(job.fit_id):
+                submit(waiting[job.fit_id].pop(0))
 
 
 def _describe(ray, error: Exception, max_retries: int) -> str:

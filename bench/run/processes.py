@@ -90,6 +90,17 @@ def _short_last(job: Job) -> int:
         return 1
 
 
+def _next_job(queue: list[Job], running: list[Job], runner: Runner) -> Job | None:
+    """Take the first job of ``queue`` that shares no fit (:attr:`Job.fit_id`) with a running
+    job, or whose fit is saved already (None when there is none): a job that shares an
+    unsaved fit waits and then loads it instead of fitting the same thing again beside it."""
+    fitting = {job.fit_id for job in running}
+    for i, job in enumerate(queue):
+        if job.fit_id not in fitting or runner.fit_saved(job):
+            return queue.pop(i)
+    return None
+
+
 @dataclass
 class _Worker:
     process: multiprocessing.process.BaseProcess
@@ -122,7 +133,9 @@ class _Pool:
                 if worker.job is None and queue and not worker.process.is_alive():  # died while idle
                     worker = self._replace(i)
                 while worker.job is None and queue:
-                    job = queue.pop(0)
+                    job = _next_job(queue, [w.job for w in self.workers if w.job is not None], self.runner)
+                    if job is None:  # each job left shares a fit with a running one: wait for it
+                        break
                     held = self.runner.hold(job)
                     if isinstance(held, Busy):
                         yield held

@@ -52,6 +52,8 @@ class Runner:
         self.progress = progress
         self.log = on_event or (lambda msg: tqdm.write(msg))
         self.data = DataCache()
+        #: one file a fit that jobs share (bench.run.execute)
+        self.fits_dir = self.out_dir / "fits"
 
     # -- public -------------------------------------------------------------------------
     def check_data(self, jobs: list[Job]) -> None:
@@ -99,6 +101,12 @@ class Runner:
             return Busy(job, "done by another run meanwhile")
         return claim
 
+    def fit_saved(self, job: Job) -> bool:
+        """Whether the fit ``job`` shares with others (:attr:`Job.fit_id`) is saved here already,
+        so that the jobs of that fit can load it side by side (never with ``force``: each of
+        them fits again)."""
+        return not self.force and (self.fits_dir / f"{job.fit_id}.json").exists()
+
     def collect(self, results: Iterable[Record | Busy], total: int, skipped: int = 0) -> dict[str, int]:
         """Write each finished record as it comes, log it and count it.
 
@@ -128,7 +136,7 @@ class Runner:
         record = self.base_record(job)
         try:
             output = execute(job, self.data, self.out_dir / "runs" / job.job_id, self.resume, self.progress,
-                             fits_dir=self.out_dir / "fits", reuse_fit=not self.force)
+                             fits_dir=self.fits_dir, reuse_fit=not self.force)
             save_samples(self.out_dir, job.dataset, self.data.split(job, job.eval_split))
             output.fields["predictions"] = save_predictions(self.out_dir, job.job_id, output.predictions)
             output.fields["per_image"] = save_per_image(self.out_dir, job, output.per_image, output.samples)
