@@ -51,6 +51,21 @@ def runtime_setting(default: Any, **kwargs: Any) -> Any:
     return dataclasses.field(default=default, metadata={"affects_result": False}, **kwargs)
 
 
+def predict_setting(default: Any = dataclasses.MISSING, **kwargs: Any) -> Any:
+    """A settings field that changes what a method predicts from a fitted state but not the
+    fit (test-time augmentation, ...): it enters the job id, not the fit id, so jobs that
+    differ only in it share one fit (``bench.run.plan.Job.fit_id``) and a saved state loads
+    with any value of it."""
+    return dataclasses.field(default=default, metadata={"affects_fit": False}, **kwargs)
+
+
+def fit_settings(cls: type["Method"], settings: dict[str, Any]) -> dict[str, Any]:
+    """The entries of ``settings`` that define ``cls``'s fit: its :func:`result_settings`
+    without the :func:`predict_setting` fields."""
+    predict_only = {f.name for f in dataclasses.fields(cls.Settings) if not f.metadata.get("affects_fit", True)}
+    return {k: v for k, v in result_settings(cls, settings).items() if k not in predict_only}
+
+
 def result_settings(cls: type["Method"], settings: dict[str, Any]) -> dict[str, Any]:
     """The entries of ``settings`` that define what ``cls`` computes: its Settings fields
     that are not :func:`runtime_setting`; names that are no field (any longer) are dropped."""
@@ -180,7 +195,8 @@ class Method(ABC):
     def load(cls, folder: str | Path, settings: Any = None, device: str = "cpu") -> "Method":
         """The fitted method :meth:`save` wrote into ``folder``, ready to predict on ``device``.
 
-        ``settings`` (default: the saved ones) must match the saved result settings. Reading
+        ``settings`` (default: the saved ones) must match the saved ones in every setting of the
+        fit (:func:`fit_settings`; predict settings such as test-time augmentation may differ). Reading
         runs no code from the folder (JSON, .npz without pickle, skops with a trusted-types
         list, torch ``weights_only``). MethodError when the folder holds no such state.
         """
@@ -194,7 +210,7 @@ class Method(ABC):
                               f"otherwise than this version ({cls.version}): fit it again")
         saved = make_settings(cls, meta["settings"])
         settings = saved if settings is None else settings
-        if result_settings(cls, dataclasses.asdict(settings)) != result_settings(cls, dataclasses.asdict(saved)):
+        if fit_settings(cls, dataclasses.asdict(settings)) != fit_settings(cls, dataclasses.asdict(saved)):
             raise MethodError(f"{folder / FITTED_FILE}: saved with other settings than the job's")
         method = cls(settings)
         try:

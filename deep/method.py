@@ -29,7 +29,8 @@ from torch import nn
 
 from bench.datasets.types import Split
 from bench.files import write_atomic
-from bench.method import Capabilities, Method, MethodError, runtime_setting
+from bench.formatting import is_finite_number
+from bench.method import Capabilities, Method, MethodError, predict_setting, runtime_setting
 from bench.torch_helpers import AMP_TO_PRECISION, check_precision, sync
 from deep import models
 from deep.engine.checkpoint import (
@@ -66,8 +67,15 @@ class NetworkSettings(TrainConfig):
     keep: str = "last"  # "last" | "best" (by val mIoU: optimistic when the scored split is the validation split)
     #: after training keep last.pt/best.pt (with optimiser state); default: model.pt only
     keep_checkpoints: bool = runtime_setting(False)
+    #: test-time augmentation (predictions only; jobs that differ in it share one fit): also
+    #: predict the mirrored image, and predict at these factors of ``scale``; the class
+    #: probabilities of the passes are averaged. Each pass costs one more forward pass.
+    tta_flip: bool = predict_setting(False)
+    tta_scales: tuple = predict_setting((1.0,))
 
     def __post_init__(self) -> None:
+        if isinstance(self.tta_scales, list):
+            self.tta_scales = tuple(self.tta_scales)
         try:  # the trainer's own checks (epochs >= 1, optimizer names, ...)
             super().__post_init__()
         except ValueError as e:
@@ -81,6 +89,9 @@ class NetworkSettings(TrainConfig):
             (self.pretrained is None or isinstance(self.pretrained, str),
              f"pretrained must be None, 'imagenet' or a path, got {self.pretrained!r}"),
             (self.keep in ("best", "last"), f"keep must be 'best' or 'last', got {self.keep!r}"),
+            (isinstance(self.tta_scales, tuple) and len(self.tta_scales) >= 1
+             and all(is_finite_number(m) and m > 0 for m in self.tta_scales),
+             f"tta_scales must be a non-empty list of factors > 0, got {list(self.tta_scales)!r}"),
         ]
 
 
@@ -245,7 +256,8 @@ class DeepMethod(Method):
         s: DeepSettings = self.settings
         device = torch.device(self.context.device)
         return predict_labels(self.model, image, device, scale=s.scale, amp=s.amp,
-                              channels_last=use_channels_last(s.channels_last, device))
+                              channels_last=use_channels_last(s.channels_last, device),
+                              flip=s.tta_flip, scales=s.tta_scales)
 
     # -- optional interface -------------------------------------------------------------
     def sync(self) -> None:

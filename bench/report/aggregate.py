@@ -68,6 +68,16 @@ def settings_key(settings: Any) -> str:
     return dumps(settings or {}, default=str)
 
 
+def tta_text(settings: dict) -> str:
+    """A row's test-time augmentation in words ("" without): its predictions cost that many
+    forward passes an image, so the budget column says so beside the training budget."""
+    flip, scales = bool(settings.get("tta_flip")), list(settings.get("tta_scales") or [1.0])
+    if not flip and scales == [1.0]:
+        return ""
+    parts = (["flip"] if flip else []) + ([f"scales {'/'.join(f'{m:g}' for m in scales)}"] if scales != [1.0] else [])
+    return f"test-time {' + '.join(parts)} ({len(scales) * (2 if flip else 1)} passes)"
+
+
 @dataclass
 class Group:
     """The records of one (dataset, eval_split, method, method version, settings): one
@@ -137,7 +147,7 @@ class Group:
         else:
             what = ""
         took = f"{r.fit_time_s:.0f} s" if is_finite_number(r.fit_time_s) else ""
-        return ", ".join(x for x in (what, took) if x) or DASH
+        return ", ".join(x for x in (what, took, tta_text(r.settings)) if x) or DASH
 
     def seeds(self) -> list:
         return [r.seed for r in self.ok]
@@ -204,7 +214,8 @@ def _label_groups(groups: list[Group]) -> None:
         versions_differ = len({g.version for g in gs}) > 1
         for i, (g, d) in enumerate(zip(gs, shown)):
             parts = [f"version {DASH if g.version is None else g.version}"] if versions_differ else []
-            parts += [f"{k}={d.get(k)}" for k in differ]
+            # tuples (a default) and lists (a value read back from JSON) alike: [0.75, 1.0]
+            parts += [f"{k}={list(v) if isinstance(v := d.get(k), tuple) else v}" for k in differ]
             label = f"{method} ({', '.join(parts)})" if parts else method if told_apart_by_flag else f"{method} #{i + 1}"
             g.label = label + _skip_tag(g)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from bench.errors import SegbenchError
-from bench.method import make_settings, method_class
+from bench.method import fit_settings, make_settings, method_class
 from bench.record import job_id
 from bench.suites import Suite, SuiteError
 
@@ -48,8 +48,14 @@ class Job:
     @property
     def fit_id(self) -> str:
         """``<method>-<hash>`` of what changes the fit alone (the job id without the evaluation
-        split and the mIoU convention): jobs that differ only in those share one fit."""
-        return job_id(self.method, self.settings, self.dataset, self.data_root, "(fit)", self.seed,
+        split, the mIoU convention and the method's predict settings such as test-time
+        augmentation, :func:`bench.method.predict_setting`): jobs that differ only in those
+        share one fit."""
+        try:
+            settings = fit_settings(method_class(self.method), self.settings)
+        except SegbenchError:  # a method no longer installed: every setting counts
+            settings = self.settings
+        return job_id(self.method, settings, self.dataset, self.data_root, "(fit)", self.seed,
                       self.device, "(fit)", self.skip_bad_samples)
 
     def command(self, out_dir: str | Path) -> str:

@@ -58,15 +58,33 @@ def predict_logits(
 
 
 def predict_labels(model: nn.Module, image: np.ndarray, device: torch.device, *, scale: float = 1.0,
-                   amp: str = "none", channels_last: bool = False) -> np.ndarray:
+                   amp: str = "none", channels_last: bool = False, flip: bool = False,
+                   scales: Sequence[float] = (1.0,)) -> np.ndarray:
     """HxW int32 label map of one RGB uint8 image: resize by ``scale``, normalise, forward,
-    bilinear resize of the logits to the image's size, argmax (as validation does)."""
+    bilinear resize of the logits to the image's size, argmax (as validation does).
+
+    Test-time augmentation: with ``flip`` the mirrored image is predicted too (and its scores
+    mirrored back); ``scales`` are factors of ``scale`` to predict at. With more than one pass
+    the class probabilities (softmax at the image's size) are averaged before the argmax, as
+    MMSegmentation's ``aug_test`` does; one pass is the plain prediction."""
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected an HxWx3 uint8 RGB image, got {image.dtype} {image.shape}")
+    if not scales or any(not m > 0 for m in scales):
+        raise ValueError(f"test-time scales must be a non-empty list of factors > 0, got {list(scales)}")
     h, w = image.shape[:2]
+    passes = [(m, mirrored) for m in scales for mirrored in ((False, True) if flip else (False,))]
     with torch.inference_mode():
-        x = torch.from_numpy(np.stack([image])).to(device).permute(0, 3, 1, 2)
-        x = T.normalize_images(x, scale)
-        logits = predict_logits(model, x, (h, w), amp=amp, channels_last=channels_last,
-                                min_size=min_input_size(model))
-        return logits.argmax(1)[0].to(torch.int32).cpu().numpy()
+        pixels = torch.from_numpy(np.stack([image])).to(device).permute(0, 3, 1, 2)
+        total = None
+        for m, mirrored in passes:
+            x = T.normalize_images(pixels, scale * m)
+            if mirrored:
+                x = x.flip(-1)
+            logits = predict_logits(model, x, (h, w), amp=amp, channels_last=channels_last,
+                                    min_size=min_input_size(model))
+            if mirrored:
+                logits = logits.flip(-1)
+            scores = logits if len(passes) == 1 else logits.softmax(1)
+            total = scores if total is None else total.add_(scores)
+        assert total is not None
+        return total.argmax(1)[0].to(torch.int32).cpu().numpy()
