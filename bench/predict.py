@@ -73,11 +73,13 @@ def find_job(results: str | Path, job: str) -> Record:
 
 
 def load_job_method(results: str | Path, record: Record, device: str = "cpu") -> Method:
-    """The fitted method of a finished job, loaded from ``runs/<job_id>/`` of ``results``."""
+    """The fitted method of a finished job, loaded from ``runs/<job_id>/`` of ``results`` (of the
+    job whose fit it loaded, ``extra.fit_reused_from``, when it shared one), with the job's
+    own settings (so a job with test-time augmentation predicts with it)."""
     cls = method_class(record.method)
     if not cls.capabilities.save:
         raise PredictError(f"method {record.method} does not save its fitted state, so it cannot predict here")
-    folder = Path(results) / "runs" / record.job_id
+    folder = Path(results) / "runs" / str((record.extra or {}).get("fit_reused_from") or record.job_id)
     if not (folder / FITTED_FILE).is_file():
         rerun = f" ({record.command} --force)" if record.command else ""
         raise PredictError(f"job {record.job_id} has no saved fitted state in {folder} (run by an older segbench?): "

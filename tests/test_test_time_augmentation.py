@@ -10,7 +10,10 @@ import pytest
 import torch
 from torch import nn
 
+from PIL import Image
+
 from bench.method import FitContext, MethodError, create_method, fit_settings, method_class
+from bench.predict import predict_folder
 from bench.report import build_report
 from bench.run import Runner, plan_jobs
 from bench.suites import Suite, SuiteJob
@@ -134,3 +137,14 @@ def test_jobs_that_differ_only_in_tta_share_one_fit(tmp_path):
     build_report(tmp_path)
     board = (tmp_path / "leaderboard.md").read_text()
     assert "test-time flip (2 passes)" in board
+
+    # `bench predict` of the TTA job: the plain job's saved fit, with the TTA job's flip
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    photo = image(7, size=(40, 56))
+    Image.fromarray(photo).save(photos / "street.png")
+    predict_folder(tmp_path, tta.job_id, photos, tmp_path / "masks", progress=False)
+    plain_method = method_class("unet").load(tmp_path / "runs" / plain.job_id)
+    expected = predict_labels(plain_method.model, photo, CPU, flip=True)
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "masks" / "street.png")), expected)
+    assert (expected != plain_method.predict(photo)).any()  # the flip was used
