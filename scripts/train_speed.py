@@ -19,11 +19,19 @@ twice, interleaved, from the same seed:
 It prints one Markdown row per network: training images/s of the training steps alone
 (median over the epochs after the first), wall seconds of the whole training (decoding,
 steps, validation), and the ratio after/before of images per wall second.
+
+With ``--workers N`` (N > 1) it measures a suite rather than one fit: every ``before`` runs
+first, one after the other on all threads (as the 8-epoch suite ran its networks), then every
+``after`` runs N at a time, each in a process of its own with ``cores // N`` threads (as
+``python -m bench run --workers N`` runs them; networks are handed out in the order given, so
+list the longest first). The last row is the whole suite: every network's training images
+over the wall time of all ``before`` fits, and of all ``after`` fits.
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import statistics
 import sys
 import tempfile
@@ -37,6 +45,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.datasets import get_dataset  # noqa: E402
 from bench.method import FitContext, create_method  # noqa: E402
 from bench.run.provenance import device_name  # noqa: E402
+from bench.run.processes import threads_per_worker  # noqa: E402
+from bench.threads import limit_threads  # noqa: E402
 from deep.engine.config import TrainConfig, use_channels_last  # noqa: E402
 from deep.engine.loop import train  # noqa: E402
 
@@ -77,6 +87,49 @@ def one_training(name: str, train_split, val_split, epochs: int, after: bool, co
             "images_per_wall_s": epochs * len(train_split) / wall}
 
 
+def _splits(data_root: str, images: int, val_images: int) -> tuple[_View, _View]:
+    data = get_dataset("camvid", data_root)
+    train, val = data.split("train"), data.split("val")
+    return _View(train, images or len(train)), _View(val, val_images or len(val))
+
+
+def _after_in_worker(name: str, args: argparse.Namespace, channels_last: bool | str, threads: int) -> dict:
+    """One ``after`` fit in a worker process of ``threads`` threads (what ``bench run --workers`` does)."""
+    train_split, val_split = _splits(args.data_root, args.images, args.val_images)
+    with limit_threads(threads):
+        return one_training(name, train_split, val_split, args.epochs, after=True, compile=args.compile,
+                            channels_last=channels_last)
+
+
+def _row(name: str, before: dict, after: dict) -> str:
+    ratio = after["images_per_wall_s"] / before["images_per_wall_s"]
+    return (f"| {name} | {before['step_images_per_s']:.2f} | {after['step_images_per_s']:.2f} | "
+            f"{before['wall_s']:.0f} | {after['wall_s']:.0f} | {ratio:.2f}x |")
+
+
+def _suite(names: list[str], args: argparse.Namespace, channels_last: bool | str, train_split, val_split) -> None:
+    """Every ``before`` fit in turn on all threads, then the ``after`` fits ``args.workers`` at a time."""
+    before = {}
+    t0 = time.perf_counter()
+    for name in names:
+        before[name] = one_training(name, train_split, val_split, args.epochs, after=False, compile=args.compile,
+                                    channels_last=channels_last)
+    before_wall = time.perf_counter() - t0
+    threads = threads_per_worker(args.workers)
+    from concurrent.futures import ProcessPoolExecutor  # a worker's death may fail the whole measurement here
+    t0 = time.perf_counter()
+    with ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {name: pool.submit(_after_in_worker, name, args, channels_last, threads) for name in names}
+        after = {name: f.result() for name, f in futures.items()}
+    after_wall = time.perf_counter() - t0
+    for name in names:
+        print(_row(name, before[name], after[name]))
+    images = len(names) * args.epochs * len(train_split)
+    print(f"| **suite** ({len(names)} fits; after: {args.workers} at a time, {threads} thread(s) each) | | | "
+          f"{before_wall:.0f} | {after_wall:.0f} | **{before_wall / after_wall:.2f}x** |")
+    print(f"\nsuite images per wall s: before {images / before_wall:.2f}, after {images / after_wall:.2f}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data-root", required=True)
@@ -87,25 +140,28 @@ def main() -> None:
     p.add_argument("--compile", action="store_true", help="after: torch.compile the training step")
     p.add_argument("--channels-last", choices=("auto", "on", "off"), default="auto",
                    help="after: channels-last memory format (auto: the trainer's default, on where it pays)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="N > 1: time the networks as a suite, the after fits N at a time with cores // N threads each")
     args = p.parse_args()
-    data = get_dataset("camvid", args.data_root)
-    train, val = data.split("train"), data.split("val")
-    train_split = _View(train, args.images or len(train))
-    val_split = _View(val, args.val_images or len(val))
+    if args.workers < 1:
+        p.error(f"--workers must be 1 or more, not {args.workers}")
+    train_split, val_split = _splits(args.data_root, args.images, args.val_images)
     print(f"device: {device_name('cpu')}, torch {torch.__version__}, {len(train_split)} train images at 180x240, "
           f"batch 8, {args.epochs} epochs, {len(val_split)} val images\n")
     channels_last = {"auto": "auto", "on": True, "off": False}[args.channels_last]
     print(f"after: channels-last {use_channels_last(channels_last, torch.device('cpu'))}\n")
     print("| network | step img/s before | step img/s after | wall s before | wall s after | ratio (img per wall s) |")
     print("|---|---|---|---|---|---|")
-    for name in args.networks.split(","):
+    names = args.networks.split(",")
+    if args.workers > 1:
+        _suite(names, args, channels_last, train_split, val_split)
+        return
+    for name in names:
         before = one_training(name, train_split, val_split, args.epochs, after=False, compile=args.compile,
                               channels_last=channels_last)
         after = one_training(name, train_split, val_split, args.epochs, after=True, compile=args.compile,
                              channels_last=channels_last)
-        ratio = after["images_per_wall_s"] / before["images_per_wall_s"]
-        print(f"| {name} | {before['step_images_per_s']:.2f} | {after['step_images_per_s']:.2f} | "
-              f"{before['wall_s']:.0f} | {after['wall_s']:.0f} | {ratio:.2f}x |", flush=True)
+        print(_row(name, before, after), flush=True)
 
 
 if __name__ == "__main__":
