@@ -342,6 +342,22 @@ def test_grid_function_shape_and_colours(tmp_path):
     assert (tmp_path / "g.png").is_file()
 
 
+def test_grid_wraps_long_column_titles(tmp_path):
+    """A settings-long method label wraps onto a second line, and the figure grows to hold it."""
+    write_samples(tmp_path, "camvid", "test", CAMVID_IDS[:1], 11)
+    write_preds(tmp_path, "j-a", CAMVID_IDS[:1], 11)
+    heights = {}
+    for n, label in enumerate(("segnet-basic", "segnet-basic (tta_flip=True, tta_scales=[0.75, 1.0, 1.25, 1.5])")):
+        r = rec("j-a", label, kind="deep", iou=_iou(11, 0.4, ()), class_names=CAMVID,
+                predictions=[f"predictions/j-a/{CAMVID_IDS[0]}.png"])
+        [section] = aggregate.group_records([r])
+        path = tmp_path / f"g{n}.png"
+        info = grid.plot_predictions_grid(section, tmp_path, path)
+        with Image.open(path) as im:
+            heights[len(info.columns[-1]) > grid.TITLE_WRAP] = im.size[1]
+    assert set(heights) == {False, True}
+    assert heights[True] - heights[False] == pytest.approx(0.13 * plots.DPI, abs=2)  # one more line
+
 def test_grid_without_palette_file_uses_default(tmp_path):
     recs = [rec("a", "m", predictions=["predictions/a/x.png"], iou=[0.5, 0.5], class_names=["a", "b"])]
     write_samples(tmp_path, "camvid", "test", ["x"], 3, palette_file=False)

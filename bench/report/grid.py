@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,8 @@ GRID_MAX_IMAGES = 4
 GRID_PANEL_IN = 2.4
 #: classes named in the grid's legend at most
 LEGEND_MAX = 40
+#: characters a column title holds in one line at its small font before it wraps (one panel wide)
+TITLE_WRAP = 40
 
 
 @dataclass
@@ -140,7 +143,8 @@ def _draw(s: Section, info: GridInfo, methods: list[str], panels: _Panels, path:
     legend_ids = [c for c in sorted(present) if c < len(panels.palette) and c != panels.ignore][:LEGEND_MAX]
     leg_cols = max(1, min(6, n_cols * 2))
     leg_h = (math.ceil(len(legend_ids) / leg_cols) * 0.22 + 0.25) if legend_ids else 0.1
-    title_h = 0.55
+    titles = [t if len(t) < 28 else textwrap.fill(t, TITLE_WRAP) for t in info.columns]
+    title_h = 0.42 + 0.13 * max(t.count("\n") + 1 for t in titles)  # suptitle and column titles
     fig_h = n_rows * (ph + 0.15) + title_h + leg_h
     fig = figure(n_cols * pw, fig_h)
     axes = fig.subplots(n_rows, n_cols, squeeze=False)
@@ -156,8 +160,8 @@ def _draw(s: Section, info: GridInfo, methods: list[str], panels: _Panels, path:
         for c, m in enumerate(methods, 2):
             show_panel(axes[r][c], paint(panels.preds[(m, i)]))
         axes[r][0].set_ylabel(i, fontsize=8)
-    for c, title in enumerate(info.columns):
-        axes[0][c].set_title(title, fontsize=9 if len(title) < 28 else 7)
+    for c, (title, shown) in enumerate(zip(info.columns, titles)):
+        axes[0][c].set_title(shown, fontsize=9 if len(title) < 28 else 7)
     fig.suptitle(f"{s.title}: predictions (ignore = black)", fontsize=11)
     if legend_ids:
         from matplotlib.patches import Patch
