@@ -143,8 +143,9 @@ def _draw(s: Section, info: GridInfo, methods: list[str], panels: _Panels, path:
     legend_ids = [c for c in sorted(present) if c < len(panels.palette) and c != panels.ignore][:LEGEND_MAX]
     leg_cols = max(1, min(6, n_cols * 2))
     leg_h = (math.ceil(len(legend_ids) / leg_cols) * 0.22 + 0.25) if legend_ids else 0.1
-    titles = [t if len(t) < 28 else textwrap.fill(t, TITLE_WRAP) for t in info.columns]
-    title_h = 0.42 + 0.13 * max(t.count("\n") + 1 for t in titles)  # suptitle and column titles
+    # a long title (a label with its settings) in a smaller font, wrapped to the panel's width
+    titles = [(t, 9) if len(t) < 28 else (textwrap.fill(t, TITLE_WRAP), 7) for t in info.columns]
+    title_h = 0.42 + 0.13 * max(t.count("\n") + 1 for t, _ in titles)  # suptitle and column titles
     fig_h = n_rows * (ph + 0.15) + title_h + leg_h
     fig = figure(n_cols * pw, fig_h)
     axes = fig.subplots(n_rows, n_cols, squeeze=False)
@@ -160,8 +161,8 @@ def _draw(s: Section, info: GridInfo, methods: list[str], panels: _Panels, path:
         for c, m in enumerate(methods, 2):
             show_panel(axes[r][c], paint(panels.preds[(m, i)]))
         axes[r][0].set_ylabel(i, fontsize=8)
-    for c, (title, shown) in enumerate(zip(info.columns, titles)):
-        axes[0][c].set_title(shown, fontsize=9 if len(title) < 28 else 7)
+    for c, (title, size) in enumerate(titles):
+        axes[0][c].set_title(title, fontsize=size)
     fig.suptitle(f"{s.title}: predictions (ignore = black)", fontsize=11)
     if legend_ids:
         from matplotlib.patches import Patch
