@@ -6,18 +6,20 @@
 # Here, once:  python scripts/pack_for_device.py --camvid ../shared/datasets/camvid   (writes device-carry/)
 # Then the device tool's run, from the repository root, with carry ["device-carry"] and timeout_s 600:
 #     bash scripts/gpu_camvid.sh
-# Everything ends by BUDGET_S (default 540 s, inside the call's 600): the speed sweep gets at most
-# SPEED_S, training what is left but REPORT_S for the leaderboard and the files.
+# Everything ends by BUDGET_S (default 530 s, inside the call's 600, which a slow machine start can
+# shorten): the speed sweep gets at most SPEED_S (an equal share a network), training what is left
+# but REPORT_S for the leaderboard and the files.
 # What comes back ($OUT, at most 8 files): gpu.txt, speed.md, leaderboard.md, leaderboard.csv,
-# histories.tar.gz (each network's history.csv and curves), log.txt.
+# results.tar.gz (records, per-image scores, each network's history.csv and curves, the predictions
+# grid, GPU utilisation every 5 s), log.txt.
 # Overrides for a dry run on a CPU: DEVICE=cpu SUITE=path.yaml SPEED_MODELS= BUDGET_S=... OUT=folder
 set -uo pipefail
 out=$(cd "${OUT:?OUT: the folder whose files come back}" && pwd)
 carry=${CARRY:-device-carry}
 device=${DEVICE:-cuda}
 suite=${SUITE:-deep-camvid-gpu}
-budget_s=${BUDGET_S:-540}
-speed_s=${SPEED_S:-120}
+budget_s=${BUDGET_S:-530}
+speed_s=${SPEED_S:-105}
 report_s=${REPORT_S:-45}
 speed_models=${SPEED_MODELS-fcn8s,segnet,unet}
 results=${RESULTS:-/tmp/segbench-gpu}
@@ -41,10 +43,9 @@ command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,dri
 
 echo "== speed $(date -u +%T), at most $speed_s s"
 : > "$out/speed.md"
-speed_end=$(( SECONDS + speed_s ))
-for model in ${speed_models//,/ }; do
-    each=$(( speed_end - SECONDS ))
-    [ "$each" -gt 5 ] || { echo "speed $model: no time left" >> "$out/speed.md"; continue; }
+models=(${speed_models//,/ })
+for model in "${models[@]}"; do
+    each=$(( speed_s / ${#models[@]} ))  # an equal share: one slow network does not starve the others
     timeout -k 5 "$each" python3 -m bench speed --model "$model" --device "$device" --input 360x480 \
         --num-classes 11 --batch-sizes 1,8,32 --precisions fp32,bf16 --channels-last --format md >> "$out/speed.md" \
         || echo "speed $model: rc $?" >> "$out/speed.md"
@@ -52,12 +53,24 @@ done
 
 train_s=$(( $(left) - report_s ))
 echo "== train $(date -u +%T), at most $train_s s"
+# DataLoader workers pass batches through /dev/shm: where it is small, load in the main process
+shm_kib=$(df -k --output=size /dev/shm 2>/dev/null | tail -1 | tr -d ' ')
+if [ "${shm_kib:-0}" -lt 4194304 ] && [ -f "$suite" -o -f "bench/suites/$suite.yaml" ]; then
+    src=$([ -f "$suite" ] && echo "$suite" || echo "bench/suites/$suite.yaml")
+    sed 's/num_workers: [0-9]*/num_workers: 0/' "$src" > /tmp/gpu-suite.yaml && suite=/tmp/gpu-suite.yaml
+    echo "/dev/shm holds ${shm_kib:-?} KiB: data loading in the main process ($suite)"
+fi
+mkdir -p "$results"
+command -v nvidia-smi >/dev/null && { nvidia-smi dmon -s um -d 5 > "$results/gpu_utilisation.txt" 2>&1 & dmon=$!; }
 if [ "$train_s" -gt 30 ]; then
     timeout -k 10 "$train_s" python3 -m bench run --suite "$suite" --data-root "$carry/camvid" --device "$device" \
         --out "$results" --no-progress
     echo "train rc $? $(date -u +%T) (124: stopped at the time limit; finished jobs have their records)"
 fi
+[ -n "${dmon:-}" ] && kill "$dmon" 2>/dev/null
 timeout -k 5 "$(( report_s - 15 ))" python3 -m bench report --out "$results" > /dev/null
 cp "$results/leaderboard.md" "$results/leaderboard.csv" "$out/" 2>/dev/null
-(cd "$results" && tar -czf "$out/histories.tar.gz" runs/*/history.csv runs/*/curves.png 2>/dev/null)
+(cd "$results" && tar -czf "$out/results.tar.gz" --ignore-failed-read records records.jsonl per_image \
+    leaderboard.md per_class_iou.csv predictions_grid.png gpu_utilisation.txt runs/*/history.csv runs/*/curves.png \
+    2>/dev/null)
 echo "== done $(date -u +%T), $SECONDS s"
