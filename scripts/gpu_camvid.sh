@@ -22,6 +22,7 @@ budget_s=${BUDGET_S:-530}
 speed_s=${SPEED_S:-105}
 report_s=${REPORT_S:-45}
 speed_models=${SPEED_MODELS-fcn8s,segnet,unet}
+train=${TRAIN:-1}  # 0: the speed sweep alone
 results=${RESULTS:-/tmp/segbench-gpu}
 export PYTHONUNBUFFERED=1
 exec > >(tee "$out/log.txt") 2>&1
@@ -47,7 +48,8 @@ models=(${speed_models//,/ })
 for model in "${models[@]}"; do
     each=$(( speed_s / ${#models[@]} ))  # an equal share: one slow network does not starve the others
     timeout -k 5 "$each" python3 -m bench speed --model "$model" --device "$device" --input 360x480 \
-        --num-classes 11 --batch-sizes 1,8,32 --precisions fp32,bf16 --channels-last --format md >> "$out/speed.md" \
+        --num-classes 11 --batch-sizes 1,8,32 --precisions fp32,bf16 --channels-last \
+        --warmup 5 --iters 20 --min-time 1 --no-e2e --format md >> "$out/speed.md" \
         || echo "speed $model: rc $?" >> "$out/speed.md"
 done
 
@@ -62,7 +64,7 @@ if [ "${shm_kib:-0}" -lt 4194304 ] && [ -f "$suite" -o -f "bench/suites/$suite.y
 fi
 mkdir -p "$results"
 command -v nvidia-smi >/dev/null && { nvidia-smi dmon -s um -d 5 > "$results/gpu_utilisation.txt" 2>&1 & dmon=$!; }
-if [ "$train_s" -gt 30 ]; then
+if [ "$train" = 1 ] && [ "$train_s" -gt 30 ]; then
     timeout -k 10 "$train_s" python3 -m bench run --suite "$suite" --data-root "$carry/camvid" --device "$device" \
         --out "$results" --no-progress
     echo "train rc $? $(date -u +%T) (124: stopped at the time limit; finished jobs have their records)"
