@@ -9,6 +9,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 from bench.errors import SegbenchError
@@ -245,9 +246,32 @@ def cmd_speed(args: argparse.Namespace) -> int:
         compile=args.compile, cuda_graphs=args.cuda_graphs, num_classes=args.num_classes,
         peak_tflops=args.peak_tflops, end_to_end=not args.no_e2e, num_workers=args.num_workers,
         warmup=args.warmup, iters=args.iters, min_time_s=args.min_time,
+        on_row=_SpeedRows(args.out, args.format),
     )
     print(format_speed(table, args.format))
     return 0
+
+
+class _SpeedRows:
+    """After each measured row of `speed --model`: a line on stderr (the setting, its rate and
+    the seconds since the last row, so a slow setting shows itself) and, with ``--out``, the
+    table so far written to that file, so a sweep stopped by a time limit keeps its rows."""
+
+    def __init__(self, out: str | None, fmt: str):
+        self.out, self.fmt, self.last = out, fmt, time.perf_counter()
+
+    def __call__(self, table) -> None:
+        from bench.files import write_atomic
+        from bench.formatting import is_finite_number
+        from bench.speed import format_speed
+
+        row, now = table.iloc[-1], time.perf_counter()
+        rate = f"{row['images_per_s']:.4g} images/s" if is_finite_number(row["images_per_s"]) else "no rate"
+        print(f"[speed] {row['model']} {row['precision']} batch {row['batch_size']} {row['layout']} {row['mode']}: "
+              f"{row['status']}, {rate} ({now - self.last:.1f} s)", file=sys.stderr, flush=True)
+        self.last = now
+        if self.out:
+            write_atomic(self.out, format_speed(table, self.fmt) + "\n", fsync=False)
 
 
 def cmd_boundaries(args: argparse.Namespace) -> int:
@@ -399,6 +423,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--num-workers", type=int, default=None, help="data-loading workers for the end-to-end figure")
     sp.add_argument("--no-e2e", action="store_true", help="skip the end-to-end (decode + preprocess) measurement")
     sp.add_argument("--format", default="md", choices=["md", "csv", "json"])
+    sp.add_argument("--out", default=None, metavar="FILE",
+                    help="with --model: also write the table to FILE after every row (a sweep stopped half-way "
+                         "keeps the rows it measured)")
     sp.set_defaults(func=cmd_speed)
 
     bd = sub.add_parser("boundaries", help="BSDS500 boundary benchmark of the edge detectors: ODS, OIS, AP")

@@ -12,17 +12,19 @@
 # What comes back ($OUT, at most 8 files): gpu.txt, speed.md, leaderboard.md, leaderboard.csv,
 # results.tar.gz (records, per-image scores, each network's history.csv and curves, the predictions
 # grid, GPU utilisation every 5 s), log.txt.
-# Overrides for a dry run on a CPU: DEVICE=cpu SUITE=path.yaml SPEED_MODELS= BUDGET_S=... OUT=folder
+# Overrides: TRAIN=0 (the speed sweep alone), ONLY=segnet,unet (only these jobs), SPEED_MODELS=, SPEED_S=;
+# for a dry run on a CPU: DEVICE=cpu SUITE=path.yaml BUDGET_S=... OUT=folder
 set -uo pipefail
 out=$(cd "${OUT:?OUT: the folder whose files come back}" && pwd)
 carry=${CARRY:-device-carry}
 device=${DEVICE:-cuda}
 suite=${SUITE:-deep-camvid-gpu}
 budget_s=${BUDGET_S:-530}
-speed_s=${SPEED_S:-105}
+speed_s=${SPEED_S:-150}
 report_s=${REPORT_S:-45}
 speed_models=${SPEED_MODELS-fcn8s,segnet,unet}
 train=${TRAIN:-1}  # 0: the speed sweep alone
+# ONLY=segnet,unet: only these jobs of the suite (session 31 ran the floors, fcn8s and segnet)
 results=${RESULTS:-/tmp/segbench-gpu}
 export PYTHONUNBUFFERED=1
 exec > >(tee "$out/log.txt") 2>&1
@@ -47,10 +49,12 @@ echo "== speed $(date -u +%T), at most $speed_s s"
 models=(${speed_models//,/ })
 for model in "${models[@]}"; do
     each=$(( speed_s / ${#models[@]} ))  # an equal share: one slow network does not starve the others
+    rm -f "/tmp/speed-$model.md"  # `--out`: the table so far after every row, so a time limit keeps the rows
     timeout -k 5 "$each" python3 -m bench speed --model "$model" --device "$device" --input 360x480 \
         --num-classes 11 --batch-sizes 1,8,32 --precisions fp32,bf16 --channels-last \
-        --warmup 5 --iters 20 --min-time 1 --no-e2e --format md >> "$out/speed.md" \
-        || echo "speed $model: rc $?" >> "$out/speed.md"
+        --warmup 5 --iters 20 --min-time 1 --no-e2e --format md --out "/tmp/speed-$model.md" > /dev/null \
+        || echo "speed $model: rc $? (124: stopped at its $each s; the rows measured before are below)" >> "$out/speed.md"
+    cat "/tmp/speed-$model.md" >> "$out/speed.md" 2>/dev/null
 done
 
 train_s=$(( $(left) - report_s ))
@@ -65,8 +69,8 @@ fi
 mkdir -p "$results"
 command -v nvidia-smi >/dev/null && { nvidia-smi dmon -s um -d 5 > "$results/gpu_utilisation.txt" 2>&1 & dmon=$!; }
 if [ "$train" = 1 ] && [ "$train_s" -gt 30 ]; then
-    timeout -k 10 "$train_s" python3 -m bench run --suite "$suite" --data-root "$carry/camvid" --device "$device" \
-        --out "$results" --no-progress
+    timeout -k 10 "$train_s" python3 -m bench run --suite "$suite" ${ONLY:+--only "$ONLY"} --data-root "$carry/camvid" \
+        --device "$device" --out "$results" --no-progress
     echo "train rc $? $(date -u +%T) (124: stopped at the time limit; finished jobs have their records)"
 fi
 [ -n "${dmon:-}" ] && kill "$dmon" 2>/dev/null

@@ -347,6 +347,49 @@ def test_speed_table_of_a_registered_network_method():
     assert (row.model, row.width, row.num_classes, row.status) == ("test-speed-tiny-network", 0.75, 5, "ok")
 
 
+def test_speed_table_hands_on_every_row_as_it_is_measured():
+    seen = []
+    df = speed.speed_table(TinyNet(), "cpu", input_hw=HW, batch_sizes=[1, 2, 3], precisions=["fp32"],
+                           end_to_end=False, on_row=lambda table: seen.append(table.copy()), **FAST)
+    assert [len(t) for t in seen] == [1, 2, 3]  # the baseline first, then each setting
+    assert bool(seen[0]["baseline"].iloc[0]) and seen[0]["speedup_vs_eager_fp32"].iloc[0] == 1.0
+    pd.testing.assert_frame_equal(seen[-1], df)
+
+
+def test_cli_speed_writes_the_table_after_every_row(tmp_path, capsys, monkeypatch):
+    from bench.cli import EXIT_INTERRUPTED, main
+
+    out = tmp_path / "sweep" / "speed.md"
+    code = main(["speed", "--model", "test-speed-tiny-network", "--input", "32x32", "--num-classes", "3",
+                 "--batch-sizes", "1,2,3", "--warmup", "1", "--iters", "2", "--min-time", "0", "--no-e2e",
+                 "--format", "md", "--out", str(out)])
+    assert code == 0
+    printed, log = capsys.readouterr()
+    assert out.read_text() == printed  # the whole table, as printed
+    lines = [line for line in log.splitlines() if line.startswith("[speed] ")]
+    assert [line.split(":")[0] for line in lines] == [  # the baseline, then each batch size (1 is the baseline)
+        f"[speed] test-speed-tiny-network fp32 batch {b} NCHW eager" for b in (1, 2, 3)]
+    assert all(": ok, " in line and " images/s (" in line for line in lines)
+
+    # a sweep stopped after its first row (a time limit, a crash) keeps that row in the file
+    calls = []
+    real = speed.networks.measure_with_backoff
+
+    def stop_at_the_second(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(speed.networks, "measure_with_backoff", stop_at_the_second)
+    partial = tmp_path / "partial.csv"
+    code = main(["speed", "--model", "test-speed-tiny-network", "--input", "32x32", "--batch-sizes", "2",
+                 "--warmup", "1", "--iters", "2", "--min-time", "0", "--no-e2e", "--format", "csv", "--out", str(partial)])
+    assert code == EXIT_INTERRUPTED and len(calls) == 2
+    kept = pd.read_csv(partial)
+    assert len(kept) == 1 and bool(kept["baseline"].iloc[0]) and kept["images_per_s"].iloc[0] > 0
+
+
 def test_speed_table_builds_networks_through_the_method_registry():
     with pytest.raises(MethodError, match="unknown method 'no-such-net'"):
         speed.speed_table("no-such-net", "cpu", input_hw=HW, end_to_end=False, **FAST)

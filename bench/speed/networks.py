@@ -31,7 +31,7 @@ import dataclasses
 import os
 import sys
 import tempfile
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import pandas as pd
 import torch
@@ -342,6 +342,7 @@ def speed_table(
     image_format: str = "png",
     decoder: str = "pil",
     seed: int = 0,
+    on_row: Callable[[pd.DataFrame], None] | None = None,
 ) -> pd.DataFrame:
     """One row per (batch size, precision) with the chosen layout and mode, plus the baseline.
 
@@ -353,7 +354,9 @@ def speed_table(
     fp32 (TF32 off), batch 1, NCHW -- what most people write; ``speedup_vs_eager_fp32``
     divides each row's images/s by the baseline's. ``end_to_end`` adds decode +
     preprocessing through a DataLoader with ``num_workers`` processes (default
-    ``min(8, cpu count)``) next to the model-only figure.
+    ``min(8, cpu count)``) next to the model-only figure. ``on_row`` is called with the
+    table so far after every row (the baseline is the first), so a sweep stopped half-way
+    keeps what it measured.
     """
     dev = resolve_device(device)
     precisions = _as_list(precisions)
@@ -383,6 +386,8 @@ def speed_table(
                 add_note(rec, note)
             rec.update(meta, baseline=(p, b, cl, comp, graphs) == BASELINE)
             rows.append(rec)
+            if on_row is not None:
+                on_row(_table(rows))
     return _table(rows)
 
 
