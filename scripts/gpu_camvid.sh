@@ -10,8 +10,8 @@
 # shorten): the speed sweep gets at most SPEED_S (an equal share a network), training what is left
 # but REPORT_S for the leaderboard and the files.
 # What comes back ($OUT, at most 8 files): gpu.txt, speed.md, leaderboard.md, leaderboard.csv,
-# results.tar.gz (records, per-image scores, each network's history.csv and curves, the predictions
-# grid, GPU utilisation every 5 s), log.txt.
+# results.tar.gz (records, per-image scores, each network's history.csv and curves, the report's plots
+# (predictions grid, worst images, ...), GPU utilisation every 5 s), log.txt.
 # Overrides: TRAIN=0 (the speed sweep alone), ONLY=segnet,unet (only these jobs), SPEED_MODELS=, SPEED_S=;
 # for a dry run on a CPU: DEVICE=cpu SUITE=path.yaml BUDGET_S=... OUT=folder
 set -uo pipefail
@@ -77,6 +77,6 @@ fi
 timeout -k 5 "$(( report_s - 15 ))" python3 -m bench report --out "$results" > /dev/null
 cp "$results/leaderboard.md" "$results/leaderboard.csv" "$out/" 2>/dev/null
 (cd "$results" && tar -czf "$out/results.tar.gz" --ignore-failed-read records records.jsonl per_image \
-    leaderboard.md per_class_iou.csv predictions_grid.png gpu_utilisation.txt runs/*/history.csv runs/*/curves.png \
+    leaderboard.md per_class_iou.csv ./*.png gpu_utilisation.txt runs/*/history.csv runs/*/curves.png \
     2>/dev/null)
 echo "== done $(date -u +%T), $SECONDS s"
