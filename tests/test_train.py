@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import csv
 import math
+import time
 
 import numpy as np
 import pytest
@@ -110,6 +111,32 @@ def test_learns_easy_split_and_writes_files(splits, tmp_path):
     summary = result.summary()
     assert summary["best_epoch"] == result.best_epoch and len(summary["val_miou"]) == 4
     assert not list(tmp_path.glob(".*tmp")), "temporary files left behind"
+
+
+class SlowSplit(InMemorySplit):
+    """Every sample takes ``delay`` seconds to load: a slow disk or decoder."""
+
+    delay = 0.02
+
+    def load(self, index: int) -> Sample:
+        time.sleep(self.delay)
+        return super().load(index)
+
+
+def test_history_says_how_long_training_waited_for_data(splits, tmp_path):
+    train_split, val_split = splits
+    slow = SlowSplit(train_split.info, "train", train_split.samples)
+    cfg = fast_cfg(epochs=2, in_memory="off")  # every epoch loads every training image again
+    result = train(tiny_model(), slow, val_split, cfg, ctx(tmp_path / "slow"))
+    fast = train(tiny_model(), train_split, val_split, cfg, ctx(tmp_path / "fast"))
+    for row, quick in zip(result.history, fast.history):
+        # the 8 loads of an epoch are waited for in the loop (no workers), so at least 8 delays
+        assert len(slow) * SlowSplit.delay <= row["data_time_s"] <= row["train_time_s"]
+        assert quick["data_time_s"] < len(slow) * SlowSplit.delay
+        assert row["train_loss"] == quick["train_loss"]  # the same batches, only later
+    with open(tmp_path / "slow" / "history.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [float(r["data_time_s"]) for r in rows] == pytest.approx([r["data_time_s"] for r in result.history])
 
 
 @pytest.mark.parametrize("every_s, saved_epoch", [(0.0, 2), (3600.0, 1)])

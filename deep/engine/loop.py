@@ -67,7 +67,10 @@ from deep.engine.parallel import SingleProcess, process_seed
 
 #: validation images drawn in ``progress.png``
 N_PROGRESS_IMAGES = 3
-HISTORY_COLUMNS = ("epoch", "train_loss", "val_miou", "lr", "train_time_s", "val_time_s", "images_per_s", "steps")
+#: data_time_s: of train_time_s, the seconds the loop waited for the next batch (torchvision's
+#: "data" time): near train_time_s, the input pipeline bounds training, not the model
+HISTORY_COLUMNS = ("epoch", "train_loss", "val_miou", "lr", "train_time_s", "val_time_s", "images_per_s", "steps",
+                   "data_time_s")
 
 
 @dataclass
@@ -104,18 +107,22 @@ def train_one_epoch(net: nn.Module, criterion: nn.Module, optimizer: torch.optim
                     scheduler, scaler: torch.amp.GradScaler, *, cfg: TrainConfig, device: torch.device,
                     ignore: int, parallel: SingleProcess, progress: bool, desc: str) -> dict[str, float]:
     """One pass over ``loader``: forward, loss, backward, step, schedule per batch. Returns
-    the epoch's mean loss over every process, its time, images per second and optimiser
-    steps."""
+    the epoch's mean loss over every process, its time, images per second, optimiser steps
+    and the seconds spent waiting for batches (nothing in the step waits for the device,
+    so on a GPU that is what the input pipeline costs beyond the model's time)."""
     net.train()
     t0 = time.perf_counter()
     loss_sum = torch.zeros((), device=device)
     batches = images_seen = steps = 0
+    data_s, ready = 0.0, t0
     bar = tqdm(loader, desc=desc, unit="batch", leave=False, disable=not progress)
     for images, labels in bar:
+        data_s += time.perf_counter() - ready
         labelled = bool((labels != ignore).any())
         # all padding/ignore: nothing to learn from. With several processes every one must
         # take part in each gradient all-reduce, so such a batch gets a zero loss instead.
         if not labelled and parallel.world_size == 1:
+            ready = time.perf_counter()
             continue
         images = images.to(device, non_blocking=True)
         labels = labels.to(device, non_blocking=True)
@@ -141,13 +148,15 @@ def train_one_epoch(net: nn.Module, criterion: nn.Module, optimizer: torch.optim
         if progress and (batches % 10 == 1 or batches == len(loader)):
             bar.set_postfix(loss=f"{loss.item():.4f}",
                             img_s=f"{images_seen / max(time.perf_counter() - t0, 1e-9):.1f}")
+        ready = time.perf_counter()
     sync(device)
     seconds = time.perf_counter() - t0
     totals = torch.cat([loss_sum.double().reshape(1),
                         torch.tensor([batches, images_seen], dtype=torch.float64, device=device)])
     loss_total, batches, images_seen = parallel.all_reduce_sum(totals).tolist()  # over all processes
     return {"train_loss": loss_total / batches if batches else float("nan"), "train_time_s": seconds,
-            "images_per_s": images_seen / seconds if seconds > 0 else float("nan"), "steps": steps}
+            "images_per_s": images_seen / seconds if seconds > 0 else float("nan"), "steps": steps,
+            "data_time_s": data_s}
 
 
 def evaluate(
@@ -270,7 +279,8 @@ def train(
             val_miou, val_time = _validate(run, epoch)
             row = {"epoch": epoch, "train_loss": stats["train_loss"], "val_miou": val_miou,
                    "lr": t.optimizer.param_groups[0]["lr"], "train_time_s": stats["train_time_s"],
-                   "val_time_s": val_time, "images_per_s": stats["images_per_s"], "steps": stats["steps"]}
+                   "val_time_s": val_time, "images_per_s": stats["images_per_s"], "steps": stats["steps"],
+                   "data_time_s": stats["data_time_s"]}
             _end_epoch(run, row, first_images)
             bar.set_postfix(loss=f"{row['train_loss']:.4f}", val_miou=f"{val_miou:.3f}")
             if on_epoch_end is not None:
