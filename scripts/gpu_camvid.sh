@@ -47,8 +47,8 @@ command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,dri
 echo "== speed $(date -u +%T), at most $speed_s s"
 : > "$out/speed.md"
 models=(${speed_models//,/ })
+each=$(( speed_s / ${#models[@]} ))  # an equal share: one slow network does not starve the others
 for model in "${models[@]}"; do
-    each=$(( speed_s / ${#models[@]} ))  # an equal share: one slow network does not starve the others
     rm -f "/tmp/speed-$model.md"  # `--out`: the table so far after every row, so a time limit keeps the rows
     timeout -k 5 "$each" python3 -m bench speed --model "$model" --device "$device" --input 360x480 \
         --num-classes 11 --batch-sizes 1,8,32 --precisions fp32,bf16 --channels-last \

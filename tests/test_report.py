@@ -358,6 +358,7 @@ def test_grid_wraps_long_column_titles(tmp_path):
     assert set(heights) == {False, True}
     assert heights[True] - heights[False] == pytest.approx(0.13 * plots.DPI, abs=2)  # one more line
 
+
 def test_grid_without_palette_file_uses_default(tmp_path):
     recs = [rec("a", "m", predictions=["predictions/a/x.png"], iou=[0.5, 0.5], class_names=["a", "b"])]
     write_samples(tmp_path, "camvid", "test", ["x"], 3, palette_file=False)

@@ -277,10 +277,8 @@ def train(
                                     progress=context.progress, desc=f"epoch {epoch}/{cfg.epochs}")
             parallel.broadcast_buffers(run.model)  # every process validates and saves the same model
             val_miou, val_time = _validate(run, epoch)
-            row = {"epoch": epoch, "train_loss": stats["train_loss"], "val_miou": val_miou,
-                   "lr": t.optimizer.param_groups[0]["lr"], "train_time_s": stats["train_time_s"],
-                   "val_time_s": val_time, "images_per_s": stats["images_per_s"], "steps": stats["steps"],
-                   "data_time_s": stats["data_time_s"]}
+            row = {"epoch": epoch, **stats, "val_miou": val_miou, "lr": t.optimizer.param_groups[0]["lr"],
+                   "val_time_s": val_time}
             _end_epoch(run, row, first_images)
             bar.set_postfix(loss=f"{row['train_loss']:.4f}", val_miou=f"{val_miou:.3f}")
             if on_epoch_end is not None:
