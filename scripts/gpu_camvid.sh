@@ -12,7 +12,8 @@
 # What comes back ($OUT, at most 8 files): gpu.txt, speed.md, leaderboard.md, leaderboard.csv,
 # results.tar.gz (records, per-image scores, each network's history.csv and curves, the report's plots
 # (predictions grid, worst images, ...), GPU utilisation every 5 s), log.txt.
-# Overrides: TRAIN=0 (the speed sweep alone), ONLY=segnet,unet (only these jobs), SPEED_MODELS=, SPEED_S=;
+# Overrides: TRAIN=0 (the speed sweep alone), ONLY=segnet,unet (only these jobs), SPEED_MODELS=, SPEED_S=,
+# JOBS=3 (jobs side by side on the one GPU: `bench run --workers`; one job left it idle 72% of the time);
 # for a dry run on a CPU: DEVICE=cpu SUITE=path.yaml BUDGET_S=... OUT=folder
 set -uo pipefail
 out=$(cd "${OUT:?OUT: the folder whose files come back}" && pwd)
@@ -24,6 +25,7 @@ speed_s=${SPEED_S:-150}
 report_s=${REPORT_S:-45}
 speed_models=${SPEED_MODELS-fcn8s,segnet,unet}
 train=${TRAIN:-1}  # 0: the speed sweep alone
+jobs=${JOBS:-1}  # jobs side by side, each with the suite's data workers; records say how many shared the GPU
 # ONLY=segnet,unet: only these jobs of the suite (session 31 ran the floors, fcn8s and segnet)
 results=${RESULTS:-/tmp/segbench-gpu}
 export PYTHONUNBUFFERED=1
@@ -50,7 +52,8 @@ models=(${speed_models//,/ })
 each=$(( speed_s / ${#models[@]} ))  # an equal share: one slow network does not starve the others
 for model in "${models[@]}"; do
     rm -f "/tmp/speed-$model.md"  # `--out`: the table so far after every row, so a time limit keeps the rows
-    timeout -k 5 "$each" python3 -m bench speed --model "$model" --device "$device" --input 360x480 \
+    # SIGABRT at the limit: faulthandler prints where each thread was (two sweeps gave no row in 75 s)
+    timeout -s ABRT -k 5 "$each" python3 -X faulthandler -m bench speed --model "$model" --device "$device" --input 360x480 \
         --num-classes 11 --batch-sizes 1,8,32 --precisions fp32,bf16 --channels-last \
         --warmup 5 --iters 20 --min-time 1 --no-e2e --format md --out "/tmp/speed-$model.md" > /dev/null \
         || echo "speed $model: rc $? (124: stopped at its $each s; the rows measured before are below)" >> "$out/speed.md"
@@ -70,7 +73,7 @@ mkdir -p "$results"
 command -v nvidia-smi >/dev/null && { nvidia-smi dmon -s um -d 5 > "$results/gpu_utilisation.txt" 2>&1 & dmon=$!; }
 if [ "$train" = 1 ] && [ "$train_s" -gt 30 ]; then
     timeout -k 10 "$train_s" python3 -m bench run --suite "$suite" ${ONLY:+--only "$ONLY"} --data-root "$carry/camvid" \
-        --device "$device" --out "$results" --no-progress
+        --device "$device" --out "$results" --workers "$jobs" --no-progress
     echo "train rc $? $(date -u +%T) (124: stopped at the time limit; finished jobs have their records)"
 fi
 [ -n "${dmon:-}" ] && kill "$dmon" 2>/dev/null
