@@ -18,7 +18,7 @@ from deep.engine import transforms as T
 from deep.engine.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
 from deep.engine.config import TrainConfig, use_channels_last
 from deep.engine.data import class_weights, median_frequency_weights
-from deep.engine.loop import snapshot_epochs, train
+from deep.engine.loop import cudnn_mode, snapshot_epochs, train
 from deep.models import create_model
 
 torch.set_num_threads(1)
@@ -328,6 +328,22 @@ def test_channels_last_auto_is_on_where_it_pays(monkeypatch):
     assert fast_cfg().channels_last == "auto"
     with pytest.raises(ValueError, match="channels_last"):
         fast_cfg(channels_last="yes")
+
+
+def test_cudnn_benchmarks_its_algorithms_on_a_gpu_unless_deterministic():
+    def flags():
+        return (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic,
+                torch.are_deterministic_algorithms_enabled())
+
+    before = flags()
+    with cudnn_mode(False, torch.device("cuda")):
+        assert flags() == (True, before[1], before[2])
+    assert flags() == before
+    with cudnn_mode(False, torch.device("cpu")):
+        assert flags() == before  # no cuDNN on a CPU: nothing changes
+    with cudnn_mode(True, torch.device("cuda")):
+        assert flags() == (False, True, True)
+    assert flags() == before
 
 
 def test_channels_last_trains_like_contiguous_to_rounding(splits, tmp_path):

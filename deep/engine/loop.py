@@ -260,7 +260,7 @@ def train(
     check_precision(AMP_TO_PRECISION[cfg.amp], device)
     cfg = dataclasses.replace(cfg, channels_last=use_channels_last(cfg.channels_last, device))
     Path(context.run_dir).mkdir(parents=True, exist_ok=True)
-    with _deterministic(cfg.deterministic, device):
+    with cudnn_mode(cfg.deterministic, device):
         seed_everything(process_seed(context.seed, parallel.rank))
         run = _setup(model, train_split, val_split, cfg, context, model_name, device, parallel)
         first_images = [run.loaders.eval_dataset.split[i]
@@ -288,16 +288,20 @@ def train(
 
 
 @contextlib.contextmanager
-def _deterministic(on: bool, device: torch.device) -> Iterator[None]:
-    """Deterministic algorithms (warn only) inside the block when ``on``; the global flags
-    are restored after it."""
+def cudnn_mode(deterministic: bool, device: torch.device) -> Iterator[None]:
+    """Inside the block: deterministic algorithms (warn only) when ``deterministic``; else, on
+    a GPU, cuDNN's benchmark mode, as torchvision's reference training does: each convolution
+    shape is timed once and its fastest algorithm kept (a run's crops and batches have one
+    or two shapes), instead of a heuristic pick. The global flags are restored after it."""
     previous = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
     previous_cudnn = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
-    if on:
+    if deterministic:
         if device.type == "cuda":
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    elif device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
     try:
         yield
     finally:
