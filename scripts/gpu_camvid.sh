@@ -13,7 +13,7 @@
 # results.tar.gz (records, per-image scores, each network's history.csv and curves, the report's plots
 # (predictions grid, worst images, ...), GPU utilisation every 5 s), log.txt.
 # Overrides: TRAIN=0 (the speed sweep alone), ONLY=segnet,unet (only these jobs), SPEED_MODELS=, SPEED_S=,
-# JOBS=3 (jobs side by side on the one GPU: `bench run --workers`; one job left it idle 72% of the time);
+# JOBS=3 (jobs side by side on the one GPU, `bench run --workers`; tried once, session 32: slower, keep 1);
 # for a dry run on a CPU: DEVICE=cpu SUITE=path.yaml BUDGET_S=... OUT=folder
 set -uo pipefail
 out=$(cd "${OUT:?OUT: the folder whose files come back}" && pwd)
@@ -52,9 +52,10 @@ models=(${speed_models//,/ })
 each=$(( speed_s / ${#models[@]} ))  # an equal share: one slow network does not starve the others
 for model in "${models[@]}"; do
     rm -f "/tmp/speed-$model.md"  # `--out`: the table so far after every row, so a time limit keeps the rows
-    # SIGABRT at the limit: faulthandler prints where each thread was (two sweeps gave no row in 75 s)
+    # bf16 first (what training runs): FCN-8s's and U-Net's first strict-fp32 NHWC batch of 8 did
+    # not finish its warm-up in 13-16 s (session 32). SIGABRT at the limit: faulthandler prints where it was
     timeout -s ABRT -k 5 "$each" python3 -X faulthandler -m bench speed --model "$model" --device "$device" --input 360x480 \
-        --num-classes 11 --batch-sizes 1,8,32 --precisions fp32,bf16 --channels-last \
+        --num-classes 11 --batch-sizes 1,8,32 --precisions bf16,fp32 --channels-last \
         --warmup 5 --iters 20 --min-time 1 --no-e2e --format md --out "/tmp/speed-$model.md" > /dev/null \
         || echo "speed $model: rc $? (124: stopped at its $each s; the rows measured before are below)" >> "$out/speed.md"
     cat "/tmp/speed-$model.md" >> "$out/speed.md" 2>/dev/null
