@@ -330,18 +330,19 @@ def test_channels_last_auto_is_on_where_it_pays(monkeypatch):
         fast_cfg(channels_last="yes")
 
 
-def test_cudnn_benchmarks_its_algorithms_on_a_gpu_unless_deterministic():
+def test_cudnn_benchmarks_its_algorithms_on_a_gpu_for_crops_unless_deterministic():
     def flags():
         return (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic,
                 torch.are_deterministic_algorithms_enabled())
 
     before = flags()
-    with cudnn_mode(False, torch.device("cuda")):
+    with cudnn_mode(False, torch.device("cuda"), fixed_shapes=True):
         assert flags() == (True, before[1], before[2])
     assert flags() == before
-    with cudnn_mode(False, torch.device("cpu")):
-        assert flags() == before  # no cuDNN on a CPU: nothing changes
-    with cudnn_mode(True, torch.device("cuda")):
+    for device, fixed in (("cpu", True), ("cuda", False)):  # no cuDNN; whole images of many sizes
+        with cudnn_mode(False, torch.device(device), fixed_shapes=fixed):
+            assert flags() == before
+    with cudnn_mode(True, torch.device("cuda"), fixed_shapes=True):
         assert flags() == (False, True, True)
     assert flags() == before
 

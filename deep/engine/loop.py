@@ -260,7 +260,7 @@ def train(
     check_precision(AMP_TO_PRECISION[cfg.amp], device)
     cfg = dataclasses.replace(cfg, channels_last=use_channels_last(cfg.channels_last, device))
     Path(context.run_dir).mkdir(parents=True, exist_ok=True)
-    with cudnn_mode(cfg.deterministic, device):
+    with cudnn_mode(cfg.deterministic, device, fixed_shapes=cfg.crop_size is not None):
         seed_everything(process_seed(context.seed, parallel.rank))
         run = _setup(model, train_split, val_split, cfg, context, model_name, device, parallel)
         first_images = [run.loaders.eval_dataset.split[i]
@@ -288,11 +288,12 @@ def train(
 
 
 @contextlib.contextmanager
-def cudnn_mode(deterministic: bool, device: torch.device) -> Iterator[None]:
+def cudnn_mode(deterministic: bool, device: torch.device, fixed_shapes: bool) -> Iterator[None]:
     """Inside the block: deterministic algorithms (warn only) when ``deterministic``; else, on
-    a GPU, cuDNN's benchmark mode, as torchvision's reference training does: each convolution
-    shape is timed once and its fastest algorithm kept (a run's crops and batches have one
-    or two shapes), instead of a heuristic pick. The global flags are restored after it."""
+    a GPU whose training batches have ``fixed_shapes`` (a crop), cuDNN's benchmark mode, as
+    torchvision's reference training does: each convolution shape is timed once and its
+    fastest algorithm kept, instead of a heuristic pick (whole images of many sizes would be
+    timed size by size). The global flags are restored after it."""
     previous = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
     previous_cudnn = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
     if deterministic:
@@ -300,7 +301,7 @@ def cudnn_mode(deterministic: bool, device: torch.device) -> Iterator[None]:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
-    elif device.type == "cuda":
+    elif device.type == "cuda" and fixed_shapes:
         torch.backends.cudnn.benchmark = True
     try:
         yield
