@@ -566,6 +566,31 @@ def test_tapwise_deconv_equals_the_deconvolution(dilation, padding, size):
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("transposed", [False, True])
+def test_tapwise_path_trains_under_bf16_autocast_like_the_convolution(transposed):
+    """As the trainer runs it with ``amp: bf16`` on a CPU (forward under autocast, backward
+    after it), the tap-by-tap path computes in bf16 as the convolution does and returns each
+    gradient in its tensor's dtype, close to the convolution's."""
+    torch.manual_seed(0)
+    weight = torch.randn(*((16, 24, 7, 7) if transposed else (24, 16, 7, 7)), requires_grad=True)
+    bias = torch.randn(24, requires_grad=True)
+    ref = F.conv_transpose2d if transposed else F.conv2d
+    x = torch.randn(3, 16, 4, 3).to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
+    results = []
+    for fn in (lambda t: tapwise_conv2d(t, weight, bias, (1, 1), (3, 3), transposed=transposed),
+               lambda t: ref(t, weight, bias, padding=3)):
+        xb = x.clone().requires_grad_()  # what a bf16 layer before hands on
+        weight.grad = bias.grad = None
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y = fn(xb)
+        (y.float() * torch.linspace(-1, 1, y.numel()).reshape(y.shape)).sum().backward()
+        assert xb.grad.dtype == torch.bfloat16 and weight.grad.dtype == torch.float32
+        results.append([t.float() for t in (y.detach(), xb.grad, weight.grad, bias.grad)])
+    for a, b in zip(*results):
+        assert a.shape == b.shape
+        torch.testing.assert_close(a, b, rtol=0.05, atol=0.5)
+
+
 def test_matmul_conv_runs_tap_by_tap_only_where_the_padding_dominates(monkeypatch):
     """A stride-1 layer runs tap by tap where at most TAPWISE_BELOW of its products are live
     and the batch skips at least TAPWISE_MIN_SKIPPED per weight: DilatedNet's fc6 on 15x10

@@ -117,13 +117,18 @@ class _TapwiseConv(torch.autograd.Function):
         n, c_in, h, w = x.shape
         kh, kw = weight.shape[-2:]
         c_out = weight.shape[1] if transposed else weight.shape[0]
-        x2 = x.permute(0, 2, 3, 1).reshape(-1, c_in)  # N*H*W x C_in (no copy if channels-last)
-        wt = weight.reshape(-1, kh * kw).t().contiguous().view(kh * kw, *weight.shape[:2])
-        out = x.new_zeros(n * out_size[0] * out_size[1], c_out)
+        # the products run in autocast's dtype where it is on, as the convolution's would; the
+        # backward runs outside autocast, so both operands are cast here once and saved so
+        kind = x.device.type
+        dtype = torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else x.dtype
+        x2 = x.permute(0, 2, 3, 1).reshape(-1, c_in).to(dtype)  # N*H*W x C_in (no copy if channels-last)
+        wt = weight.reshape(-1, kh * kw).t().contiguous().view(kh * kw, *weight.shape[:2]).to(dtype)
+        out = x2.new_zeros(n * out_size[0] * out_size[1], c_out)
         for t, src, dst in index:
             out.index_add_(0, dst, x2.index_select(0, src) @ _tap_matrix(wt, t, transposed))
         ctx.save_for_backward(x2, wt)
         ctx.index, ctx.shape, ctx.weight_shape, ctx.transposed = index, x.shape, weight.shape, transposed
+        ctx.dtypes = x.dtype, weight.dtype
         # N x C_out x Ho x Wo, channels-last in memory
         return out.view(n, *out_size, c_out).permute(0, 3, 1, 2)
 
@@ -132,7 +137,7 @@ class _TapwiseConv(torch.autograd.Function):
         x2, wt = ctx.saved_tensors
         n, c_in, h, w = ctx.shape
         taps, transposed = wt.shape[0], ctx.transposed
-        g2 = grad.permute(0, 2, 3, 1).reshape(-1, grad.shape[1])
+        g2 = grad.permute(0, 2, 3, 1).reshape(-1, grad.shape[1]).to(x2.dtype)
         gx = torch.zeros_like(x2) if ctx.needs_input_grad[0] else None
         gw = None
         if ctx.needs_input_grad[1]:
@@ -150,8 +155,10 @@ class _TapwiseConv(torch.autograd.Function):
                 else:
                     torch.mm(g.t(), xs, out=gw[t])
         if gw is not None:
-            gw = gw.view(taps, -1).t().contiguous().view(ctx.weight_shape)
-        return (None if gx is None else gx.view(n, h, w, c_in).permute(0, 3, 1, 2), gw, None, None, None)
+            gw = gw.view(taps, -1).t().contiguous().view(ctx.weight_shape).to(ctx.dtypes[1])
+        if gx is not None:
+            gx = gx.view(n, h, w, c_in).permute(0, 3, 1, 2).to(ctx.dtypes[0])
+        return gx, gw, None, None, None
 
 
 def _tap_matrix(wt: torch.Tensor, t: int, transposed: bool) -> torch.Tensor:
