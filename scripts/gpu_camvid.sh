@@ -7,12 +7,13 @@
 # Then the device tool's run, from the repository root, with carry ["device-carry"] and timeout_s 600:
 #     bash scripts/gpu_camvid.sh
 # Everything ends by BUDGET_S (default 530 s, inside the call's 600, which a slow machine start can
-# shorten): the speed sweep gets at most SPEED_S (an equal share a network), training what is left
+# shorten): the speed sweep gets at most SPEED_S (an equal share a network), the training step
+# alone STEP_S, training what is left
 # but REPORT_S for the leaderboard and the files.
-# What comes back ($OUT, at most 8 files): gpu.txt, speed.md, leaderboard.md, leaderboard.csv,
+# What comes back ($OUT, at most 8 files): gpu.txt, speed.md, step.md, leaderboard.md, leaderboard.csv,
 # results.tar.gz (records, per-image scores, each network's history.csv and curves, the report's plots
 # (predictions grid, worst images, ...), GPU utilisation every 5 s), log.txt.
-# Overrides: TRAIN=0 (the speed sweep alone), ONLY=segnet,unet (only these jobs), SPEED_MODELS=, SPEED_S=,
+# Overrides: TRAIN=0 (the speed sweep alone), ONLY=segnet,unet (only these jobs), SPEED_MODELS=, SPEED_S=, STEP_S=,
 # JOBS=3 (jobs side by side on the one GPU, `bench run --workers`; tried once, session 32: slower, keep 1);
 # for a dry run on a CPU: DEVICE=cpu SUITE=path.yaml BUDGET_S=... OUT=folder
 set -uo pipefail
@@ -23,6 +24,7 @@ suite=${SUITE:-deep-camvid-gpu}
 budget_s=${BUDGET_S:-530}
 speed_s=${SPEED_S:-150}
 report_s=${REPORT_S:-45}
+step_s=${STEP_S:-60}  # the training step alone (scripts/train_step_options.py), 0: skip
 speed_models=${SPEED_MODELS-fcn8s,segnet,unet}
 train=${TRAIN:-1}  # 0: the speed sweep alone
 jobs=${JOBS:-1}  # jobs side by side, each with the suite's data workers; records say how many shared the GPU
@@ -60,6 +62,12 @@ for model in "${models[@]}"; do
         || echo "speed $model: rc $? (124: stopped at its $each s; the rows measured before are below)" >> "$out/speed.md"
     cat "/tmp/speed-$model.md" >> "$out/speed.md" 2>/dev/null
 done
+
+echo "== training step alone $(date -u +%T), at most $step_s s"
+# data already on the GPU: held against the runs' training images/s, it says what the loader costs
+[ "$step_s" -gt 0 ] && timeout -s ABRT -k 5 "$step_s" python3 -X faulthandler scripts/train_step_options.py \
+    --device "$device" --width 1 --input 360x480 --batch 8 --iters 10 --networks "$speed_models" \
+    --options "bf16 + channels-last" | tee "$out/step.md"
 
 train_s=$(( $(left) - report_s ))
 echo "== train $(date -u +%T), at most $train_s s"
