@@ -118,7 +118,7 @@ class _TapwiseConv(torch.autograd.Function):
         kh, kw = weight.shape[-2:]
         c_out = weight.shape[1] if transposed else weight.shape[0]
         # the products run in autocast's dtype where it is on, as the convolution's would; the
-        # backward runs outside autocast, so both operands are cast here once and saved so
+        # backward runs outside autocast, so both operands are cast here, once, and saved cast
         kind = x.device.type
         dtype = torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else x.dtype
         x2 = x.permute(0, 2, 3, 1).reshape(-1, c_in).to(dtype)  # N*H*W x C_in (no copy if channels-last)
