@@ -8,12 +8,12 @@
 #     bash scripts/gpu_camvid.sh
 # Everything ends by BUDGET_S (default 530 s, inside the call's 600, which a slow machine start can
 # shorten): the speed sweep gets at most SPEED_S (an equal share a network), the training step
-# alone STEP_S, training what is left
+# alone STEP_S, the training loader alone LOADER_S, training what is left
 # but REPORT_S for the leaderboard and the files.
-# What comes back ($OUT, at most 8 files): gpu.txt, speed.md, step.md, leaderboard.md, leaderboard.csv,
+# What comes back ($OUT, at most 8 files): gpu.txt, speed.md, step.md, loader.md, leaderboard.md, leaderboard.csv,
 # results.tar.gz (records, per-image scores, each network's history.csv and curves, the report's plots
 # (predictions grid, worst images, ...), GPU utilisation every 5 s), log.txt.
-# Overrides: TRAIN=0 (the speed sweep alone), ONLY=segnet,unet (only these jobs), SPEED_MODELS=, SPEED_S=, STEP_S=,
+# Overrides: TRAIN=0 (the speed sweep alone), ONLY=segnet,unet (only these jobs), SPEED_MODELS=, SPEED_S=, STEP_S=, LOADER_S=,
 # JOBS=3 (jobs side by side on the one GPU, `bench run --workers`; tried once, session 32: slower, keep 1);
 # for a dry run on a CPU: DEVICE=cpu SUITE=path.yaml BUDGET_S=... OUT=folder
 set -uo pipefail
@@ -25,6 +25,7 @@ budget_s=${BUDGET_S:-530}
 speed_s=${SPEED_S:-150}
 report_s=${REPORT_S:-45}
 step_s=${STEP_S:-60}  # the training step alone (scripts/train_step_options.py), 0: skip
+loader_s=${LOADER_S:-40}  # the training loader alone (scripts/train_loader_speed.py), 0: skip
 speed_models=${SPEED_MODELS-fcn8s,segnet,unet}
 train=${TRAIN:-1}  # 0: the speed sweep alone
 jobs=${JOBS:-1}  # jobs side by side, each with the suite's data workers; records say how many shared the GPU
@@ -68,6 +69,11 @@ echo "== training step alone $(date -u +%T), at most $step_s s"
 [ "$step_s" -gt 0 ] && timeout -s ABRT -k 5 "$step_s" python3 -X faulthandler scripts/train_step_options.py \
     --device "$device" --width 1 --input 360x480 --batch 8 --iters 10 --networks "$speed_models" \
     --options "bf16 + channels-last" | tee "$out/step.md"
+
+echo "== training loader alone $(date -u +%T), at most $loader_s s"
+# the trainer's loader with the suite's 8 workers and no step: what this host's cores supply
+[ "$loader_s" -gt 0 ] && timeout -s ABRT -k 5 "$loader_s" python3 -X faulthandler scripts/train_loader_speed.py \
+    --data-root "$carry/camvid" --workers 8 --epochs 3 | tee "$out/loader.md"
 
 train_s=$(( $(left) - report_s ))
 echo "== train $(date -u +%T), at most $train_s s"

@@ -6,15 +6,15 @@
 The loader is the one the trainer builds (``make_loaders``: the split decoded once and kept
 in memory, then random scale, crop, flip and colour jitter per image, padded batches), with
 the `deep-camvid-gpu` recipe by default (full size, 360x480 crops, batch 8). Each epoch
-starts the data workers again, so per worker count it prints the seconds to an epoch's
-first batch and the milliseconds between the next batches (median), for ``--epochs`` epochs;
-a GPU step faster than that interval waits for data.
+starts the data workers again, so per worker count and epoch it prints the seconds to the
+first batch and to the whole epoch, and the epoch's images per second: a training epoch
+shorter than the loader's waits for data. (The whole epoch, since the workers prepare
+batches ahead: the intervals after a slow first batch are short while their queue empties.)
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -28,17 +28,14 @@ from deep.engine.data import make_loaders  # noqa: E402
 from deep.engine.parallel import SingleProcess  # noqa: E402
 
 
-def epoch_times(loader, batches: int) -> tuple[float, float]:
-    """(seconds to the first batch, median seconds between the next ``batches`` batches)."""
-    gaps = []
-    t = time.perf_counter()
-    for i, _ in enumerate(loader):
-        now = time.perf_counter()
-        gaps.append(now - t)
-        t = now
-        if i == batches:
-            break
-    return gaps[0], statistics.median(gaps[1:])
+def epoch_times(loader) -> tuple[float, float, int]:
+    """(seconds to the first batch, seconds to the last, images) of one pass over ``loader``."""
+    t0 = time.perf_counter()
+    first, images = None, 0
+    for x, _ in loader:
+        first = time.perf_counter() - t0 if first is None else first
+        images += x.shape[0]
+    return first, time.perf_counter() - t0, images
 
 
 def main() -> None:
@@ -49,14 +46,13 @@ def main() -> None:
     p.add_argument("--scale", type=float, default=1.0)
     p.add_argument("--crop", default="360x480", help="HxW")
     p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--batches", type=int, default=20, help="batches timed after each epoch's first")
     p.add_argument("--epochs", type=int, default=2)
     args = p.parse_args()
     crop = tuple(int(v) for v in args.crop.split("x"))
     split = get_dataset(args.dataset, args.data_root).split("train")
     print(f"{device_name('cpu')}; {args.dataset} train ({len(split)} images), scale {args.scale}, "
           f"crop {args.crop}, batch {args.batch}\n")
-    print("| workers | epoch | first batch (s) | then a batch every (ms) | images/s |")
+    print("| workers | epoch | first batch (s) | epoch (s) | images/s |")
     print("|---:|---:|---:|---:|---:|")
     for workers in (int(w) for w in args.workers.split(",")):
         cfg = TrainConfig(scale=args.scale, crop=crop, scale_range=(0.75, 1.5), hflip=True, jitter=0.2,
@@ -64,8 +60,8 @@ def main() -> None:
         loaders = make_loaders(split, None, cfg, seed=0, process_seed=0, min_size=32, pin_memory=False,
                                parallel=SingleProcess())
         for epoch in range(1, args.epochs + 1):
-            first, gap = epoch_times(loaders.train, args.batches)
-            print(f"| {workers} | {epoch} | {first:.2f} | {gap * 1000:.0f} | {args.batch / gap:.0f} |", flush=True)
+            first, seconds, images = epoch_times(loaders.train)
+            print(f"| {workers} | {epoch} | {first:.2f} | {seconds:.2f} | {images / seconds:.0f} |", flush=True)
 
 
 if __name__ == "__main__":
