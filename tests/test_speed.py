@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import time
 import warnings
 
 import numpy as np
@@ -103,6 +104,23 @@ def test_measure_model_cpu_fp32_record():
     assert rec["torch"] and rec["python"] and "cuda" in rec
     assert rec["peak_tflops"] is None and rec["fraction_of_peak"] is None  # CPU without --peak-tflops
     assert rec["peak_mem_mib"] is None or rec["peak_mem_mib"] >= 0
+
+
+def test_warm_up_is_reported_apart_from_the_timed_forwards():
+    """``warmup_s`` holds the untimed warm-up forwards (where cuDNN autotunes), no rate does."""
+    class SlowFirstCalls(TinyNet):
+        calls = 0
+
+        def forward(self, x):
+            SlowFirstCalls.calls += 1
+            if SlowFirstCalls.calls <= 3:  # the three warm-up forwards
+                time.sleep(0.1)
+            return super().forward(x)
+
+    rec = _ok(speed.measure_model(SlowFirstCalls(), HW, 1, "cpu", "fp32", warmup=3, iters=3, min_time_s=0.0,
+                                  flops_per_image=1))  # given: no counting forward before the warm-up
+    assert rec["warmup_s"] >= 0.3 > rec["time_s"]
+    assert "warmup_s" in speed.format_speed(rec, "md")
 
 
 def test_measure_model_runs_iters_and_min_time():

@@ -31,6 +31,7 @@ import dataclasses
 import os
 import sys
 import tempfile
+import time
 from typing import Any, Callable, Sequence
 
 import pandas as pd
@@ -60,7 +61,7 @@ COLUMNS = [
     "images_per_s", "latency_p50_ms", "latency_p95_ms", "speedup_vs_eager_fp32",
     "e2e_images_per_s", "loader_images_per_s", "limited_by", "num_workers",
     "peak_mem_mib", "gflops_per_image", "achieved_tflops", "peak_tflops", "fraction_of_peak",
-    "iters", "time_s", "note", "baseline", "requested_batch_size",
+    "iters", "time_s", "warmup_s", "note", "baseline", "requested_batch_size",
     "device", "device_name", "torch", "torchvision", "cuda", "cudnn", "driver", "python", "git_commit",
 ]
 
@@ -121,8 +122,11 @@ def _time_forwards(rec: dict[str, Any], model: nn.Module, input_hw, dev: torch.d
     """Time the forwards (and the end-to-end pipeline) into ``rec``; OOM and compile errors propagate."""
     batch_size = rec["batch_size"]
     memory = PeakMemory(dev).start()
+    start = time.perf_counter()
     with forward_session(model, input_hw, batch_size, dev, precision, channels_last, compile,
                          cuda_graphs, warmup) as (fn, x, notes):
+        # the untimed part: layout, compilation, warm-up forwards (cuDNN's autotuning of each new shape)
+        rec["warmup_s"] = time.perf_counter() - start
         for n in notes:
             add_note(rec, n)
         timing, span = time_calls(lambda: fn(x), dev, iters, min_time_s)

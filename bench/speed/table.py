@@ -13,7 +13,7 @@ from bench.formatting import fmt_value
 _MD_COLUMNS = [
     "model", "width", "input_hw", "batch_size", "precision", "layout", "mode", "status", "images_per_s",
     "latency_p50_ms", "latency_p95_ms", "speedup_vs_eager_fp32", "e2e_images_per_s", "loader_images_per_s",
-    "limited_by", "peak_mem_mib", "achieved_tflops", "fraction_of_peak", "note",
+    "limited_by", "peak_mem_mib", "achieved_tflops", "fraction_of_peak", "warmup_s", "note",
     # classical_speed rows
     "method", "processes", "threads", "num_images", "ms_per_image_p50", "ms_per_image_p95",
     "edge_map_ms_p50", "partition_ms_p50", "features_ms_p50", "classifier_ms_p50", "crf_inference_ms_p50",
