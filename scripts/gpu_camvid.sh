@@ -56,7 +56,7 @@ each=$(( speed_s / ${#models[@]} ))  # an equal share: one slow network does not
 for model in "${models[@]}"; do
     rm -f "/tmp/speed-$model.md"  # `--out`: the table so far after every row, so a time limit keeps the rows
     # bf16 first (what training runs): FCN-8s's and U-Net's first strict-fp32 NHWC batch of 8 did
-    # not finish its warm-up in 13-16 s (session 32). SIGABRT at the limit: faulthandler prints where it was
+    # not finish its warm-up in the 10 s or so left of 30 (session 32). SIGABRT at the limit: faulthandler prints where it was
     timeout -s ABRT -k 5 "$each" python3 -X faulthandler -m bench speed --model "$model" --device "$device" --input 360x480 \
         --num-classes 11 --batch-sizes 1,8,32 --precisions bf16,fp32 --channels-last \
         --warmup 5 --iters 20 --min-time 1 --no-e2e --format md --out "/tmp/speed-$model.md" > /dev/null \
