@@ -13,7 +13,7 @@
 # What comes back ($OUT, at most 8 files): gpu.txt, speed.md, step.md, loader.md, leaderboard.md, leaderboard.csv,
 # results.tar.gz (records, per-image scores, each network's history.csv and curves, the report's plots
 # (predictions grid, worst images, ...), GPU utilisation every 5 s), log.txt.
-# Overrides: TRAIN=0 (the speed sweep alone), ONLY=segnet,unet (only these jobs), SPEED_MODELS=, SPEED_S=, STEP_S=, LOADER_S=,
+# Overrides: TRAIN=0 (the speed sweep alone), ONLY=segnet,unet (only these jobs), SPEED_MODELS=, SPEED_S=, STEP_MODELS=, STEP_S=, LOADER_S=,
 # JOBS=3 (jobs side by side on the one GPU, `bench run --workers`; tried once, session 32: slower, keep 1);
 # for a dry run on a CPU: DEVICE=cpu SUITE=path.yaml BUDGET_S=... OUT=folder
 set -uo pipefail
@@ -24,9 +24,12 @@ suite=${SUITE:-deep-camvid-gpu}
 budget_s=${BUDGET_S:-530}
 speed_s=${SPEED_S:-150}
 report_s=${REPORT_S:-45}
-step_s=${STEP_S:-60}  # the training step alone (scripts/train_step_options.py), 0: skip
+step_s=${STEP_S:-75}  # the training step alone (scripts/train_step_options.py), 0: skip
 loader_s=${LOADER_S:-40}  # the training loader alone (scripts/train_loader_speed.py), 0: skip
 speed_models=${SPEED_MODELS-fcn8s,segnet,unet}
+# DilatedNet last: its one epoch beside two other jobs took 378 s (session 32); alone, with
+# cuDNN's benchmark mode, its step says whether that was the GPU's work
+step_models=${STEP_MODELS-${speed_models:+$speed_models,}dilatednet}
 train=${TRAIN:-1}  # 0: the speed sweep alone
 jobs=${JOBS:-1}  # jobs side by side, each with the suite's data workers; records say how many shared the GPU
 # ONLY=segnet,unet: only these jobs of the suite (session 31 ran the floors, fcn8s and segnet)
@@ -67,7 +70,7 @@ done
 echo "== training step alone $(date -u +%T), at most $step_s s"
 # data already on the GPU: held against the runs' training images/s, it says what the loader costs
 [ "$step_s" -gt 0 ] && timeout -s ABRT -k 5 "$step_s" python3 -X faulthandler scripts/train_step_options.py \
-    --device "$device" --width 1 --input 360x480 --batch 8 --iters 10 --networks "$speed_models" \
+    --device "$device" --width 1 --input 360x480 --batch 8 --iters 5 --networks "$step_models" \
     --options "bf16 + channels-last" | tee "$out/step.md"
 
 echo "== training loader alone $(date -u +%T), at most $loader_s s"
