@@ -32,7 +32,6 @@ speed_models=${SPEED_MODELS-fcn8s,segnet,unet}
 step_models=${STEP_MODELS-${speed_models:+$speed_models,}dilatednet}
 train=${TRAIN:-1}  # 0: the speed sweep alone
 jobs=${JOBS:-1}  # jobs side by side, each with the suite's data workers; records say how many shared the GPU
-# ONLY=segnet,unet: only these jobs of the suite (session 31 ran the floors, fcn8s and segnet)
 results=${RESULTS:-/tmp/segbench-gpu}
 export PYTHONUNBUFFERED=1
 exec > >(tee "$out/log.txt") 2>&1

@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.method import create_method  # noqa: E402
 from bench.run.provenance import device_name  # noqa: E402
+from bench.torch_helpers import sync  # noqa: E402
 from deep.engine.config import TrainConfig  # noqa: E402
 from deep.engine.inference import amp_context  # noqa: E402
 from deep.engine.loop import cudnn_mode  # noqa: E402
@@ -44,12 +45,6 @@ from deep.engine.optim import make_optimizer  # noqa: E402
 OPTIONS = {"eager": (False, False, False), "channels-last": (True, False, False), "compile": (False, True, False),
            "compile + channels-last": (True, True, False), "bf16": (False, False, True),
            "bf16 + channels-last": (True, False, True)}
-
-
-def sync(device: torch.device) -> None:
-    """Wait for the device's queued work (a GPU runs asynchronously; a CPU has nothing queued)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def matmul_gflops(device: torch.device, dtype: torch.dtype = torch.float32, iters: int = 5) -> float:

@@ -122,7 +122,8 @@ class _TapwiseConv(torch.autograd.Function):
         kind = x.device.type
         dtype = torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else x.dtype
         x2 = x.permute(0, 2, 3, 1).reshape(-1, c_in).to(dtype)  # N*H*W x C_in (no copy if channels-last)
-        wt = weight.reshape(-1, kh * kw).t().contiguous().view(kh * kw, *weight.shape[:2]).to(dtype)
+        wt = weight.new_empty((kh * kw, *weight.shape[:2]), dtype=dtype)  # tap-major: one copy, cast in it
+        wt.view(kh * kw, -1).copy_(weight.reshape(-1, kh * kw).t())
         out = x2.new_zeros(n * out_size[0] * out_size[1], c_out)
         for t, src, dst in index:
             out.index_add_(0, dst, x2.index_select(0, src) @ _tap_matrix(wt, t, transposed))
