@@ -3,6 +3,7 @@ previous release still read; suites are parsed strictly."""
 
 import json
 import math
+import shlex
 
 import numpy as np
 import pytest
@@ -162,6 +163,29 @@ def test_a_suite_that_includes_itself_is_an_error(tmp_path):
     path.write_text(f"include: [{path}]\njobs: [majority]\n")
     with pytest.raises(SuiteError, match="includes itself"):
         load_suite(str(path))
+
+
+@pytest.mark.parametrize("stem", ["deep", "my-probe"])
+def test_the_reproduce_line_of_a_suite_file_names_that_file(tmp_path, stem):
+    """A file outside bench/suites is named by its path: its stem names another built-in suite
+    ("deep") or none, and `run --suite <stem>` would run that or fail."""
+    path = tmp_path / f"{stem}.yaml"
+    path.write_text("dataset: shapes\njobs: [{method: sobel, settings: {sigma: 2.0}}]\n")
+    from bench.run import plan_jobs
+
+    (job,) = plan_jobs(load_suite(str(path)), None)
+    argv = shlex.split(job.command("out"))
+    given = argv[argv.index("--suite") + 1]
+    assert given == str(path)
+    again = load_suite(given)
+    assert again.path == path and again.jobs == load_suite(str(path)).jobs
+
+
+def test_a_built_in_suite_is_named_by_its_name_even_when_given_as_a_path():
+    from bench.suites import SUITE_DIR
+
+    assert load_suite("classical").name == "classical"
+    assert load_suite(str(SUITE_DIR / "classical.yaml")).name == "classical"
 
 
 def test_exclude_leaves_out_included_and_own_jobs_of_the_named_methods(tmp_path):

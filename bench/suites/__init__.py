@@ -47,7 +47,7 @@ class SuiteJob:
 
 @dataclass
 class Suite:
-    name: str
+    name: str  # what `run --suite` takes: a built-in suite's name, else the file's path as given
     description: str
     dataset: str | None
     jobs: list[SuiteJob]
@@ -66,6 +66,14 @@ def _suite_path(name_or_path: str) -> Path:
     if candidate.exists():
         return candidate
     raise SuiteError(f"unknown suite '{name_or_path}'; known: {', '.join(suite_names())} (or a path to a .yaml file)")
+
+
+def _suite_ref(path: Path) -> str:
+    """How `run --suite` finds this file again: the name of a built-in suite, the path as given
+    for any other file (its stem would name a built-in suite or none)."""
+    if path.resolve() == (SUITE_DIR / f"{path.stem}.yaml").resolve():
+        return path.stem
+    return str(path)
 
 
 def _job_lines(path: Path) -> list[int]:
@@ -159,7 +167,7 @@ def load_suite(name_or_path: str, _seen: tuple[str, ...] = ()) -> Suite:
     if not jobs:
         raise SuiteError(f"{path}: suite has no jobs")
     return Suite(
-        name=path.stem,
+        name=_suite_ref(path),
         description=str(doc.get("description", "")),
         dataset=doc.get("dataset"),
         jobs=jobs,
