@@ -143,8 +143,12 @@ def test_method_spec_in_a_suite_file_runs(ad_hoc_module, tmp_path, capsys):
     assert main(["run", "--suite", str(suite), "--out", str(out), "--no-progress"]) == 0, capsys.readouterr().err
     by_method = {r["method"]: r for r in records(out)}
     assert set(by_method) == {ad_hoc_module, "majority"}
-    assert by_method[ad_hoc_module]["settings"] == {"level": 100} and by_method[ad_hoc_module]["suite"] == "adhoc"
+    record = by_method[ad_hoc_module]
+    assert record["settings"] == {"level": 100} and record["suite"] == str(suite)  # a file: its path
     assert f"| {ad_hoc_module} " in (out / "leaderboard.md").read_text()
+    capsys.readouterr()
+    assert main(shlex.split(record["command"])[3:]) == 0  # the recorded command finds the file again
+    assert "0 done, 0 failed, 1 already done" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("argv, fragment", [
