@@ -3,7 +3,8 @@ read, and the job id that names it.
 
 Fields (every record has all of them; ``None`` where they do not apply):
 
-- identity: ``schema``, ``job_id``, ``suite``, ``method``, ``method_version`` (the method's
+- identity: ``schema``, ``job_id``, ``suite`` (a built-in suite's name, another suite file's path
+  as given, ``command-line`` for ``run --method``), ``method``, ``method_version`` (the method's
   ``version``, which its job id hashes; None in older records), ``kind`` (classical|deep),
   ``dataset``, ``data_root``, ``eval_split``, ``settings`` (dict, every field), ``seed``
 - outcome: ``status`` ("ok" | "failed"), ``error`` (one line), ``traceback``
