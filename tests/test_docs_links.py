@@ -1,5 +1,7 @@
-"""The Markdown files shipped in the repository (README, docs/) link only to files that exist:
-leaderboards copied out of a results folder must not point at plots left behind in it."""
+"""The Markdown files shipped in the repository (README, docs/) link only to files that exist
+(leaderboards copied out of a results folder must not point at plots left behind in it), and
+their `bench run` and `bench speed` commands name suites and methods that exist (a reproduce
+line that names a suite file by its stem alone cannot be run)."""
 
 from __future__ import annotations
 
@@ -36,3 +38,52 @@ def test_local_targets_skips_web_links_anchors_and_code(tmp_path):
 def test_every_local_link_resolves(md):
     missing = [t for t in local_targets(md) if not (md.parent / t).exists()]
     assert not missing, f"{md.relative_to(ROOT)} links to files that do not exist: {missing}"
+
+
+def bench_run_commands(md: Path) -> list[list[str]]:
+    """The ``bench run`` and ``bench speed`` commands of ``md`` as tokens: each line of a code block (backslash
+    continuations joined) and each inline code span (which may wrap over lines)."""
+    text = md.read_text(encoding="utf-8")
+    blocks = re.findall(r"```[^\n]*\n(.*?)```", text, flags=re.S)
+    lines = [line for block in blocks for line in block.replace("\\\n", " ").splitlines()]
+    spans = re.findall(r"`([^`]+)`", re.sub(r"```.*?```", "", text, flags=re.S))
+    return [c.split() for c in lines + spans if re.search(r"bench (run|speed) ", " ".join(c.split()))]
+
+
+def option_values(command: list[str], option: str) -> list[str]:
+    return [command[i + 1] for i, token in enumerate(command[:-1]) if token == option]
+
+
+def is_placeholder(value: str) -> bool:
+    """FILE, FILE.yaml, NAME, path/to/file.yaml, and a shell loop's $m."""
+    return value.split(".")[0].isupper() or value.startswith(("path/to/", "$"))
+
+
+def test_the_command_scan_reads_blocks_and_wrapped_spans(tmp_path):
+    md = tmp_path / "a.md"
+    md.write_text("`python -m bench run --suite x\n  --only a,b` and `bench list`\n"
+                  "```bash\npython -m bench run --suite y \\\n  --only c\necho\n```\n")
+    commands = bench_run_commands(md)
+    assert [option_values(c, "--suite") for c in commands] == [["y"], ["x"]]
+    assert [option_values(c, "--only") for c in commands] == [["c"], ["a,b"]]
+
+
+@pytest.mark.parametrize("md", DOCS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_documented_command_names_a_suite_and_methods_that_exist(md):
+    from bench.method import method_class
+    from bench.suites import suite_names
+
+    suites, unknown = set(suite_names()), []
+    for command in bench_run_commands(md):
+        for suite in option_values(command, "--suite"):
+            if not (suite in suites or (ROOT / suite).is_file() or is_placeholder(suite)):
+                unknown.append(f"suite {suite}")
+        for methods in option_values(command, "--only") + option_values(command, "--method"):
+            for method in methods.split(","):
+                if is_placeholder(method):
+                    continue
+                try:
+                    method_class(method)
+                except Exception:  # noqa: BLE001 - any failure to resolve is what is reported
+                    unknown.append(f"method {method}")
+    assert not unknown, f"{md.relative_to(ROOT)}: commands name what does not exist: {sorted(set(unknown))}"
