@@ -10,6 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from bench.errors import SegbenchError
+from bench.method import method_class
+from bench.suites import load_suite
+
 ROOT = Path(__file__).resolve().parents[1]
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
 DOCS = sorted([ROOT / "README.md", *(ROOT / "docs").rglob("*.md")])
@@ -41,8 +45,8 @@ def test_every_local_link_resolves(md):
 
 
 def bench_run_commands(md: Path) -> list[list[str]]:
-    """The ``bench run`` and ``bench speed`` commands of ``md`` as tokens: each line of a code block (backslash
-    continuations joined) and each inline code span (which may wrap over lines)."""
+    """The ``bench run`` and ``bench speed`` commands of ``md`` as tokens: each line of a code
+    block (backslash continuations joined) and each inline code span (which may wrap over lines)."""
     text = md.read_text(encoding="utf-8")
     blocks = re.findall(r"```[^\n]*\n(.*?)```", text, flags=re.S)
     lines = [line for block in blocks for line in block.replace("\\\n", " ").splitlines()]
@@ -69,21 +73,18 @@ def test_the_command_scan_reads_blocks_and_wrapped_spans(tmp_path):
 
 
 @pytest.mark.parametrize("md", DOCS, ids=lambda p: str(p.relative_to(ROOT)))
-def test_every_documented_command_names_a_suite_and_methods_that_exist(md):
-    from bench.method import method_class
-    from bench.suites import suite_names
-
-    suites, unknown = set(suite_names()), []
+def test_every_documented_command_names_a_suite_and_methods_that_exist(md, monkeypatch):
+    monkeypatch.chdir(ROOT)  # the docs' commands run from the repository root
+    unknown = []
     for command in bench_run_commands(md):
-        for suite in option_values(command, "--suite"):
-            if not (suite in suites or (ROOT / suite).is_file() or is_placeholder(suite)):
-                unknown.append(f"suite {suite}")
-        for methods in option_values(command, "--only") + option_values(command, "--method"):
-            for method in methods.split(","):
-                if is_placeholder(method):
-                    continue
-                try:
-                    method_class(method)
-                except Exception:  # noqa: BLE001 - any failure to resolve is what is reported
-                    unknown.append(f"method {method}")
+        names = [("suite", s) for s in option_values(command, "--suite")]
+        names += [("method", m) for ms in option_values(command, "--only") + option_values(command, "--method")
+                  for m in ms.split(",")]
+        for kind, name in names:
+            if is_placeholder(name):
+                continue
+            try:
+                (load_suite if kind == "suite" else method_class)(name)
+            except SegbenchError:
+                unknown.append(f"{kind} {name}")
     assert not unknown, f"{md.relative_to(ROOT)}: commands name what does not exist: {sorted(set(unknown))}"
